@@ -1,0 +1,66 @@
+# workbench: `make demo` runs it, `make test` checks it. Both work on a fresh clone (they create .venv).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+WB := $(VENV)/bin/workbench
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# keep numeric libraries from oversubscribing the 2 cores
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: help venv install install-test demo test lint format check-notebooks test-py test-notebooks bench clean
+
+help:
+	@echo "make demo    create .venv, install, load the bundled sample, show the data and its audit"
+	@echo "make test    install test dependencies, lint, check layers and notebooks, run every test"
+	@echo "make bench   run the benchmarks (not part of make test); results in benchmarks/results/"
+	@echo "make format  ruff format + fix"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# stamp files: reinstall only when the dependency list changes
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m ipykernel install --sys-prefix --name workbench --display-name "Python (workbench)" >/dev/null
+	@touch $@ $(VENV)/.installed
+
+venv: $(PY)
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+demo: install
+	$(WB) init --sample
+	$(WB) data ls
+	$(WB) data audit
+
+lint: install-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+format: install-test
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+check-notebooks: install-test
+	$(PY) tools/check_notebooks.py notebooks dashboards
+
+test-py: install-test
+	$(PY) -m pytest tests -q
+
+test-notebooks: install-test
+	WORKBENCH_HOME=$$(mktemp -d) $(PY) -m pytest --nbval-lax --nbval-kernel-name workbench -p no:cacheprovider notebooks -q
+
+test: lint check-notebooks test-py test-notebooks
+
+bench: install-test
+	$(PY) benchmarks/bench_store.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
