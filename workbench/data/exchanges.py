@@ -1,0 +1,140 @@
+"""The one place that builds ccxt clients, from the typed settings.
+
+Per exchange, any ccxt constructor option comes from ``exchanges.<id>.ccxt`` in ``config/workbench.yml``;
+``urls`` (deep-merged into ccxt's own table) points a client at another host, and ``base_url`` rewrites the
+host of every URL at once (how tests and the replay exchange point the real client at loopback).
+Credentials come only from the environment: ``WORKBENCH_<EXCHANGE>_API_KEY``, ``_SECRET``, ``_PASSWORD``.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import ccxt
+
+from workbench.config import ConfigError, Settings
+
+__all__ = ["ExchangeSetupError", "credentials_from_env", "make_exchange", "redact"]
+
+# ccxt exceptions re-exported so the rest of the data layer never imports ccxt by itself
+NetworkError = ccxt.NetworkError
+ExchangeError = ccxt.ExchangeError
+BadSymbol = ccxt.BadSymbol
+BadRequest = ccxt.BadRequest
+BadResponse = ccxt.BadResponse
+RateLimited = (ccxt.DDoSProtection, ccxt.RateLimitExceeded)
+AuthenticationError = ccxt.AuthenticationError
+NotSupported = ccxt.NotSupported
+BaseError = ccxt.BaseError
+
+
+class ExchangeSetupError(ConfigError):
+    """An exchange that cannot be built as configured (unknown id, unknown ccxt option)."""
+
+
+def credentials_from_env(exchange_id: str, settings: Settings, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = os.environ if env is None else env
+    prefix = f"{settings.security.api_key_env_prefix}_{exchange_id.upper()}_"
+    out = {}
+    for suffix, option in (("API_KEY", "apiKey"), ("SECRET", "secret"), ("PASSWORD", "password")):
+        value = env.get(prefix + suffix)
+        if value:
+            out[option] = value
+    return out
+
+
+def redact(text: str, settings: Settings | None = None, env: Mapping[str, str] | None = None) -> str:
+    """Remove every configured credential value from ``text`` (for logs and error messages)."""
+    env = os.environ if env is None else env
+    prefix = (settings.security.api_key_env_prefix if settings else "WORKBENCH") + "_"
+    for name, value in env.items():
+        if name.startswith(prefix) and name.endswith(("_API_KEY", "_SECRET", "_PASSWORD")) and len(value) >= 4:
+            text = text.replace(value, "***")
+    return text
+
+
+def _rewrite(url: Any, base: str) -> Any:
+    if isinstance(url, dict):
+        return {k: _rewrite(v, base) for k, v in url.items()}
+    if not isinstance(url, str) or "://" not in url:
+        return url
+    b = urlsplit(base)
+    u = urlsplit(url)
+    scheme = b.scheme
+    if u.scheme in ("ws", "wss"):
+        scheme = "wss" if b.scheme == "https" else "ws"
+    return urlunsplit((scheme, b.netloc, u.path, u.query, u.fragment))
+
+
+def make_exchange(
+    settings: Settings,
+    exchange_id: str,
+    *,
+    with_credentials: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> ccxt.Exchange:
+    """Build a configured synchronous ccxt client for ``exchange_id`` (any id in ``ccxt.exchanges``)."""
+    if exchange_id not in ccxt.exchanges:
+        hint = difflib.get_close_matches(exchange_id, ccxt.exchanges, n=3, cutoff=0.6)
+        raise ExchangeSetupError(
+            f"unknown exchange {exchange_id!r}" + (f" (did you mean {', '.join(map(repr, hint))}?)" if hint else "")
+        )
+    cls = getattr(ccxt, exchange_id)
+    xcfg = settings.exchange(exchange_id)
+    options = copy.deepcopy(xcfg.ccxt)
+    where = (
+        f"{settings.config_dir / 'workbench.yml'}" if settings.config_dir else "configuration"
+    ) + f": exchanges.{exchange_id}.ccxt"
+    probe = cls()
+    valid = [n for n in dir(probe) if not n.startswith("_")]
+    lower = {n.lower(): n for n in valid}
+    for key in list(options):
+        if not hasattr(probe, key) and key.lower() in lower:
+            # environment overrides arrive lower-cased: enableratelimit -> enableRateLimit
+            options[lower[key.lower()]] = options.pop(key)
+            continue
+        if not hasattr(probe, key):
+            hint = difflib.get_close_matches(key, valid, n=1, cutoff=0.7)
+            raise ExchangeSetupError(
+                f"{where}.{key}: not an option of ccxt.{exchange_id}"
+                + (f" (did you mean '{hint[0]}'?)" if hint else "")
+            )
+    urls = options.pop("urls", None)
+    if with_credentials:
+        options.update(credentials_from_env(exchange_id, settings, env))
+    ex = cls(options)
+    if xcfg.sandbox:
+        ex.set_sandbox_mode(True)
+    if urls:
+        ex.urls = ex.deep_extend(ex.urls, urls)
+    if xcfg.base_url:
+        ex.urls = _rewrite(ex.urls, xcfg.base_url)
+    _strict_json(ex)
+    return ex
+
+
+def _strict_json(exchange: ccxt.Exchange) -> None:
+    """Make a truncated or malformed JSON body raise ``BadResponse`` (retried by the collector).
+
+    ccxt swallows JSON decoding errors and hands the raw text to the parsers, which then return an empty
+    page (fetch_ohlcv), an empty book or garbage rows: a silent data loss. A body that starts like JSON but
+    does not decode is a transport fault, so it is raised as one.
+    """
+    fallback = exchange.parse_json
+
+    def parse_json(http_response: Any) -> Any:
+        if exchange.is_json_encoded_object(http_response):
+            try:
+                return exchange.on_json_response(http_response)
+            except ValueError as e:
+                raise ccxt.BadResponse(
+                    f"{exchange.id}: malformed JSON in the response ({e}); body starts {http_response[:120]!r}"
+                ) from e
+        return fallback(http_response)
+
+    exchange.parse_json = parse_json
