@@ -163,14 +163,9 @@ CONFIG_FILES: dict[str, tuple[str | None, type[_Model]]] = {
 }
 
 
-class Settings(_Model):
+class Settings(WorkbenchFile):
     """Everything the workbench is configured with, resolved and frozen."""
 
-    general: GeneralConfig = GeneralConfig()
-    paths: PathsConfig = PathsConfig()
-    exchanges: dict[str, ExchangeConfig] = Field(default_factory=dict)
-    collect: CollectConfig = CollectConfig()
-    store: StoreConfig = StoreConfig()
     trading: TradingConfig = TradingConfig()
     ml: MLConfig = MLConfig()
     security: SecurityConfig = SecurityConfig()

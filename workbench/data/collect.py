@@ -8,11 +8,12 @@ backoff. Trades, order-book snapshots, tickers and funding rates go through the 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -197,22 +198,9 @@ class Collector:
         tf = self.check_timeframe(timeframe)
         self.check_symbol(symbol)
         key = self.store.key("candles", self.exchange_id, symbol, tf.value)
-        report = self._report = CollectReport(key)
-        try:
+        with self._reporting(key) as report:
             now = self.now_ms()
-            last_closed_end = tf.floor(now)  # bars opening before this are closed
-            end = last_closed_end if until is None else min(tf.floor(_ms(until, "until")), last_closed_end)
-            coverage = self.store.coverage(key)
-            if since is None:
-                if not coverage:
-                    raise CollectError(
-                        f"{key}: nothing stored yet, so a start is needed: give --since (e.g. --since 2024-01-01)"
-                    )
-                start = coverage[-1][1]
-            else:
-                start = -(-_ms(since, "since") // tf.ms) * tf.ms  # first bar opening at or after since
-            if start > end:
-                raise CollectError(f"{key}: since {ms_to_iso(start)} is after until {ms_to_iso(end)}")
+            start, end, coverage = self._range(key, since, until, now, grid=tf)
             missing = subtract_intervals((start, end), coverage)
             total = sum((b - a) // tf.ms for a, b in missing)
             done = 0
@@ -221,8 +209,6 @@ class Collector:
                 done = self._fetch_ohlcv_range(key, symbol, tf, a, b, now, done, total)
             self._progress(str(key), total, total)
             return report
-        finally:
-            self._report = None
 
     def _fetch_ohlcv_range(
         self, key: DataKey, symbol: str, tf: Timeframe, a: int, b: int, now: int, done: int, total: int
@@ -288,6 +274,39 @@ class Collector:
         report.first = first if report.first is None else min(report.first, first)
         report.last = last if report.last is None else max(report.last, last)
 
+    @contextlib.contextmanager
+    def _reporting(self, key: DataKey) -> Iterator[CollectReport]:
+        """The report of the collection under way: requests, retries and commits are counted into it."""
+        self._report = CollectReport(key)
+        try:
+            yield self._report
+        finally:
+            self._report = None
+
+    def _range(
+        self, key: DataKey, since: object, until: object, now: int, grid: Timeframe | None = None
+    ) -> tuple[int, int, list[tuple[int, int]]]:
+        """``(start, end, coverage)`` of a paged time-series collection. Without ``since``, continue from the
+        end of what is covered; on a timeframe grid, ``start`` is the first bar opening at or after ``since``
+        and ``end`` the open of the first bar not yet closed at ``now``."""
+        coverage = self.store.coverage(key)
+        end = now if until is None else min(_ms(until, "until"), now)
+        if grid is not None:
+            end = grid.floor(end)
+        if since is None:
+            if not coverage:
+                raise CollectError(
+                    f"{key}: nothing stored yet, so a start is needed: give --since (e.g. --since 2024-01-01)"
+                )
+            start = coverage[-1][1]
+        else:
+            start = _ms(since, "since")
+            if grid is not None:
+                start = -(-start // grid.ms) * grid.ms
+        if start > end:
+            raise CollectError(f"{key}: since {ms_to_iso(start)} is after until {ms_to_iso(end)}")
+        return start, end, coverage
+
     def _progress(self, what: str, done: int, total: int) -> None:
         if self.progress is not None:
             self.progress(what, done, total)
@@ -297,8 +316,7 @@ class Collector:
         """Fetch public trades from ``since`` (default: the last stored trade) up to ``until`` (default: now)."""
         self.check_symbol(symbol)
         key = self.store.key("trades", self.exchange_id, symbol)
-        report = self._report = CollectReport(key)
-        try:
+        with self._reporting(key) as report:
             now = self.now_ms()
             end = now if until is None else min(_ms(until, "until"), now)
             bounds = self.store.bounds(key)
@@ -361,8 +379,6 @@ class Collector:
             if pending:
                 self._commit_rows(key, _trades_frame(pending))
             return report
-        finally:
-            self._report = None
 
     def _commit_rows(self, key: DataKey, df: pd.DataFrame, coverage: tuple[int, int] | None = None) -> None:
         report = self._report
@@ -385,8 +401,7 @@ class Collector:
         """Store ``count`` snapshots of the order book, ``depth`` levels a side, ``interval_s`` apart."""
         self.check_symbol(symbol)
         key = self.store.key("orderbook", self.exchange_id, symbol)
-        report = self._report = CollectReport(key)
-        try:
+        with self._reporting(key) as report:
             for i in range(count):
                 if i:
                     self.sleep(interval_s)
@@ -405,8 +420,6 @@ class Collector:
                 self._commit_rows(key, df)
                 self._progress(str(key), i + 1, count)
             return report
-        finally:
-            self._report = None
 
     # ------------------------------------------------------------------ tickers
     def tickers(self, symbols: Sequence[str]) -> list[CollectReport]:
@@ -419,8 +432,7 @@ class Collector:
         for s in symbols:
             t = data.get(s)
             key = self.store.key("tickers", self.exchange_id, s)
-            report = self._report = CollectReport(key)
-            try:
+            with self._reporting(key) as report:
                 if t is None:
                     report.notes.append("no ticker returned")
                     reports.append(report)
@@ -440,8 +452,6 @@ class Collector:
                 report.rows_fetched += 1
                 self._commit_rows(key, pd.DataFrame([row]))
                 reports.append(report)
-            finally:
-                self._report = None
         return reports
 
     # ------------------------------------------------------------------ funding
@@ -456,17 +466,8 @@ class Collector:
                 f"such as '{market.get('base', 'BTC')}/{market.get('quote', 'USDT')}:{market.get('quote', 'USDT')}'"
             )
         key = self.store.key("funding", self.exchange_id, symbol)
-        report = self._report = CollectReport(key)
-        try:
-            now = self.now_ms()
-            end = now if until is None else min(_ms(until, "until"), now)
-            coverage = self.store.coverage(key)
-            if since is None:
-                if not coverage:
-                    raise CollectError(f"{key}: nothing stored yet, so a start is needed: give --since")
-                start = coverage[-1][1]
-            else:
-                start = _ms(since, "since")
+        with self._reporting(key) as report:
+            start, end, coverage = self._range(key, since, until, self.now_ms())
             for a, b in subtract_intervals((start, end), coverage):
                 cursor = a
                 while cursor < b:
@@ -493,8 +494,6 @@ class Collector:
                     self._commit_rows(key, df, coverage=(cursor, new_cursor))
                     cursor = new_cursor
             return report
-        finally:
-            self._report = None
 
 
 # ---------------------------------------------------------------------------------------- helpers
