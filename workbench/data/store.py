@@ -593,23 +593,32 @@ class Store:
         unknown = [c for c in cols if c not in kind.schema.names]
         if unknown:
             raise StoreError(f"{key}: unknown column(s) {unknown}; columns: {kind.schema.names}")
-        select = ", ".join(f'"{c}"' for c in cols)
 
         def query() -> pa.Table:
-            _, files = self._snapshot_files(key, start_ms, end_ms)
-            if not files:
+            # Parts are read with pyarrow (its memory pool reuses pages: about 2x faster warm than DuckDB's
+            # scan + Arrow export here), the time filter applied on the row-group statistics and then exactly.
+            d = self.series_dir(key)
+            m = self._read_manifest(d)
+            parts = [
+                p
+                for p in (m["parts"] if m else [])
+                if (end_ms is None or p["min_ts"] < end_ms) and (start_ms is None or p["max_ts"] >= start_ms)
+            ]
+            if not parts:
                 return kind.schema.empty_table().select(cols)
-            where, params = [], [files]
-            if start_ms is not None:
-                where.append("ts >= ?")
-                params.append(start_ms)
-            if end_ms is not None:
-                where.append("ts < ?")
-                params.append(end_ms)
-            sql = f"SELECT {select} FROM read_parquet(?)" + (f" WHERE {' AND '.join(where)}" if where else "")
-            return self._connection().sql(sql, params=params).to_arrow_table()
+            read_cols = cols if "ts" in cols else [*cols, "ts"]
+            tables = []
+            for p in parts:
+                filters = []
+                if start_ms is not None and p["min_ts"] < start_ms:
+                    filters.append(("ts", ">=", start_ms))
+                if end_ms is not None and p["max_ts"] >= end_ms:
+                    filters.append(("ts", "<", end_ms))
+                tables.append(pq.read_table(d / "parts" / p["file"], columns=read_cols, filters=filters or None))
+            t = pa.concat_tables(tables)
+            return t.select(cols) if read_cols != cols else t
 
-        table = _retry_vanished(query, f"{key}: cannot read")
+        table = _retry_read(query, f"{key}: cannot read")
         if "ts" in cols and table.num_rows > 1:
             ts = table.column("ts").to_numpy()
             if np.any(np.diff(ts) < 0):
@@ -637,9 +646,16 @@ class Store:
                 + (f"; stored: {', '.join(have)}" if have else "; run `workbench collect ohlcv` or `workbench init --sample`")
             )
         table = self.read_table(key, start, end)
-        ts = table.column("ts").to_numpy()
-        index = pd.DatetimeIndex(ts.astype("datetime64[ms]").astype("datetime64[ns]"), name="time").tz_localize("UTC")
-        df = pd.DataFrame({c: table.column(c).to_numpy() for c in CANDLE_COLUMNS}, index=index)
+        ns = (table.column("ts").to_numpy() * 1_000_000).view("datetime64[ns]")
+        index = pd.DatetimeIndex(ns, name="time").tz_localize("UTC")
+        # one (5, n) block filled chunk by chunk: pandas takes it as its single float block without copying
+        block = np.empty((len(CANDLE_COLUMNS), table.num_rows), dtype="float64")
+        for j, c in enumerate(CANDLE_COLUMNS):
+            off = 0
+            for chunk in table.column(c).chunks:
+                block[j, off : off + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
+                off += len(chunk)
+        df = pd.DataFrame(block.T, index=index, columns=list(CANDLE_COLUMNS), copy=False)
         df.attrs.update(exchange=exchange, symbol=symbol, timeframe=key.timeframe)
         return df
 
@@ -725,6 +741,21 @@ def _retry_vanished(fn: Any, what: str, attempts: int = 8) -> Any:
             if attempt < attempts - 1 and any(m in str(e) for m in _VANISHED):
                 time.sleep(0.005 * (attempt + 1))
                 continue
+            raise StoreError(f"{what}: {e}") from e
+    raise AssertionError("unreachable")
+
+
+def _retry_read(fn: Any, what: str, attempts: int = 8) -> Any:
+    """Like :func:`_retry_vanished`, for pyarrow reads: a part collected under us means a newer manifest."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except FileNotFoundError as e:
+            if attempt < attempts - 1:
+                time.sleep(0.005 * (attempt + 1))
+                continue
+            raise StoreError(f"{what}: {e}") from e
+        except (OSError, pa.ArrowException) as e:
             raise StoreError(f"{what}: {e}") from e
     raise AssertionError("unreachable")
 
