@@ -1,0 +1,1 @@
+"""Backtests: the vectorbt adapter, costs, metrics, sweeps and reports."""

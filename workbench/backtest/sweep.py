@@ -1,0 +1,263 @@
+"""Parameter sweeps: every combination of a grid, evaluated by fused numba kernels for the built-in
+strategies (memory independent of the number of combinations), by a generic state kernel for other
+single-asset strategies, and by the vectorbt engine where neither applies (several assets, stops, notional
+sizing). The best combination's Sharpe is deflated for the number of combinations tried."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import talib
+
+from workbench.backtest import kernels as K
+from workbench.backtest.engine import BacktestConfig, run_backtest
+from workbench.backtest.metrics import deflated_sharpe, periods_per_year
+from workbench.strategies.base import ParamError, Strategy, get_strategy
+from workbench.strategies.mean_reversion import bollinger_z
+
+__all__ = ["SweepResult", "expand_grid", "parse_grid", "sweep"]
+
+_DIRECTION = {"long": K.LONG, "short": K.SHORT, "both": K.BOTH}
+
+
+def parse_grid(specs: Sequence[str], strategy: type[Strategy] | None = None) -> dict[str, list[Any]]:
+    """``["fast=5:50:5", "slow=20,50,100", "exit=0"]`` -> ``{"fast": [5, 10, ..., 50], ...}``.
+
+    ``a:b:s`` is a range from a to b **inclusive** in steps of s; ``a,b,c`` a list; a single value a constant.
+    Integers stay integers. With ``strategy``, names are checked (did-you-mean) and values typed.
+    """
+    grid: dict[str, list[Any]] = {}
+    for spec in specs:
+        if "=" not in spec:
+            raise ParamError(f"grid {spec!r}: expected name=start:stop:step, name=a,b,c or name=value")
+        name, _, values = (x.strip() for x in spec.partition("="))
+        if strategy is not None:
+            strategy.make_params({})  # defaults are valid
+            if name not in strategy.Params.model_fields:
+                strategy.make_params({name: None})  # raises the did-you-mean error
+        grid[name] = _parse_values(name, values)
+        if strategy is not None and strategy.Params.model_fields[name].annotation is int:
+            grid[name] = [int(v) for v in grid[name]]
+    return grid
+
+
+def _num(name: str, s: str) -> float | int:
+    try:
+        f = float(s)
+    except ValueError:
+        raise ParamError(f"grid {name}: {s!r} is not a number") from None
+    return int(f) if f.is_integer() and "." not in s and "e" not in s.lower() else f
+
+
+def _parse_values(name: str, values: str) -> list[Any]:
+    if ":" in values:
+        parts = values.split(":")
+        if len(parts) != 3:
+            raise ParamError(f"grid {name}={values}: expected start:stop:step")
+        a, b, s = (_num(name, p) for p in parts)
+        if s <= 0 or b < a:
+            raise ParamError(f"grid {name}={values}: need start <= stop and step > 0")
+        n = int(math.floor((b - a) / s + 1e-9)) + 1
+        out = [a + i * s for i in range(n)]
+        return [int(v) if isinstance(a, int) and isinstance(s, int) else round(float(v), 12) for v in out]
+    return [_num(name, v) for v in values.split(",") if v.strip()]
+
+
+def expand_grid(strategy: type[Strategy], grid: Mapping[str, Sequence[Any]]) -> tuple[list[dict[str, Any]], int]:
+    """Every valid combination (invalid ones, e.g. fast >= slow, are skipped) and the total count."""
+    names = list(grid)
+    combos, total = [], 0
+    for values in itertools.product(*(grid[n] for n in names)):
+        total += 1
+        params = dict(zip(names, values, strict=True))
+        try:
+            strategy.make_params(params)
+        except ParamError:
+            continue
+        combos.append(params)
+    return combos, total
+
+
+@dataclass
+class SweepResult:
+    strategy: str
+    table: pd.DataFrame  # one row per combination: parameters then kernels.METRICS, sorted by `metric`
+    metric: str
+    n_combinations: int
+    n_valid: int
+    seconds: float
+    engine: str
+    best: dict[str, Any] = field(default_factory=dict)
+
+    def top(self, n: int = 20) -> pd.DataFrame:
+        return self.table.head(n)
+
+    def to_dict(self, top: int | None = None) -> dict[str, Any]:
+        t = self.table if top is None else self.table.head(top)
+        return {
+            "strategy": self.strategy,
+            "metric": self.metric,
+            "n_combinations": self.n_combinations,
+            "n_valid": self.n_valid,
+            "seconds": self.seconds,
+            "combinations_per_second": self.n_valid / self.seconds if self.seconds > 0 else None,
+            "engine": self.engine,
+            "best": self.best,
+            "results": t.replace({np.nan: None}).to_dict(orient="records"),
+        }
+
+
+def _index_of(values: Sequence[int]) -> tuple[list[int], dict[int, int]]:
+    uniq = sorted(set(values))
+    return uniq, {v: i for i, v in enumerate(uniq)}
+
+
+def _prev(a: np.ndarray) -> np.ndarray:
+    out = np.empty_like(a)
+    out[0] = np.nan
+    out[1:] = a[:-1]
+    return out
+
+
+def sweep(
+    data: pd.DataFrame | Mapping[str, pd.DataFrame],
+    strategy: str | type[Strategy],
+    grid: Mapping[str, Sequence[Any]],
+    config: BacktestConfig | None = None,
+    *,
+    metric: str = "sharpe",
+) -> SweepResult:
+    """Evaluate every valid combination of ``grid`` (missing parameters take their defaults)."""
+    cls = get_strategy(strategy) if isinstance(strategy, str) else strategy
+    config = config or BacktestConfig()
+    combos, total = expand_grid(cls, grid)
+    if not combos:
+        raise ParamError(f"strategy {cls.name!r}: no valid combination in the grid ({total} tried)")
+    if metric not in K.METRICS:
+        raise ParamError(f"unknown metric {metric!r}; metrics: {', '.join(K.METRICS)}")
+    t0 = time.perf_counter()
+    kernel_ok = (
+        isinstance(data, pd.DataFrame) and cls.assets == 1 and not config.has_stops and config.size_type == "fraction"
+    )
+    if kernel_ok:
+        res, engine = _kernel_sweep(data, cls, combos, config)
+    else:
+        res, engine = _engine_sweep(data, cls, combos, config), "vectorbt"
+    seconds = time.perf_counter() - t0
+    params = pd.DataFrame([cls.make_params(c).model_dump() for c in combos])
+    table = pd.concat([params, pd.DataFrame(res, columns=list(K.METRICS))], axis=1)
+    table["n_trades"] = table["n_trades"].astype(int)
+    # higher is better for every metric here (max_drawdown is negative: closer to 0 ranks first)
+    table = table.sort_values(metric, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+    out = SweepResult(cls.name, table, metric, total, len(combos), seconds, engine)
+    out.best = _best_with_dsr(table, data, cls, config)
+    return out
+
+
+def _kernel_sweep(c: pd.DataFrame, cls: type[Strategy], combos: list[dict[str, Any]], config: BacktestConfig):
+    o = c["open"].to_numpy(dtype="float64")
+    cl = c["close"].to_numpy(dtype="float64")
+    ppy = periods_per_year(c.index)
+    args = (config.size, config.fees, config.slippage, config.init_cash, _DIRECTION[config.direction], ppy)
+    full = [cls.make_params(p).model_dump() for p in combos]
+    name = cls.name
+    if name == "sma_cross":
+        uniq, at = _index_of([p["fast"] for p in full] + [p["slow"] for p in full])
+        table = np.vstack([talib.SMA(cl, w) for w in uniq])
+        fi = np.array([at[p["fast"]] for p in full])
+        si = np.array([at[p["slow"]] for p in full])
+        return K.sweep_sma_cross(o, cl, table, fi, si, *args), "numba:sma_cross"
+    if name == "breakout":
+        h = c["high"].to_numpy(dtype="float64")
+        lo = c["low"].to_numpy(dtype="float64")
+        uniq, at = _index_of([p["window"] for p in full] + [p["exit_window"] for p in full])
+        up = np.vstack([_prev(talib.MAX(h, w)) for w in uniq])
+        dn = np.vstack([_prev(talib.MIN(lo, w)) for w in uniq])
+        wi = np.array([at[p["window"]] for p in full])
+        xi = np.array([at[p["exit_window"]] for p in full])
+        return K.sweep_breakout(o, cl, up, dn, wi, xi, *args), "numba:breakout"
+    if name == "tsmom":
+        uniq, at = _index_of([p["lookback"] for p in full])
+        ret = np.vstack([talib.ROCR(cl, w) - 1.0 for w in uniq])
+        li = np.array([at[p["lookback"]] for p in full])
+        th = np.array([p["threshold"] for p in full], dtype="float64")
+        return K.sweep_tsmom(o, cl, ret, li, th, *args), "numba:tsmom"
+    if name == "bollinger":
+        uniq, at = _index_of([p["window"] for p in full])
+        z = np.vstack([bollinger_z(cl, w) for w in uniq])
+        zi = np.array([at[p["window"]] for p in full])
+        en = np.array([p["entry"] for p in full], dtype="float64")
+        ex = np.array([p["exit"] for p in full], dtype="float64")
+        return K.sweep_bands(o, cl, z, zi, en, ex, *args), "numba:bollinger"
+    if name == "rsi_reversion":
+        uniq, at = _index_of([p["period"] for p in full])
+        rsi = np.vstack([talib.RSI(cl, w) for w in uniq])
+        ri = np.array([at[p["period"]] for p in full])
+        lo_ = np.array([p["lower"] for p in full], dtype="float64")
+        up_ = np.array([p["upper"] for p in full], dtype="float64")
+        ex = np.array([p["exit"] for p in full], dtype="float64")
+        return K.sweep_levels(o, cl, rsi, ri, lo_, up_, ex, *args), "numba:rsi_reversion"
+    # any other single-asset strategy: its own target() per combination, simulated in chunks
+    out = np.empty((len(full), len(K.METRICS)))
+    chunk = 256
+    for i in range(0, len(full), chunk):
+        states = np.vstack([cls(**p).target(c).to_numpy(dtype="float64") for p in full[i : i + chunk]])
+        out[i : i + chunk] = K.sweep_states(o, cl, states, *args)
+    return out, "numba:generic"
+
+
+def _engine_sweep(data, cls: type[Strategy], combos: list[dict[str, Any]], config: BacktestConfig) -> np.ndarray:
+    out = np.empty((len(combos), len(K.METRICS)))
+    for i, p in enumerate(combos):
+        r = run_backtest(data, cls(**p), config)
+        m = r.metrics
+        out[i] = [
+            m["total_return"],
+            m["sharpe"],
+            m["max_drawdown"],
+            len(r.trades),
+            m["win_rate"],
+            m["exposure"],
+            float(r.equity.iloc[-1]),
+        ]
+    return out
+
+
+def _best_with_dsr(table: pd.DataFrame, data: Any, cls: type[Strategy], config: BacktestConfig) -> dict[str, Any]:
+    """The best row, with its Sharpe deflated for the number of valid combinations tried (Bailey & López de
+    Prado 2014), using the variance of the per-period Sharpe ratios across the combinations."""
+    if table.empty:
+        return {}
+    names = list(cls.Params.model_fields)
+    best = {c: table[c].iloc[0] for c in table.columns}
+    frames = data if isinstance(data, Mapping) else {"": data}
+    idx = next(iter(frames.values())).index
+    ppy = periods_per_year(idx)
+    sr = table["sharpe"].to_numpy(dtype="float64") / math.sqrt(ppy)
+    sr = sr[np.isfinite(sr)]
+    out: dict[str, Any] = {"params": {n: _py(best[n]) for n in names}}
+    out.update({m: _py(best[m]) for m in K.METRICS})
+    if len(sr) >= 2 and np.isfinite(best["sharpe"]):
+        # skew/kurtosis of the best combination's returns need its equity; a normal approximation is used here
+        # (skew 0, kurtosis 3) and the full backtest of the best combination reports the exact DSR.
+        n = len(idx)
+        out["dsr_normal_approx"] = float(
+            deflated_sharpe(best["sharpe"] / math.sqrt(ppy), n, 0.0, 3.0, n_trials=len(table), trials_sharpe_var=float(np.var(sr, ddof=1)))
+        )
+        out["trials_sharpe_var"] = float(np.var(sr, ddof=1))
+    return out
+
+
+def _py(v: Any) -> Any:
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return None if np.isnan(v) else float(v)
+    return v

@@ -1,0 +1,153 @@
+"""The Strategy interface, used unchanged by vectorised backtests, sweeps and (later) the live engine.
+
+A strategy turns market data into a **target position** per bar: a number in [-1, 1] for each asset, the
+fraction of the capital allotted to that asset, signed by direction (+1 all-in long, -1 all-in short, 0 flat;
+NaN means "no decision yet" and is treated as flat). The value at bar t is decided with data up to and
+including the close of bar t, and **executes no earlier than the open of bar t+1**: the backtest engine does
+that shift, never the strategy. ``workbench check lookahead`` verifies that no past decision changes when
+the future is cut off.
+
+Parameters are a typed pydantic model per strategy (defaults, bounds, did-you-mean on unknown names), and each
+parameter declares its Optuna search range, so sweeps and optimisation need no extra code per strategy.
+"""
+
+from __future__ import annotations
+
+import difflib
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+__all__ = [
+    "Param",
+    "ParamError",
+    "Params",
+    "Strategy",
+    "get_strategy",
+    "register",
+    "strategy_names",
+]
+
+
+class ParamError(ValueError):
+    """Bad strategy parameters; the message names the strategy and the parameter."""
+
+
+class Params(BaseModel):
+    """Base of every strategy's parameter model: frozen, unknown names rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def check(self) -> None:
+        """Cross-parameter rules (e.g. fast < slow); raise ValueError with a clear message."""
+
+
+def Param(default: Any, *, low: float, high: float, step: float | None = None, log: bool = False, doc: str = "") -> Any:  # noqa: N802
+    """A strategy parameter with bounds and its Optuna search range (``low``..``high``, optional ``step``)."""
+    ge, le = low, high
+    return Field(
+        default,
+        ge=ge,
+        le=le,
+        description=doc,
+        json_schema_extra={"search": {"low": low, "high": high, "step": step, "log": log}},
+    )
+
+
+class Strategy(ABC):
+    """Base class. Subclasses set ``name``, ``Params`` and implement :meth:`target`.
+
+    ``assets``: how many aligned assets :meth:`target` takes: 1 (a Candles frame) or 2 (pairs; a dict of two).
+    """
+
+    name: ClassVar[str]
+    Params: ClassVar[type[Params]]
+    assets: ClassVar[int] = 1
+    description: ClassVar[str] = ""
+
+    def __init__(self, **params: Any) -> None:
+        self.params = self.make_params(params)
+
+    @classmethod
+    def make_params(cls, params: Mapping[str, Any]) -> Params:
+        valid = list(cls.Params.model_fields)
+        for k in params:
+            if k not in valid:
+                hint = difflib.get_close_matches(k, valid, n=1, cutoff=0.5)
+                raise ParamError(
+                    f"strategy {cls.name!r}: unknown parameter {k!r}"
+                    + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                    + f"; parameters: {', '.join(valid)}"
+                )
+        try:
+            p = cls.Params(**params)
+            p.check()
+        except ValidationError as e:
+            msgs = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']} (got {x.get('input')!r})" for x in e.errors())
+            raise ParamError(f"strategy {cls.name!r}: {msgs}") from None
+        except ValueError as e:
+            raise ParamError(f"strategy {cls.name!r}: {e}") from None
+        return p
+
+    @abstractmethod
+    def target(self, data: pd.DataFrame | Mapping[str, pd.DataFrame], features: pd.DataFrame | None = None) -> pd.Series | pd.DataFrame:
+        """Target position per bar, decided at the bar's close (Series for one asset, DataFrame for several)."""
+
+    @classmethod
+    def search_space(cls) -> dict[str, dict[str, Any]]:
+        """``{param: {low, high, step, log, type}}`` for Optuna and grid sweeps."""
+        out = {}
+        for name, f in cls.Params.model_fields.items():
+            extra = f.json_schema_extra or {}
+            if isinstance(extra, dict) and "search" in extra:
+                out[name] = {**extra["search"], "type": "int" if f.annotation is int else "float"}
+        return out
+
+    @classmethod
+    def suggest(cls, trial: Any) -> dict[str, Any]:
+        """Draw parameters from an Optuna trial within the search space (invalid combinations are pruned)."""
+        params: dict[str, Any] = {}
+        for name, s in cls.search_space().items():
+            if s["type"] == "int":
+                params[name] = trial.suggest_int(name, int(s["low"]), int(s["high"]), step=int(s["step"] or 1), log=s["log"])
+            else:
+                params[name] = trial.suggest_float(name, s["low"], s["high"], step=s["step"], log=s["log"])
+        return params
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.model_dump().items())
+        return f"{type(self).__name__}({args})"
+
+
+_REGISTRY: dict[str, type[Strategy]] = {}
+
+
+def register(cls: type[Strategy]) -> type[Strategy]:
+    """Class decorator: make a strategy findable by name (``--strategy NAME``)."""
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"strategy name {cls.name!r} registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _load_builtins() -> None:
+    from workbench.strategies import mean_reversion, momentum  # noqa: F401  (registers)
+
+
+def strategy_names() -> list[str]:
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def get_strategy(name: str) -> type[Strategy]:
+    _load_builtins()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        hint = difflib.get_close_matches(name, list(_REGISTRY), n=1, cutoff=0.5)
+        raise ParamError(
+            f"unknown strategy {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "") + f"; strategies: {', '.join(sorted(_REGISTRY))}"
+        ) from None

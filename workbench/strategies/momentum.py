@@ -1,0 +1,94 @@
+"""Momentum strategies: moving-average cross, Donchian breakout, time-series momentum.
+
+All return a target position in {-1, 0, +1} per bar (NaN during warm-up), decided at the bar's close.
+Long-only or short-only trading is the backtest's ``direction`` setting, not the strategy's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import talib
+
+from workbench.strategies.base import Param, Params, Strategy, register
+from workbench.strategies.signals import cross_state, hysteresis
+
+__all__ = ["Breakout", "SmaCross", "TimeSeriesMomentum"]
+
+
+def _series(values: np.ndarray, like: pd.DataFrame, name: str) -> pd.Series:
+    return pd.Series(values, index=like.index, name=name)
+
+
+@register
+class SmaCross(Strategy):
+    """Long while SMA(fast) > SMA(slow), short while below (TA-Lib SMA on closes)."""
+
+    name = "sma_cross"
+    description = "moving-average cross: long above, short below"
+
+    class Params(Params):
+        fast: int = Param(10, low=2, high=200, step=1, doc="fast SMA period, bars")
+        slow: int = Param(50, low=3, high=500, step=1, doc="slow SMA period, bars")
+
+        def check(self) -> None:
+            if self.fast >= self.slow:
+                raise ValueError(f"fast ({self.fast}) must be shorter than slow ({self.slow})")
+
+    def target(self, data, features=None):
+        c = data["close"].to_numpy(dtype="float64")
+        p = self.params
+        return _series(cross_state(talib.SMA(c, p.fast), talib.SMA(c, p.slow)), data, self.name)
+
+
+@register
+class Breakout(Strategy):
+    """Donchian breakout: long when the close breaks above the highest high of the previous ``window`` bars,
+    short when it breaks below the lowest low; a long exits below the lowest low of the previous
+    ``exit_window`` bars (a short above the highest high)."""
+
+    name = "breakout"
+    description = "Donchian channel breakout"
+
+    class Params(Params):
+        window: int = Param(20, low=2, high=500, step=1, doc="entry channel, bars")
+        exit_window: int = Param(10, low=2, high=500, step=1, doc="exit channel, bars")
+
+    def target(self, data, features=None):
+        h = data["high"].to_numpy(dtype="float64")
+        lo = data["low"].to_numpy(dtype="float64")
+        c = data["close"].to_numpy(dtype="float64")
+        p = self.params
+        up, dn = _prev(talib.MAX(h, p.window)), _prev(talib.MIN(lo, p.window))
+        xup, xdn = _prev(talib.MAX(h, p.exit_window)), _prev(talib.MIN(lo, p.exit_window))
+        valid = ~np.isnan(up) & ~np.isnan(xup)
+        state = hysteresis(c > up, c < xdn, c < dn, c > xup, valid)
+        return _series(state, data, self.name)
+
+
+def _prev(a: np.ndarray) -> np.ndarray:
+    """The value of the previous bar (channels exclude the current bar)."""
+    out = np.empty_like(a)
+    out[0] = np.nan
+    out[1:] = a[:-1]
+    return out
+
+
+@register
+class TimeSeriesMomentum(Strategy):
+    """Long when the return over ``lookback`` bars exceeds ``threshold``, short below ``-threshold``,
+    flat in between (Moskowitz, Ooi & Pedersen's time-series momentum, on bars)."""
+
+    name = "tsmom"
+    description = "time-series momentum: sign of the lookback return"
+
+    class Params(Params):
+        lookback: int = Param(168, low=2, high=2000, step=1, doc="bars")
+        threshold: float = Param(0.0, low=0.0, high=0.5, doc="minimum |return| to take a side")
+
+    def target(self, data, features=None):
+        c = data["close"].to_numpy(dtype="float64")
+        r = talib.ROCR(c, self.params.lookback) - 1.0
+        th = self.params.threshold
+        out = np.where(np.isnan(r), np.nan, np.where(r > th, 1.0, np.where(r < -th, -1.0, 0.0)))
+        return _series(out, data, self.name)
