@@ -32,6 +32,8 @@ config_app = typer.Typer(help="Show the resolved configuration.", no_args_is_hel
 app.add_typer(collect_app, name="collect")
 app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
+check_app = typer.Typer(help="Checks of strategies (lookahead).", no_args_is_help=True)
+app.add_typer(check_app, name="check")
 
 # wide tables when piped or captured (rich would otherwise wrap at 80 columns)
 out = Console(width=None if sys.stdout.isatty() else 220)
@@ -94,6 +96,7 @@ def _errors():
     from workbench.data.files import FileFormatError
     from workbench.data.sample import SampleError
     from workbench.data.store import StoreError
+    from workbench.strategies.base import ParamError
     from workbench.types import CandleValidationError
 
     try:
@@ -101,7 +104,15 @@ def _errors():
     except ConfigError as e:
         err.print(f"[red]config error:[/red] {redact(str(e))}", highlight=False, markup=True)
         raise typer.Exit(2) from None
-    except (CollectError, StoreError, FileFormatError, SampleError, CandleValidationError, ValueError) as e:
+    except (
+        CollectError,
+        StoreError,
+        FileFormatError,
+        SampleError,
+        CandleValidationError,
+        ParamError,
+        ValueError,
+    ) as e:
         err.print(f"[red]error:[/red] {redact(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
@@ -352,6 +363,284 @@ def data_sql(
     """Query the store with DuckDB SQL."""
     with _errors():
         _print_frame(_store().sql(query), max_rows=1000)
+
+
+# ------------------------------------------------------------------------------------------------ research
+
+StrategyOpt = Annotated[str, typer.Option("--strategy", help="Strategy name (workbench strategies).")]
+TimeframeOpt = Annotated[str, typer.Option("--timeframe", "-t")]
+StartOpt = Annotated[
+    str | None, typer.Option("--start", help="First bar of the test (history before it warms up).")
+]
+EndOpt = Annotated[str | None, typer.Option("--end", help="End, exclusive.")]
+ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-p", help="name=value; repeatable.")]
+FeesOpt = Annotated[float, typer.Option(help="Taker fee per fill, fraction of notional.")]
+SlipOpt = Annotated[float, typer.Option(help="Slippage, fraction of the open price.")]
+DirectionOpt = Annotated[str, typer.Option(help="long, short or both.")]
+
+
+def _params(items: list[str] | None) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--param {item!r}: expected name=value")
+        k, _, v = item.partition("=")
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _market(exchange: str, symbols: list[str], timeframe: str):
+    store = _store()
+    frames = {s: store.candles(exchange, s, timeframe) for s in symbols}
+    return frames[symbols[0]] if len(symbols) == 1 else frames
+
+
+def _slice(data, start, end):
+    import pandas as pd
+
+    def cut(df):
+        if start is not None:
+            df = df[df.index >= pd.Timestamp(start, tz="UTC")]
+        if end is not None:
+            df = df[df.index < pd.Timestamp(end, tz="UTC")]
+        return df
+
+    return cut(data) if isinstance(data, pd.DataFrame) else {k: cut(v) for k, v in data.items()}
+
+
+def _bt_config(**kw):
+    from workbench.backtest.engine import BacktestConfig
+
+    return BacktestConfig(**{k: v for k, v in kw.items() if v is not None})
+
+
+@app.command("strategies")
+def strategies_cmd() -> None:
+    """List the strategies and their parameters (defaults and search ranges)."""
+    import pandas as pd
+
+    from workbench.strategies import get_strategy, strategy_names
+
+    rows = []
+    for name in strategy_names():
+        cls = get_strategy(name)
+        space = cls.search_space()
+        for p, f in cls.Params.model_fields.items():
+            s = space.get(p, {})
+            rows.append(
+                {
+                    "strategy": name,
+                    "assets": cls.assets,
+                    "param": p,
+                    "default": f.default,
+                    "range": f"{s.get('low')}..{s.get('high')}" if s else "",
+                    "doc": f.description or "",
+                }
+            )
+    _print_frame(pd.DataFrame(rows), title="strategies")
+
+
+@app.command()
+def backtest(
+    strategy: StrategyOpt,
+    exchange: ExchangeOpt,
+    symbol: SymbolsOpt,
+    timeframe: TimeframeOpt = "1h",
+    start: StartOpt = None,
+    end: EndOpt = None,
+    param: ParamOpt = None,
+    fees: FeesOpt = 0.001,
+    slippage: SlipOpt = 0.0,
+    direction: DirectionOpt = "long",
+    size: Annotated[
+        float, typer.Option(help="Fraction of equity (or quote per asset with --notional).")
+    ] = 1.0,
+    notional: Annotated[
+        bool, typer.Option(help="Size positions in quote currency instead of equity fractions.")
+    ] = False,
+    sl: Annotated[float | None, typer.Option(help="Stop-loss, fraction of the entry price.")] = None,
+    tp: Annotated[float | None, typer.Option(help="Take-profit, fraction of the entry price.")] = None,
+    trailing: Annotated[bool, typer.Option(help="Trail the stop-loss.")] = False,
+    init_cash: Annotated[float, typer.Option(help="Starting capital, quote currency.")] = 10_000.0,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write a self-contained HTML report.")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write metrics, equity and trades as JSON.")
+    ] = None,
+) -> None:
+    """Backtest a strategy on stored candles (next-bar-open execution; see docs/user_guide.md)."""
+    import pandas as pd
+
+    from workbench.backtest.engine import run_backtest
+    from workbench.strategies import get_strategy
+
+    with _errors():
+        cls = get_strategy(strategy)
+        strat = cls(**_params(param))
+        data = _market(exchange, symbol, timeframe)
+        data = _slice(data, None, end)
+        cfg = _bt_config(
+            fees=fees,
+            slippage=slippage,
+            direction=direction,
+            size=size,
+            size_type="notional" if notional else "fraction",
+            sl_stop=sl,
+            tp_stop=tp,
+            trailing=trailing,
+            init_cash=init_cash,
+        )
+        bench = None
+        try:
+            bench = _store().candles(exchange, "BTC/USDT", timeframe)["close"]
+        except Exception:
+            bench = None
+        res = run_backtest(data, strat, cfg, start=start, benchmark=bench)
+        out.print(
+            f"{res.strategy} {res.params} on {exchange} {', '.join(res.symbols)} {timeframe}, "
+            f"{res.start:%Y-%m-%d %H:%M} .. {res.end:%Y-%m-%d %H:%M} UTC"
+        )
+        _print_frame(
+            pd.DataFrame([{"metric": k, "value": v} for k, v in res.metrics.items()]), title="metrics"
+        )
+        if json_out:
+            res.save_json(json_out)
+            out.print(f"JSON written to {json_out}")
+        if report:
+            from workbench.viz.report import write_report
+
+            write_report(res, report, candles=data)
+            out.print(f"report written to {report}")
+
+
+@app.command()
+def sweep(
+    strategy: StrategyOpt,
+    exchange: ExchangeOpt,
+    symbol: SymbolsOpt,
+    grid: Annotated[
+        list[str], typer.Option("--grid", "-g", help="name=start:stop:step (inclusive), name=a,b,c.")
+    ],
+    timeframe: TimeframeOpt = "1h",
+    start: StartOpt = None,
+    end: EndOpt = None,
+    fees: FeesOpt = 0.001,
+    slippage: SlipOpt = 0.0,
+    direction: DirectionOpt = "long",
+    metric: Annotated[str, typer.Option(help="Rank by this metric.")] = "sharpe",
+    top: Annotated[int, typer.Option(help="Rows to show.")] = 20,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write every combination's metrics as JSON.")
+    ] = None,
+    html: Annotated[Path | None, typer.Option("--html", help="Write a heatmap report.")] = None,
+) -> None:
+    """Evaluate every combination of a parameter grid (fused numba kernels for the built-ins)."""
+    from workbench.backtest.sweep import parse_grid
+    from workbench.backtest.sweep import sweep as run_sweep
+    from workbench.strategies import get_strategy
+
+    with _errors():
+        cls = get_strategy(strategy)
+        g = parse_grid(grid, cls)
+        data = _slice(_market(exchange, symbol, timeframe), start, end)
+        res = run_sweep(
+            data, cls, g, _bt_config(fees=fees, slippage=slippage, direction=direction), metric=metric
+        )
+        out.print(
+            f"{res.n_valid} valid of {res.n_combinations} combinations in {res.seconds:.2f} s "
+            f"({res.n_valid / max(res.seconds, 1e-9):,.0f}/s, engine {res.engine})"
+        )
+        _print_frame(res.top(top), title=f"top {top} by {metric}")
+        if "dsr_normal_approx" in res.best:
+            out.print(
+                f"best {res.best['params']}: Sharpe {res.best['sharpe']:.2f}, deflated Sharpe "
+                f"(for {res.n_valid} trials) {res.best['dsr_normal_approx']:.3f}"
+            )
+        if json_out:
+            json_out.write_text(json.dumps(res.to_dict(), indent=1, default=str))
+            out.print(f"JSON written to {json_out}")
+        if html:
+            from workbench.viz.sweep import write_sweep_report
+
+            write_sweep_report(res, html, top=top)
+            out.print(f"heatmap written to {html}")
+
+
+@app.command()
+def optimize(
+    strategy: StrategyOpt,
+    exchange: ExchangeOpt,
+    symbol: Annotated[str, typer.Option("--symbol", "-s")],
+    timeframe: TimeframeOpt = "1h",
+    trials: Annotated[int, typer.Option(help="Optuna trials per fold.")] = 50,
+    walk_forward: Annotated[
+        int, typer.Option("--walk-forward", help="Folds (train then test, in time order).")
+    ] = 3,
+    mode: Annotated[str, typer.Option(help="expanding or rolling training windows.")] = "expanding",
+    storage: Annotated[str | None, typer.Option(help="Optuna RDB URL (default: ml.optuna.storage).")] = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    fees: FeesOpt = 0.001,
+    slippage: SlipOpt = 0.0,
+    direction: DirectionOpt = "long",
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Fix a parameter: name=value.")
+    ] = None,
+    json_out: Annotated[Path | None, typer.Option("--json")] = None,
+) -> None:
+    """Walk-forward Optuna optimisation: in-sample vs out-of-sample Sharpe and the deflated Sharpe."""
+    from workbench.backtest.optimize import optimize as run_opt
+    from workbench.strategies import get_strategy
+
+    with _errors():
+        s = settings()
+        cls = get_strategy(strategy)
+        fixed = cls.make_params(_params(param)).model_dump() if param else {}
+        fixed = {k: fixed[k] for k in _params(param)}
+        url = storage or s.ml.optuna.storage.replace("{data}", str(s.data_dir))
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        data = _slice(_market(exchange, [symbol], timeframe), start, end)
+        res = run_opt(
+            data,
+            cls,
+            trials=trials,
+            folds=walk_forward,
+            mode=mode,
+            storage=url,
+            fixed=fixed,
+            config=_bt_config(fees=fees, slippage=slippage, direction=direction),
+        )
+        _print_frame(res.table(), title=f"walk-forward ({mode}), storage {url}")
+        out.print(
+            f"mean Sharpe in-sample {res.is_sharpe:.2f}, out-of-sample {res.oos_sharpe:.2f} "
+            f"(gap {res.gap:.2f}); stitched OOS: Sharpe {res.oos_metrics['sharpe']:.2f}, "
+            f"return {res.oos_metrics['total_return']:.2%}, PSR {res.oos_metrics['psr']:.3f}"
+        )
+        if json_out:
+            json_out.write_text(json.dumps(res.to_dict(), indent=1, default=str))
+            out.print(f"JSON written to {json_out}")
+
+
+@check_app.command("lookahead")
+def check_lookahead_cmd(
+    strategy: StrategyOpt,
+    exchange: ExchangeOpt,
+    symbol: SymbolsOpt,
+    timeframe: TimeframeOpt = "1h",
+    param: ParamOpt = None,
+    cuts: Annotated[int, typer.Option(help="Truncated histories to compare.")] = 20,
+) -> None:
+    """Fail (exit 1) if any past decision of the strategy changes when the future is cut off."""
+    from workbench.strategies import get_strategy
+    from workbench.strategies.lookahead import check_lookahead
+
+    with _errors():
+        strat = get_strategy(strategy)(**_params(param))
+        rep = check_lookahead(strat, _market(exchange, symbol, timeframe), n_cuts=cuts)
+        out.print(rep.summary())
+        if not rep.ok:
+            raise typer.Exit(1)
 
 
 # ------------------------------------------------------------------------------------------------ config

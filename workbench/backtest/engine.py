@@ -18,7 +18,8 @@ Conventions (all of them tested against a plain-Python loop in ``tests/test_back
    execute before buys.
 6. **Stops** (``sl_stop``, ``tp_stop`` as fractions of the entry price, ``trailing``): run on vectorbt's signal
    simulator instead. Entries are the bars where the shifted target turns long (short); each entry spends
-   ``size`` × the cash available (or ``size`` quote for notional); stops are checked against each bar's open
+   ``size`` × the cash available (or ``size`` quote for notional); stops are fractions of the fill price,
+   checked against each bar's open
    (a gap through the stop fills at the open), then its low/high, and fill at the stop price (plus slippage).
    After a stop, the position stays flat until the strategy's target changes again.
 7. **Direction.** ``long`` clips targets at 0 from below, ``short`` from above, ``both`` trades either side.
@@ -264,7 +265,11 @@ def run_backtest(
     if benchmark is not None:
         bench = benchmark.reindex(tz_index)
     # metrics start from the initial cash one bar before the first bar (fees of a first-bar fill count)
-    step = freq if freq is not None else (tz_index[1] - tz_index[0] if len(tz_index) > 1 else pd.Timedelta(1, "h"))
+    step = (
+        freq
+        if freq is not None
+        else (tz_index[1] - tz_index[0] if len(tz_index) > 1 else pd.Timedelta(1, "h"))
+    )
     curve = pd.concat([pd.Series([config.init_cash], index=[tz_index[0] - step]), equity])
     metrics = compute_metrics(
         curve,
@@ -328,6 +333,7 @@ def _with_stops(
         low=lo,
         sl_stop=config.sl_stop if config.sl_stop is not None else np.nan,
         sl_trail=config.trailing,
+        stop_entry_price="fillprice",  # stops relative to the actual fill, not the entry bar's close
         tp_stop=config.tp_stop if config.tp_stop is not None else np.nan,
         **kw,
         **common,

@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from workbench.strategies.signals import cross_step, hysteresis_step
+
 METRICS = ("total_return", "sharpe", "max_drawdown", "n_trades", "win_rate", "exposure", "final_equity")
 _NM = len(METRICS)
 
@@ -143,30 +145,10 @@ def sweep_sma_cross(open_, close, sma, fast_i, slow_i, size, fee, slip, init_cas
         state = np.empty(n)
         cur = np.nan
         for t in range(n):
-            a, b = f[t], s[t]
-            if not (np.isnan(a) or np.isnan(b)):
-                if a > b:
-                    cur = 1.0
-                elif a < b:
-                    cur = -1.0
-                elif np.isnan(cur):
-                    cur = 0.0
+            cur = cross_step(cur, f[t], s[t])
             state[t] = cur
         simulate(open_, close, state, size, fee, slip, init_cash, direction, ppy, res[c])
     return res
-
-
-@njit(cache=True, inline="always")
-def _hyst(state, enter_long, exit_long, enter_short, exit_short):
-    if state > 0 and exit_long:
-        state = 0.0
-    elif state < 0 and exit_short:
-        state = 0.0
-    if enter_long and not enter_short:
-        state = 1.0
-    elif enter_short and not enter_long:
-        state = -1.0
-    return state
 
 
 @njit(cache=True, parallel=True)
@@ -187,7 +169,7 @@ def sweep_breakout(open_, close, up, dn, win_i, exit_i, size, fee, slip, init_ca
                 continue
             started = True
             px = close[t]
-            cur = _hyst(cur, px > u[t], px < xd[t], px < d[t], px > xu[t])
+            cur = hysteresis_step(cur, px > u[t], px < xd[t], px < d[t], px > xu[t])
             state[t] = cur
         simulate(open_, close, state, size, fee, slip, init_cash, direction, ppy, res[c])
     return res
@@ -228,7 +210,7 @@ def sweep_bands(open_, close, z, z_i, entry, exit_, size, fee, slip, init_cash, 
                 state[t] = cur if started else np.nan
                 continue
             started = True
-            cur = _hyst(cur, x < -en, x >= -ex, x > en, x <= ex)
+            cur = hysteresis_step(cur, x < -en, x >= -ex, x > en, x <= ex)
             state[t] = cur
         simulate(open_, close, state, size, fee, slip, init_cash, direction, ppy, res[c])
     return res
@@ -252,7 +234,7 @@ def sweep_levels(open_, close, osc, osc_i, lower, upper, exit_, size, fee, slip,
                 state[t] = cur if started else np.nan
                 continue
             started = True
-            cur = _hyst(cur, x < lo, x > ex, x > up, x < ex)
+            cur = hysteresis_step(cur, x < lo, x > ex, x > up, x < ex)
             state[t] = cur
         simulate(open_, close, state, size, fee, slip, init_cash, direction, ppy, res[c])
     return res

@@ -64,13 +64,15 @@ def _parse_values(name: str, values: str) -> list[Any]:
         a, b, s = (_num(name, p) for p in parts)
         if s <= 0 or b < a:
             raise ParamError(f"grid {name}={values}: need start <= stop and step > 0")
-        n = int(math.floor((b - a) / s + 1e-9)) + 1
+        n = math.floor((b - a) / s + 1e-9) + 1
         out = [a + i * s for i in range(n)]
         return [int(v) if isinstance(a, int) and isinstance(s, int) else round(float(v), 12) for v in out]
     return [_num(name, v) for v in values.split(",") if v.strip()]
 
 
-def expand_grid(strategy: type[Strategy], grid: Mapping[str, Sequence[Any]]) -> tuple[list[dict[str, Any]], int]:
+def expand_grid(
+    strategy: type[Strategy], grid: Mapping[str, Sequence[Any]]
+) -> tuple[list[dict[str, Any]], int]:
     """Every valid combination (invalid ones, e.g. fast >= slow, are skipped) and the total count."""
     names = list(grid)
     combos, total = [], 0
@@ -143,10 +145,7 @@ def sweep(
     if metric not in K.METRICS:
         raise ParamError(f"unknown metric {metric!r}; metrics: {', '.join(K.METRICS)}")
     t0 = time.perf_counter()
-    kernel_ok = (
-        isinstance(data, pd.DataFrame) and cls.assets == 1 and not config.has_stops and config.size_type == "fraction"
-    )
-    if kernel_ok:
+    if _kernel_ok(data, cls, config):
         res, engine = _kernel_sweep(data, cls, combos, config)
     else:
         res, engine = _engine_sweep(data, cls, combos, config), "vectorbt"
@@ -155,10 +154,22 @@ def sweep(
     table = pd.concat([params, pd.DataFrame(res, columns=list(K.METRICS))], axis=1)
     table["n_trades"] = table["n_trades"].astype(int)
     # higher is better for every metric here (max_drawdown is negative: closer to 0 ranks first)
-    table = table.sort_values(metric, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+    table = table.sort_values(metric, ascending=False, na_position="last", kind="stable").reset_index(
+        drop=True
+    )
     out = SweepResult(cls.name, table, metric, total, len(combos), seconds, engine)
     out.best = _best_with_dsr(table, data, cls, config)
     return out
+
+
+def _kernel_ok(data: Any, cls: type[Strategy], config: BacktestConfig) -> bool:
+    """Kernels cover one asset, fraction sizing and no stops; the vectorbt engine covers the rest."""
+    return (
+        isinstance(data, pd.DataFrame)
+        and cls.assets == 1
+        and not config.has_stops
+        and config.size_type == "fraction"
+    )
 
 
 def _kernel_sweep(c: pd.DataFrame, cls: type[Strategy], combos: list[dict[str, Any]], config: BacktestConfig):
@@ -213,7 +224,9 @@ def _kernel_sweep(c: pd.DataFrame, cls: type[Strategy], combos: list[dict[str, A
     return out, "numba:generic"
 
 
-def _engine_sweep(data, cls: type[Strategy], combos: list[dict[str, Any]], config: BacktestConfig) -> np.ndarray:
+def _engine_sweep(
+    data, cls: type[Strategy], combos: list[dict[str, Any]], config: BacktestConfig
+) -> np.ndarray:
     out = np.empty((len(combos), len(K.METRICS)))
     for i, p in enumerate(combos):
         r = run_backtest(data, cls(**p), config)
@@ -230,7 +243,9 @@ def _engine_sweep(data, cls: type[Strategy], combos: list[dict[str, Any]], confi
     return out
 
 
-def _best_with_dsr(table: pd.DataFrame, data: Any, cls: type[Strategy], config: BacktestConfig) -> dict[str, Any]:
+def _best_with_dsr(
+    table: pd.DataFrame, data: Any, cls: type[Strategy], config: BacktestConfig
+) -> dict[str, Any]:
     """The best row, with its Sharpe deflated for the number of valid combinations tried (Bailey & López de
     Prado 2014), using the variance of the per-period Sharpe ratios across the combinations."""
     if table.empty:
@@ -249,7 +264,14 @@ def _best_with_dsr(table: pd.DataFrame, data: Any, cls: type[Strategy], config: 
         # (skew 0, kurtosis 3) and the full backtest of the best combination reports the exact DSR.
         n = len(idx)
         out["dsr_normal_approx"] = float(
-            deflated_sharpe(best["sharpe"] / math.sqrt(ppy), n, 0.0, 3.0, n_trials=len(table), trials_sharpe_var=float(np.var(sr, ddof=1)))
+            deflated_sharpe(
+                best["sharpe"] / math.sqrt(ppy),
+                n,
+                0.0,
+                3.0,
+                n_trials=len(table),
+                trials_sharpe_var=float(np.var(sr, ddof=1)),
+            )
         )
         out["trials_sharpe_var"] = float(np.var(sr, ddof=1))
     return out
@@ -261,3 +283,17 @@ def _py(v: Any) -> Any:
     if isinstance(v, np.floating):
         return None if np.isnan(v) else float(v)
     return v
+
+
+def evaluate(
+    data: pd.DataFrame | Mapping[str, pd.DataFrame],
+    strategy: type[Strategy],
+    combos: list[dict[str, Any]],
+    config: BacktestConfig,
+) -> list[dict[str, float]]:
+    """Metrics (``kernels.METRICS``) of each parameter combination, by the fastest exact path available."""
+    if _kernel_ok(data, strategy, config):
+        res = _kernel_sweep(data, strategy, combos, config)[0]
+    else:
+        res = _engine_sweep(data, strategy, combos, config)
+    return [dict(zip(K.METRICS, map(float, row), strict=True)) for row in res]

@@ -45,7 +45,9 @@ class Params(BaseModel):
         """Cross-parameter rules (e.g. fast < slow); raise ValueError with a clear message."""
 
 
-def Param(default: Any, *, low: float, high: float, step: float | None = None, log: bool = False, doc: str = "") -> Any:  # noqa: N802
+def Param(
+    default: Any, *, low: float, high: float, step: float | None = None, log: bool = False, doc: str = ""
+) -> Any:
     """A strategy parameter with bounds and its Optuna search range (``low``..``high``, optional ``step``)."""
     ge, le = low, high
     return Field(
@@ -86,14 +88,18 @@ class Strategy(ABC):
             p = cls.Params(**params)
             p.check()
         except ValidationError as e:
-            msgs = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']} (got {x.get('input')!r})" for x in e.errors())
+            msgs = "; ".join(
+                f"{'.'.join(map(str, x['loc']))}: {x['msg']} (got {x.get('input')!r})" for x in e.errors()
+            )
             raise ParamError(f"strategy {cls.name!r}: {msgs}") from None
         except ValueError as e:
             raise ParamError(f"strategy {cls.name!r}: {e}") from None
         return p
 
     @abstractmethod
-    def target(self, data: pd.DataFrame | Mapping[str, pd.DataFrame], features: pd.DataFrame | None = None) -> pd.Series | pd.DataFrame:
+    def target(
+        self, data: pd.DataFrame | Mapping[str, pd.DataFrame], features: pd.DataFrame | None = None
+    ) -> pd.Series | pd.DataFrame:
         """Target position per bar, decided at the bar's close (Series for one asset, DataFrame for several)."""
 
     @classmethod
@@ -112,7 +118,9 @@ class Strategy(ABC):
         params: dict[str, Any] = {}
         for name, s in cls.search_space().items():
             if s["type"] == "int":
-                params[name] = trial.suggest_int(name, int(s["low"]), int(s["high"]), step=int(s["step"] or 1), log=s["log"])
+                params[name] = trial.suggest_int(
+                    name, int(s["low"]), int(s["high"]), step=int(s["step"] or 1), log=s["log"]
+                )
             else:
                 params[name] = trial.suggest_float(name, s["low"], s["high"], step=s["step"], log=s["log"])
         return params
@@ -149,5 +157,7 @@ def get_strategy(name: str) -> type[Strategy]:
     except KeyError:
         hint = difflib.get_close_matches(name, list(_REGISTRY), n=1, cutoff=0.5)
         raise ParamError(
-            f"unknown strategy {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "") + f"; strategies: {', '.join(sorted(_REGISTRY))}"
+            f"unknown strategy {name!r}"
+            + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            + f"; strategies: {', '.join(sorted(_REGISTRY))}"
         ) from None

@@ -99,7 +99,9 @@ class PairsZScore(Strategy):
 
     def target(self, data: Mapping[str, pd.DataFrame], features=None):
         if not isinstance(data, Mapping) or len(data) != 2:
-            raise ValueError("pairs_zscore needs exactly two assets (e.g. --symbol BTC/USDT --symbol ETH/USDT)")
+            raise ValueError(
+                "pairs_zscore needs exactly two assets (e.g. --symbol BTC/USDT --symbol ETH/USDT)"
+            )
         (sa, a), (sb, b) = list(data.items())
         idx = a.index.intersection(b.index)
         la = np.log(a.loc[idx, "close"].to_numpy(dtype="float64"))
@@ -114,7 +116,12 @@ class PairsZScore(Strategy):
         # the hedge ratio is fixed when a position opens and held until it closes (no bar-by-bar rebalancing)
         st = pd.Series(state)
         opened = st.ne(st.shift(1)) & st.ne(0) & st.notna()
-        held_beta = pd.Series(np.where(opened, beta, np.nan)).where(st.ne(0)).groupby((st != st.shift(1)).cumsum()).ffill()
+        held_beta = (
+            pd.Series(np.where(opened, beta, np.nan))
+            .where(st.ne(0))
+            .groupby((st != st.shift(1)).cumsum())
+            .ffill()
+        )
         hb = held_beta.to_numpy()
         gross = 1.0 + np.abs(hb)
         wa = np.where(st.to_numpy() == 0, 0.0, state / gross)

@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["cross_state", "hysteresis", "hysteresis_step"]
+__all__ = ["cross_state", "cross_step", "hysteresis", "hysteresis_step"]
 
 
 @njit(cache=True, inline="always")
-def hysteresis_step(state: float, enter_long: bool, exit_long: bool, enter_short: bool, exit_short: bool) -> float:
+def hysteresis_step(
+    state: float, enter_long: bool, exit_long: bool, enter_short: bool, exit_short: bool
+) -> float:
     """One bar of a long/flat/short state machine. Exits are applied before entries, so an exit and an
     opposite entry on the same bar reverse the position; a fresh entry in the held direction is a no-op."""
-    if state > 0 and exit_long:
-        state = 0.0
-    elif state < 0 and exit_short:
+    if (state > 0 and exit_long) or (state < 0 and exit_short):
         state = 0.0
     if enter_long and not enter_short:
         state = 1.0
@@ -25,7 +25,11 @@ def hysteresis_step(state: float, enter_long: bool, exit_long: bool, enter_short
 
 @njit(cache=True)
 def hysteresis(
-    enter_long: np.ndarray, exit_long: np.ndarray, enter_short: np.ndarray, exit_short: np.ndarray, valid: np.ndarray
+    enter_long: np.ndarray,
+    exit_long: np.ndarray,
+    enter_short: np.ndarray,
+    exit_short: np.ndarray,
+    valid: np.ndarray,
 ) -> np.ndarray:
     """State per bar (1, 0, -1; NaN before ``valid`` first holds) from entry/exit conditions."""
     n = enter_long.shape[0]
@@ -43,22 +47,25 @@ def hysteresis(
     return out
 
 
+@njit(cache=True, inline="always")
+def cross_step(state: float, fast: float, slow: float) -> float:
+    """One bar of a cross: +1 when fast > slow, -1 when below, unchanged when equal or undefined (NaN)."""
+    if np.isnan(fast) or np.isnan(slow):
+        return state
+    if fast > slow:
+        return 1.0
+    if fast < slow:
+        return -1.0
+    return 0.0 if np.isnan(state) else state
+
+
 @njit(cache=True)
 def cross_state(fast: np.ndarray, slow: np.ndarray) -> np.ndarray:
     """+1 where fast > slow, -1 where fast < slow, the previous state where equal, NaN in warm-up."""
     n = fast.shape[0]
-    out = np.full(n, np.nan)
+    out = np.empty(n)
     state = np.nan
     for t in range(n):
-        f, s = fast[t], slow[t]
-        if np.isnan(f) or np.isnan(s):
-            out[t] = state
-            continue
-        if f > s:
-            state = 1.0
-        elif f < s:
-            state = -1.0
-        elif np.isnan(state):
-            state = 0.0
+        state = cross_step(state, fast[t], slow[t])
         out[t] = state
     return out
