@@ -379,6 +379,12 @@ SlipOpt = Annotated[float, typer.Option(help="Slippage, fraction of the open pri
 DirectionOpt = Annotated[str, typer.Option(help="long, short or both.")]
 
 
+def _out(path: Path) -> Path:
+    """An output file's path, its folder created."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def _params(items: list[str] | None) -> dict[str, str]:
     out = {}
     for item in items or []:
@@ -505,12 +511,12 @@ def backtest(
             pd.DataFrame([{"metric": k, "value": v} for k, v in res.metrics.items()]), title="metrics"
         )
         if json_out:
-            res.save_json(json_out)
+            res.save_json(_out(json_out))
             out.print(f"JSON written to {json_out}")
         if report:
             from workbench.viz.report import write_report
 
-            write_report(res, report, candles=data)
+            write_report(res, _out(report), candles=data)
             out.print(f"report written to {report}")
 
 
@@ -558,12 +564,12 @@ def sweep(
                 f"(for {res.n_valid} trials) {res.best['dsr_normal_approx']:.3f}"
             )
         if json_out:
-            json_out.write_text(json.dumps(res.to_dict(), indent=1, default=str))
+            _out(json_out).write_text(json.dumps(res.to_dict(), indent=1, default=str))
             out.print(f"JSON written to {json_out}")
         if html:
             from workbench.viz.sweep import write_sweep_report
 
-            write_sweep_report(res, html, top=top)
+            write_sweep_report(res, _out(html), top=top)
             out.print(f"heatmap written to {html}")
 
 
@@ -618,7 +624,7 @@ def optimize(
             f"return {res.oos_metrics['total_return']:.2%}, PSR {res.oos_metrics['psr']:.3f}"
         )
         if json_out:
-            json_out.write_text(json.dumps(res.to_dict(), indent=1, default=str))
+            _out(json_out).write_text(json.dumps(res.to_dict(), indent=1, default=str))
             out.print(f"JSON written to {json_out}")
 
 

@@ -5,6 +5,7 @@ Every feature at bar ``t`` uses only ``candles[:t+1]``; labels (:mod:`workbench.
 one deliberate exception and are forward-looking by design.
 """
 
+from workbench.features.analysis import information_coefficient
 from workbench.features.clean import drop_filler_bars, fill_gaps, find_gaps
 from workbench.features.indicators import (
     adx,
@@ -43,6 +44,7 @@ __all__ = [
     "forward_returns",
     "functions",
     "indicator",
+    "information_coefficient",
     "lookback",
     "macd",
     "obv",

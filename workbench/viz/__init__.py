@@ -1,5 +1,26 @@
-"""Plotly figures (and later ipywidgets panels) used by notebooks and dashboards. Takes frames, does no I/O."""
+"""Plotly figures (and later ipywidgets panels) used by notebooks and dashboards, and self-contained HTML
+reports of backtests and sweeps. Takes results and frames; does no I/O except writing the reports asked for."""
 
 from workbench.viz.candles import candlestick
+from workbench.viz.report import (
+    equity_figure,
+    metrics_table,
+    monthly_returns,
+    monthly_returns_figure,
+    trades_figure,
+    write_report,
+)
+from workbench.viz.sweep import sweep_heatmap, sweep_pivot, write_sweep_report
 
-__all__ = ["candlestick"]
+__all__ = [
+    "candlestick",
+    "equity_figure",
+    "metrics_table",
+    "monthly_returns",
+    "monthly_returns_figure",
+    "sweep_heatmap",
+    "sweep_pivot",
+    "trades_figure",
+    "write_report",
+    "write_sweep_report",
+]
