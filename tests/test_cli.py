@@ -177,3 +177,88 @@ def test_secrets_never_printed(fake, tmp_path) -> None:
 @pytest.mark.parametrize("args", [["--help"], ["collect", "--help"], ["data", "--help"], ["--version"]])
 def test_help(args) -> None:
     assert run(*args).returncode == 0
+
+
+def test_research_commands_end_to_end(tmp_path) -> None:
+    home = tmp_path / "home"
+    cfg = ROOT / "config"
+    run("--home", str(home), "init", "--sample", config=cfg)
+    base = ["-e", "binance", "-s", "BTC/USDT", "-t", "1h"]
+    p = run(
+        "--home",
+        str(home),
+        "backtest",
+        "--strategy",
+        "sma_cross",
+        *base,
+        "-p",
+        "fast=10",
+        "-p",
+        "slow=50",
+        "--fees",
+        "0.001",
+        "--slippage",
+        "0.0005",
+        "--json",
+        str(tmp_path / "bt.json"),
+        "--report",
+        str(tmp_path / "r" / "bt.html"),
+        config=cfg,
+    )
+    assert "sharpe" in p.stdout and (tmp_path / "r" / "bt.html").stat().st_size > 100_000
+    d = json.loads((tmp_path / "bt.json").read_text())
+    assert d["params"] == {"fast": 10, "slow": 50} and d["metrics"]["n_trades"] == len(d["trades"]) > 0
+    assert d["metrics"]["beta"] is not None  # BTC/USDT is stored, so beta to BTC is computed
+    p = run(
+        "--home",
+        str(home),
+        "sweep",
+        "--strategy",
+        "sma_cross",
+        *base,
+        "--grid",
+        "fast=5:20:5",
+        "--grid",
+        "slow=30,60",
+        "--json",
+        str(tmp_path / "sw.json"),
+        "--html",
+        str(tmp_path / "sw.html"),
+        config=cfg,
+    )
+    assert "8 valid of 8 combinations" in p.stdout and "deflated Sharpe" in p.stdout
+    assert len(json.loads((tmp_path / "sw.json").read_text())["results"]) == 8
+    p = run(
+        "--home",
+        str(home),
+        "optimize",
+        "--strategy",
+        "sma_cross",
+        *base,
+        "--trials",
+        "6",
+        "--walk-forward",
+        "2",
+        "--json",
+        str(tmp_path / "opt.json"),
+        config=cfg,
+    )
+    assert "out-of-sample" in p.stdout and (home / "optuna.db").exists()
+    assert len(json.loads((tmp_path / "opt.json").read_text())["folds"]) == 2
+    p = run("--home", str(home), "check", "lookahead", "--strategy", "breakout", *base, config=cfg)
+    assert "no lookahead" in p.stdout
+    p = run("--home", str(home), "backtest", "--strategy", "sma_cros", *base, config=cfg, check=False)
+    assert p.returncode == 1 and "did you mean 'sma_cross'" in p.stderr
+    p = run(
+        "--home",
+        str(home),
+        "backtest",
+        "--strategy",
+        "sma_cross",
+        *base,
+        "-p",
+        "fast=80",
+        config=cfg,
+        check=False,
+    )
+    assert p.returncode == 1 and "fast (80) must be shorter than slow (50)" in p.stderr
