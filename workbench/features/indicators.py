@@ -39,6 +39,8 @@ VWAP is not in TA-Lib; :func:`vwap` implements the rolling and session-anchored 
 
 from __future__ import annotations
 
+import functools
+
 import difflib
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
@@ -89,8 +91,14 @@ def _hint(bad: str, choices: Iterable[str], *, n: int = 3) -> str:
     return " (did you mean " + " or ".join(repr(lower[c]) for c in close) + "?)"
 
 
+@functools.cache
 def _all_functions() -> list[str]:
     return list(talib.get_functions())
+
+
+@functools.cache
+def _function_set() -> frozenset[str]:
+    return frozenset(_all_functions())
 
 
 def _function(name: str) -> abstract.Function:
@@ -98,7 +106,7 @@ def _function(name: str) -> abstract.Function:
     if not isinstance(name, str):
         raise ValueError(f"TA-Lib function name must be a string, got {name!r}")
     upper = name.strip().upper()
-    if upper not in set(_all_functions()):
+    if upper not in _function_set():
         raise ValueError(
             f"unknown TA-Lib function {name!r}{_hint(upper, _all_functions())}; "
             "workbench.features.functions() lists them"

@@ -142,7 +142,7 @@ def register(cls: type[Strategy]) -> type[Strategy]:
 
 
 def _load_builtins() -> None:
-    from workbench.strategies import mean_reversion, momentum  # noqa: F401  (registers)
+    from workbench.strategies import mean_reversion, ml, momentum  # noqa: F401  (registers)
 
 
 def strategy_names() -> list[str]:

@@ -1,0 +1,209 @@
+"""Model registry: every trained model is a versioned, immutable artifact with its lineage.
+
+    <data>/models/<name>/v0001/model.pt      weights (state_dict)
+                              meta.json     architecture and hyperparameters, feature spec, scaler statistics,
+                                            training configuration, data lineage (exchange, symbol, timeframe,
+                                            range, rows, sha256 of the training candles), metrics (out of
+                                            sample, with baselines), code version, creation time
+    <data>/models/<name>/promoted.json      the promoted version and the history of promotions
+
+A version folder is written under a temporary name and renamed whole; ``promoted.json`` is replaced
+atomically. Strategies and the prediction service load the promoted version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from workbench.features import Scaler
+from workbench.ml.models import build_model
+
+__all__ = ["LoadedModel", "Registry", "RegistryError", "candles_hash", "code_version"]
+
+
+class RegistryError(RuntimeError):
+    pass
+
+
+def candles_hash(candles: pd.DataFrame) -> str:
+    """sha256 of the candles' bar times and OHLCV values (the exact training data)."""
+    h = hashlib.sha256()
+    h.update(candles.index.as_unit("ns").asi8.tobytes())
+    h.update(np.ascontiguousarray(candles[["open", "high", "low", "close", "volume"]].to_numpy("float64")).tobytes())
+    return h.hexdigest()
+
+
+def code_version() -> str:
+    """The git commit of the workbench checkout (with '+dirty' for uncommitted changes), else the version."""
+    from workbench import __version__
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        if commit.returncode == 0:
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                   capture_output=True, text=True, timeout=5).stdout.strip()
+            return commit.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return f"workbench {__version__}"
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    version: str
+    meta: dict[str, Any]
+    model: torch.nn.Module
+    scaler: Scaler
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _atomic_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+class Registry:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def _dir(self, name: str) -> Path:
+        if not name or "/" in name or name.startswith("."):
+            raise RegistryError(f"invalid model name {name!r}")
+        return self.root / name
+
+    def versions(self, name: str) -> list[str]:
+        d = self._dir(name)
+        return sorted(p.name for p in d.glob("v[0-9]*") if (p / "meta.json").is_file()) if d.is_dir() else []
+
+    def save(self, name: str, model: torch.nn.Module, scaler: Scaler, meta: dict[str, Any]) -> str:
+        """Store a new version; returns its id (``v0001``, ``v0002``, ...)."""
+        d = self._dir(name)
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / f".tmp-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        torch.save(model.state_dict(), tmp / "model.pt")
+        assert scaler.center_ is not None and scaler.scale_ is not None and scaler.columns_ is not None
+        full = {
+            **meta,
+            "name": name,
+            "scaler": {
+                "method": scaler.method,
+                "columns": [str(c) for c in scaler.columns_],
+                "center": [float(x) for x in scaler.center_.to_numpy()],
+                "scale": [float(x) for x in scaler.scale_.to_numpy()],
+            },
+            "code_version": meta.get("code_version") or code_version(),
+            "created": _now(),
+        }
+        for _ in range(100):
+            existing = self.versions(name)
+            version = f"v{(int(existing[-1][1:]) + 1) if existing else 1:04d}"
+            full["version"] = version
+            (tmp / "meta.json").write_text(json.dumps(full, indent=1, default=str))
+            try:
+                os.rename(tmp, d / version)  # fails if another process took this version
+                return version
+            except OSError:
+                continue
+        raise RegistryError(f"{name}: could not allocate a version")
+
+    def meta(self, name: str, version: str | None = None) -> dict[str, Any]:
+        version = self.resolve(name, version)
+        return json.loads((self._dir(name) / version / "meta.json").read_text())
+
+    def promoted(self, name: str) -> str | None:
+        p = self._dir(name) / "promoted.json"
+        return json.loads(p.read_text())["version"] if p.is_file() else None
+
+    def resolve(self, name: str, version: str | None) -> str:
+        versions = self.versions(name)
+        if not versions:
+            known = self.names()
+            raise RegistryError(f"no model named {name!r}" + (f"; models: {', '.join(known)}" if known else ""))
+        if version in (None, "promoted"):
+            v = self.promoted(name)
+            if v is None:
+                if version == "promoted":
+                    raise RegistryError(f"{name}: no version is promoted (workbench models promote {name} VERSION)")
+                return versions[-1]
+            return v
+        if version == "latest":
+            return versions[-1]
+        if version not in versions:
+            raise RegistryError(f"{name}: no version {version!r}; versions: {', '.join(versions)}")
+        return version
+
+    def _state(self, name: str) -> dict[str, Any]:
+        p = self._dir(name) / "promoted.json"
+        return json.loads(p.read_text()) if p.is_file() else {"version": None, "stack": [], "log": []}
+
+    def promote(self, name: str, version: str) -> None:
+        """Make ``version`` the one strategies and the prediction service load."""
+        version = self.resolve(name, version)
+        state = self._state(name)
+        if state["version"] == version:
+            return
+        state["stack"].append(version)
+        state["version"] = version
+        state["log"].append({"action": "promote", "version": version, "at": _now()})
+        _atomic_json(self._dir(name) / "promoted.json", state)
+
+    def rollback(self, name: str) -> str:
+        """Undo the last promotion: the previously promoted version becomes current again; returns it."""
+        state = self._state(name)
+        if len(state["stack"]) < 2:
+            raise RegistryError(f"{name}: no earlier promoted version to roll back to")
+        dropped = state["stack"].pop()
+        state["version"] = state["stack"][-1]
+        state["log"].append({"action": "rollback", "version": state["version"], "from": dropped, "at": _now()})
+        _atomic_json(self._dir(name) / "promoted.json", state)
+        return state["version"]
+
+    def names(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")) if self.root.is_dir() else []
+
+    def ls(self) -> pd.DataFrame:
+        rows = []
+        for name in self.names():
+            prom = self.promoted(name)
+            for v in self.versions(name):
+                m = self.meta(name, v)
+                main = (m.get("metrics") or {}).get(m.get("arch", ""), {})
+                rows.append({"name": name, "version": v, "promoted": v == prom, "arch": m.get("arch"),
+                             "target": m.get("target"), "symbol": m.get("data", {}).get("symbol"),
+                             "timeframe": m.get("data", {}).get("timeframe"),
+                             "oos_accuracy": main.get("accuracy"), "oos_auc": main.get("auc"), "created": m.get("created")})
+        return pd.DataFrame(rows, columns=["name", "version", "promoted", "arch", "target", "symbol", "timeframe",
+                                           "oos_accuracy", "oos_auc", "created"])
+
+    def load(self, name: str, version: str | None = "promoted") -> LoadedModel:
+        version = self.resolve(name, version)
+        d = self._dir(name) / version
+        meta = json.loads((d / "meta.json").read_text())
+        model = build_model(meta["arch"], len(meta["feature_names"]), **meta.get("hparams", {}))
+        model.load_state_dict(torch.load(d / "model.pt", map_location="cpu", weights_only=True))
+        model.eval()
+        sc = meta["scaler"]
+        scaler = Scaler(sc["method"])
+        scaler.columns_ = pd.Index(sc["columns"])
+        scaler.center_ = pd.Series(sc["center"], index=scaler.columns_)
+        scaler.scale_ = pd.Series(sc["scale"], index=scaler.columns_)
+        return LoadedModel(name, version, meta, model, scaler)
