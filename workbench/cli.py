@@ -34,9 +34,15 @@ app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
 check_app = typer.Typer(help="Checks of strategies (lookahead).", no_args_is_help=True)
 app.add_typer(check_app, name="check")
+models_app = typer.Typer(help="The model registry: list, inspect, promote, roll back.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+sentiment_app = typer.Typer(help="Sentiment models: train, evaluate, score text.", no_args_is_help=True)
+app.add_typer(sentiment_app, name="sentiment")
+patterns_app = typer.Typer(help="Chart and candlestick patterns.", no_args_is_help=True)
+app.add_typer(patterns_app, name="patterns")
 
 # wide tables when piped or captured (rich would otherwise wrap at 80 columns)
-out = Console(width=None if sys.stdout.isatty() else 220)
+out = console = Console(width=None if sys.stdout.isatty() else 220)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 220)
 
 
@@ -647,6 +653,160 @@ def check_lookahead_cmd(
         out.print(rep.summary())
         if not rep.ok:
             raise typer.Exit(1)
+
+
+# ------------------------------------------------------------------------------------------------ ml
+
+
+def _registry():
+    from workbench.ml.registry import Registry
+
+    s = settings()
+    root = Path(s.ml.registry)
+    return Registry(root if root.is_absolute() else s.data_dir / root)
+
+
+def _ml_threads() -> None:
+    os.environ.setdefault("WORKBENCH__ML__TORCH_THREADS", str(settings().ml.torch_threads))
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Option("--model", help="mlp, gru, lstm or tcn.")],
+    exchange: ExchangeOpt,
+    symbol: Annotated[str, typer.Option("--symbol", "-s")],
+    timeframe: TimeframeOpt = "1h",
+    target: Annotated[str, typer.Option(help="direction (up/down) or return.")] = "direction",
+    horizon: Annotated[int, typer.Option(help="Label horizon, bars.")] = 24,
+    window: Annotated[
+        int | None, typer.Option(help="Bars per sample for sequence models (default 32).")
+    ] = None,
+    validation: Annotated[str, typer.Option(help="walk-forward or purged-kfold.")] = "walk-forward",
+    folds: Annotated[int, typer.Option(help="Out-of-sample folds.")] = 5,
+    trials: Annotated[
+        int, typer.Option(help="Optuna trials (0: no tuning). Tunes on the first 70%, tests on the rest.")
+    ] = 0,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping decides).")] = 30,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    name: Annotated[
+        str | None, typer.Option(help="Registry name (default: model-symbol-timeframe-target).")
+    ] = None,
+    promote: Annotated[bool, typer.Option(help="Promote the new version.")] = False,
+    fees: FeesOpt = 0.001,
+    json_out: Annotated[Path | None, typer.Option("--json")] = None,
+) -> None:
+    """Train a price model: out-of-sample scores beside baselines, an OOS backtest, and a registered version."""
+    import pandas as pd
+
+    from workbench.backtest.oos import backtest_predictions, buy_and_hold_metrics
+    from workbench.ml.train import train_model
+
+    with _errors():
+        s = settings()
+        _ml_threads()
+        data = _slice(_market(exchange, [symbol], timeframe), start, end)
+        url = s.ml.optuna.storage.replace("{data}", str(s.data_dir))
+        res = train_model(
+            data,
+            arch=model,
+            target=target,
+            horizon=horizon,
+            window=window,
+            validation=validation,
+            folds=folds,
+            trials=trials,
+            storage=url,
+            epochs=epochs,
+            seed=s.ml.seed,
+            registry=_registry(),
+            name=name,
+            promote=promote,
+        )
+        r = res.result
+        t = r.table().reset_index(names="model")
+        _print_frame(t, title=f"out-of-sample ({validation}, {folds} folds, horizon {horizon} bars)")
+        _print_frame(r.folds, title="folds")
+        report = {"name": res.name, "version": res.version, "metrics": r.metrics, "tuned": res.tuned}
+        if target == "direction":
+            bt = backtest_predictions(data, r.oos["prediction"], _bt_config(fees=fees, direction="both"))
+            bh = buy_and_hold_metrics(data, bt.start, bt.end)
+            cmp = pd.DataFrame(
+                [
+                    {
+                        "": "ml strategy (OOS only)",
+                        **{k: bt.metrics[k] for k in ("total_return", "sharpe", "max_drawdown", "n_trades")},
+                    },
+                    {
+                        "": "buy and hold (same bars)",
+                        **{k: bh[k] for k in ("total_return", "sharpe", "max_drawdown")},
+                    },
+                ]
+            )
+            _print_frame(
+                cmp, title=f"backtest on out-of-sample predictions {bt.start:%Y-%m-%d} .. {bt.end:%Y-%m-%d}"
+            )
+            report["oos_backtest"] = {"ml": bt.metrics, "buy_and_hold": bh}
+        console.print(f"registered {res.name} {res.version}" + (" (promoted)" if promote else ""))
+        if json_out:
+            _out(json_out).write_text(json.dumps(report, indent=1, default=str))
+
+
+@app.command()
+def predict(
+    model: Annotated[str, typer.Option("--model", help="Registry name.")],
+    exchange: ExchangeOpt,
+    symbol: Annotated[str, typer.Option("--symbol", "-s")],
+    timeframe: TimeframeOpt = "1h",
+    version: Annotated[str, typer.Option(help="promoted (default), latest or vNNNN.")] = "promoted",
+    last: Annotated[int, typer.Option(help="Show the last N predictions.")] = 10,
+    csv: Annotated[Path | None, typer.Option("--csv", help="Write all predictions to CSV.")] = None,
+) -> None:
+    """Score stored candles with a registered model (the training-time feature pipeline)."""
+    import pandas as pd
+
+    from workbench.ml.predict import PredictionService
+
+    with _errors():
+        _ml_threads()
+        svc = PredictionService.from_registry(_registry(), model, version)
+        p = svc.predict_batch(_market(exchange, [symbol], timeframe))
+        _print_frame(
+            pd.DataFrame({"time": p.index, "prediction": p.to_numpy()}).dropna().tail(last),
+            title=f"{model} {svc.version} ({svc.target}, decided at each bar's close)",
+        )
+        if csv:
+            p.rename("prediction").to_csv(_out(csv), index_label="time")
+
+
+@models_app.command("ls")
+def models_ls() -> None:
+    """Every registered model version."""
+    with _errors():
+        _print_frame(_registry().ls(), title="models")
+
+
+@models_app.command("show")
+def models_show(name: str, version: Annotated[str | None, typer.Option()] = None) -> None:
+    """A version's metadata: lineage, hyperparameters, out-of-sample metrics."""
+    with _errors():
+        out.print_json(json.dumps(_registry().meta(name, version), default=str))
+
+
+@models_app.command("promote")
+def models_promote(name: str, version: str) -> None:
+    """Make VERSION the one strategies and the prediction service load."""
+    with _errors():
+        r = _registry()
+        r.promote(name, version)
+        out.print(f"{name}: {r.promoted(name)} promoted")
+
+
+@models_app.command("rollback")
+def models_rollback(name: str) -> None:
+    """Promote again the version that was promoted before the current one."""
+    with _errors():
+        out.print(f"{name}: rolled back to {_registry().rollback(name)}")
 
 
 # ------------------------------------------------------------------------------------------------ config

@@ -39,9 +39,8 @@ VWAP is not in TA-Lib; :func:`vwap` implements the rolling and session-anchored 
 
 from __future__ import annotations
 
-import functools
-
 import difflib
+import functools
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass

@@ -42,11 +42,43 @@ Target = Literal["direction", "return"]
 
 # TA-Lib functions with infinite (geometrically fading) memory: they need many periods of history to forget
 # their start. Cumulative ones (OBV, AD) never forget it: their level depends on where the data begins.
-_RECURSIVE = frozenset({
-    "EMA", "DEMA", "TEMA", "T3", "TRIX", "KAMA", "MAMA", "RSI", "STOCHRSI", "ADX", "ADXR", "DX", "PLUS_DI",
-    "MINUS_DI", "PLUS_DM", "MINUS_DM", "ATR", "NATR", "MACD", "MACDEXT", "MACDFIX", "PPO", "APO", "ADOSC", "CMO",
-    "HT_DCPERIOD", "HT_DCPHASE", "HT_PHASOR", "HT_SINE", "HT_TRENDLINE", "HT_TRENDMODE", "RMA", "SUPERTREND",
-})
+_RECURSIVE = frozenset(
+    {
+        "EMA",
+        "DEMA",
+        "TEMA",
+        "T3",
+        "TRIX",
+        "KAMA",
+        "MAMA",
+        "RSI",
+        "STOCHRSI",
+        "ADX",
+        "ADXR",
+        "DX",
+        "PLUS_DI",
+        "MINUS_DI",
+        "PLUS_DM",
+        "MINUS_DM",
+        "ATR",
+        "NATR",
+        "MACD",
+        "MACDEXT",
+        "MACDFIX",
+        "PPO",
+        "APO",
+        "ADOSC",
+        "CMO",
+        "HT_DCPERIOD",
+        "HT_DCPHASE",
+        "HT_PHASOR",
+        "HT_SINE",
+        "HT_TRENDLINE",
+        "HT_TRENDMODE",
+        "RMA",
+        "SUPERTREND",
+    }
+)
 _CUMULATIVE = frozenset({"OBV", "AD"})
 
 
@@ -154,7 +186,9 @@ def make_dataset(
     if window == 1:
         X = X[:, 0, :]
     if target == "direction":
-        y = np.where(np.isfinite(fwd[pos]), (fwd[pos] > threshold).astype("float32"), np.nan).astype("float32")
+        y = np.where(np.isfinite(fwd[pos]), (fwd[pos] > threshold).astype("float32"), np.nan).astype(
+            "float32"
+        )
     elif target == "return":
         y = np.log1p(fwd[pos]).astype("float32")
     else:

@@ -35,8 +35,9 @@ class _Recurrent(nn.Module):
 
     def __init__(self, n_features: int, hidden: int = 32, layers: int = 1, dropout: float = 0.0) -> None:
         super().__init__()
-        self.rnn = self.cell(n_features, hidden, num_layers=layers, batch_first=True,
-                             dropout=dropout if layers > 1 else 0.0)
+        self.rnn = self.cell(
+            n_features, hidden, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0
+        )
         self.head = nn.Linear(hidden, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -71,7 +72,9 @@ class _CausalConv(nn.Module):
 class TCN(nn.Module):
     """Dilated causal convolutions (Bai, Kolter & Koltun 2018) over the window; the last step feeds the head."""
 
-    def __init__(self, n_features: int, channels: int = 32, levels: int = 3, kernel: int = 3, dropout: float = 0.1) -> None:
+    def __init__(
+        self, n_features: int, channels: int = 32, levels: int = 3, kernel: int = 3, dropout: float = 0.1
+    ) -> None:
         super().__init__()
         blocks = []
         cin = n_features
@@ -92,10 +95,18 @@ ARCHS: dict[str, type[nn.Module]] = {"mlp": MLP, "gru": GRUNet, "lstm": LSTMNet,
 SEQUENCE_ARCHS = frozenset({"gru", "lstm", "tcn"})
 
 _SPACES: dict[str, dict[str, tuple]] = {
-    "mlp": {"hidden": ("int", 16, 128, True), "layers": ("int", 1, 3, False), "dropout": ("float", 0.0, 0.4, False)},
+    "mlp": {
+        "hidden": ("int", 16, 128, True),
+        "layers": ("int", 1, 3, False),
+        "dropout": ("float", 0.0, 0.4, False),
+    },
     "gru": {"hidden": ("int", 8, 64, True), "layers": ("int", 1, 2, False)},
     "lstm": {"hidden": ("int", 8, 64, True), "layers": ("int", 1, 2, False)},
-    "tcn": {"channels": ("int", 8, 64, True), "levels": ("int", 2, 4, False), "dropout": ("float", 0.0, 0.3, False)},
+    "tcn": {
+        "channels": ("int", 8, 64, True),
+        "levels": ("int", 2, 4, False),
+        "dropout": ("float", 0.0, 0.3, False),
+    },
 }
 _TRAIN_SPACE = {"lr": ("float", 1e-4, 1e-2, True), "weight_decay": ("float", 1e-6, 1e-2, True)}
 
@@ -110,6 +121,10 @@ def build_model(arch: str, n_features: int, **hparams: Any) -> nn.Module:
         import difflib
 
         hint = difflib.get_close_matches(arch, list(ARCHS), n=1)
-        raise ValueError(f"unknown model {arch!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "") + f"; models: {', '.join(ARCHS)}")
+        raise ValueError(
+            f"unknown model {arch!r}"
+            + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            + f"; models: {', '.join(ARCHS)}"
+        )
     model_params = {k: v for k, v in hparams.items() if k in _SPACES[arch]}
     return ARCHS[arch](n_features, **model_params)

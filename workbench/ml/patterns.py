@@ -15,7 +15,8 @@ the full candles whose detection ``time`` is before ``candles.index[k]``.
 the ``order`` highs before it and at least the ``order`` highs after it (a plateau's first bar), and is
 confirmed at bar ``i + order``; swing lows mirror it. Zig-zag mode (``atr_mult`` or ``pct``): the running
 extreme of the current leg becomes a swing once price reverses from it by the threshold (``atr_mult * ATR``
-at the confirming bar, or ``pct`` of the extreme's price), confirmed at the bar that completes the reversal.
+at the confirming bar, or ``pct`` of the extreme's price), confirmed at the bar that completes the reversal
+(the first leg, from the first bar, only sets the direction and gives no swing).
 
 **Chart patterns** (:func:`detect_chart_patterns`) are read off the alternating sequence of confirmed swings
 (two consecutive highs keep the higher one, two lows the lower one), re-examined each time a swing is
@@ -46,7 +47,8 @@ With ``breakout=False`` (default) the swing patterns are detected when their las
 ``breakout=True`` they wait for the first close beyond the neckline / trendline in the pattern's direction
 (from the confirming bar's own close on, at most ``break_window`` bars, default the pattern's own width), and
 are dropped if price first closes beyond the other side (above the top, below the rising support, ...). One
-pattern of each kind waits at a time: a newer one replaces it.
+pattern of each kind waits at a time: a newer one replaces it. A formation breaks out once: a pattern that
+shares swings with one of its kind already broken in the same direction is not reported again.
 
 **Evaluation** (:func:`evaluate_patterns`): direction-adjusted forward returns ``d * (close[t+h] / close[t]
 - 1)`` from the detection bar's close, in-sample (detection and ``t + h`` before the split: no label crosses
@@ -67,6 +69,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from workbench.features import atr as _atr
 from workbench.features import candle_patterns
+from workbench.types import to_ms
 
 __all__ = [
     "CHART_PATTERNS",
@@ -261,13 +264,12 @@ def _zigzag_swings(
                 hi = t
             if new_lo:
                 lo = t
+            # the first leg only sets the direction: its start has no reversal before it, so no swing
             down = hi < t and high[hi] - low[t] >= thr(t, high[hi])
             up = lo < t and high[t] - low[lo] >= thr(t, low[lo])
             if down and (not up or hi <= lo):
-                out.append((hi, t, 1, float(high[hi])))
                 trend, lo = -1, hi + 1 + int(np.argmin(low[hi + 1 : t + 1]))
             elif up:
-                out.append((lo, t, -1, float(low[lo])))
                 trend, hi = 1, lo + 1 + int(np.argmax(high[lo + 1 : t + 1]))
         elif trend == 1:
             if high[t] > high[hi]:
@@ -284,7 +286,9 @@ def _zigzag_swings(
     return out
 
 
-def _swing_list(candles: pd.DataFrame, cfg: PatternConfig, atr: np.ndarray) -> list[tuple[int, int, int, float]]:
+def _swing_list(
+    candles: pd.DataFrame, cfg: PatternConfig, atr: np.ndarray
+) -> list[tuple[int, int, int, float]]:
     high, low, _ = _arrays(candles)
     if cfg.atr_mult is None and cfg.pct is None:
         sw = _fractal_swings(high, low, int(cfg.order))
@@ -362,7 +366,9 @@ def _fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(a), float(b)
 
 
-def _swing_patterns(alt: list[tuple[int, int, float]], t: int, atr_t: float, cfg: PatternConfig) -> list[_Pending]:
+def _swing_patterns(
+    alt: list[tuple[int, int, float]], t: int, atr_t: float, cfg: PatternConfig
+) -> list[_Pending]:
     """Patterns completed by the last swing of ``alt`` (alternating (pivot, kind, price)), confirmed at t."""
     found: list[_Pending] = []
     if not np.isfinite(atr_t):
@@ -371,7 +377,7 @@ def _swing_patterns(alt: list[tuple[int, int, float]], t: int, atr_t: float, cfg
     last_kind = alt[-1][1]
     d = -last_kind  # a top pattern completes on a high and is bearish
     if len(alt) >= 3:
-        (p1, _, x1), (p2, _, x2), (p3, _, x3) = alt[-3:]
+        (p1, _, x1), (_, _, x2), (p3, _, x3) = alt[-3:]
         height = (x1 + x3) / 2 - x2 if last_kind == 1 else x2 - (x1 + x3) / 2
         if height >= min_h and height > 0 and abs(x1 - x3) <= cfg.tol * height:
             ext = max(x1, x3) if last_kind == 1 else min(x1, x3)
@@ -520,20 +526,21 @@ def _detect(candles: pd.DataFrame, cfg: PatternConfig) -> pd.DataFrame:
         p = [*prices, *([np.nan] * (5 - len(prices)))][:5]
         rows.append((t, name, d, start, end, level, height, level + d * height, brk, *p))
 
+    broken: dict[tuple[str, int], int] = {}  # (pattern, direction) -> last pivot of the last breakout
+
     def settle(p: _Pending, t: int) -> bool:
         """Emit ``p`` if bar t closes beyond it in one of its directions; True when ``p`` is done."""
         up, lo = _line(p.upper, t), _line(p.lower, t)
         if t > p.expire or up < lo:
             return True
-        if close[t] > up:
-            if 1 in p.dirs:
-                emit(t, p.name, 1, p.start, p.end, up, p.height, True, p.prices)
-            return True
-        if close[t] < lo:
-            if -1 in p.dirs:
-                emit(t, p.name, -1, p.start, p.end, lo, p.height, True, p.prices)
-            return True
-        return False
+        d = 1 if close[t] > up else -1 if close[t] < lo else 0
+        if d == 0:
+            return False
+        # one breakout per formation: none from a pattern sharing swings with one already broken that way
+        if d in p.dirs and p.start > broken.get((p.name, d), -1):
+            emit(t, p.name, d, p.start, p.end, up if d == 1 else lo, p.height, True, p.prices)
+            broken[(p.name, d)] = p.end
+        return True
 
     alt: list[tuple[int, int, float]] = []
     pending: dict[str, _Pending] = {}
@@ -566,9 +573,9 @@ def _detect(candles: pd.DataFrame, cfg: PatternConfig) -> pd.DataFrame:
                     d = p.dirs[0]
                     level = _line(p.lower if d == -1 else p.upper, t)
                     emit(t, p.name, d, p.start, p.end, level, p.height, False, p.prices)
-    for t, d, s, _e, fe, level, h, base in _flag_candidates(high, low, close, atr, cfg):
+    for t, d, s, e, fe, level, h, base in _flag_candidates(high, low, close, atr, cfg):
         name = "bull_flag" if d == 1 else "bear_flag"
-        emit(t, name, d, s, fe, level, h, True, (base, high[_e] if d == 1 else low[_e]))
+        emit(t, name, d, s, fe, level, h, True, (base, high[e] if d == 1 else low[e]))
     rows.sort(key=lambda r: (r[0], CHART_PATTERNS.index(r[1]), r[3]))
     return _rows_frame(candles.index, rows)
 
@@ -673,8 +680,7 @@ def _split_pos(index: pd.DatetimeIndex, split: Any) -> int:
         if not 0 < split < 1:
             raise ValueError(f"split as a fraction must be in (0, 1), got {split!r}")
         return int(n * split)
-    ts = pd.Timestamp(split)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    ts = pd.Timestamp(to_ms(split, what="split"), unit="ms", tz="UTC")
     return int(index.searchsorted(ts, side="left"))
 
 
@@ -698,7 +704,7 @@ def _stats(r: np.ndarray) -> dict[str, float]:
 def evaluate_patterns(
     candles: pd.DataFrame,
     horizons: Sequence[int] = (1, 6, 24),
-    split: float | str | pd.Timestamp | None = None,
+    split: float | str | int | pd.Timestamp | None = None,
     config: PatternConfig | None = None,
     *,
     candlesticks: bool | Sequence[str] = True,
@@ -708,7 +714,8 @@ def evaluate_patterns(
 
     For a detection at bar ``t`` with direction ``d`` and horizon ``h``: ``r = d * (close[t+h] / close[t] -
     1)`` (from the detection bar's close, i.e. tradable at that close). ``split``: None (70/30 by bar
-    count), a fraction, or a time (bars at or after it are out of sample). In-sample keeps detections whose
+    count), a float fraction, or a time (ISO string, Timestamp, datetime or epoch ms as int; bars at or
+    after it are out of sample). In-sample keeps detections whose
     ``t + h`` is before the split (no forward return crosses it); out-of-sample takes detections at or after
     the split with ``t + h`` inside the data.
 
@@ -718,7 +725,9 @@ def evaluate_patterns(
     ``hit_rate`` (share with ``r > 0``), ``mean``, ``median``, ``t_stat`` (mean / (std / sqrt(count)),
     detections treated as independent: overstated for overlapping horizons), ``base_hit_rate`` and
     ``base_mean`` (what random bars of the period would give with the pattern's mix of long and short
-    signals) and ``edge`` (``hit_rate - base_hit_rate``). Only patterns that occur in the candles appear.
+    signals), ``edge`` (``hit_rate - base_hit_rate``) and ``edge_z`` (the edge in binomial standard errors,
+    ``edge / sqrt(base_hit_rate * (1 - base_hit_rate) / count)``; same independence caveat). Only patterns
+    that occur in the candles appear.
     """
     _check_candles(candles)
     hs = [int(h) for h in horizons]
@@ -760,7 +769,12 @@ def evaluate_patterns(
             st = _stats(base)
             rows.append(
                 {"period": period, "kind": "base", "pattern": "all_bars", "horizon": h, **st}
-                | {"base_hit_rate": st["hit_rate"], "base_mean": st["mean"], "edge": 0.0 if base.size else np.nan}
+                | {
+                    "base_hit_rate": st["hit_rate"],
+                    "base_mean": st["mean"],
+                    "edge": 0.0 if base.size else np.nan,
+                    "edge_z": np.nan,
+                }
             )
             for kind, name, p, d in signals:
                 keep = mask[p]
@@ -772,9 +786,12 @@ def evaluate_patterns(
                     b_mean = (2 * long_share - 1) * mu
                 else:
                     b_hit = b_mean = np.nan
+                edge = st["hit_rate"] - b_hit
+                se = np.sqrt(b_hit * (1 - b_hit) / st["count"]) if st["count"] else np.nan
                 rows.append(
                     {"period": period, "kind": kind, "pattern": name, "horizon": h, **st}
-                    | {"base_hit_rate": b_hit, "base_mean": b_mean, "edge": st["hit_rate"] - b_hit}
+                    | {"base_hit_rate": b_hit, "base_mean": b_mean, "edge": edge}
+                    | {"edge_z": edge / se if se > 0 else np.nan}
                 )
     out = pd.DataFrame(rows)
     out["count"] = out["count"].astype("int64")

@@ -37,7 +37,9 @@ class PredictionService:
         self.model_latency_s: deque[float] = deque(maxlen=1000)
 
     @classmethod
-    def from_registry(cls, registry: Registry, name: str, version: str | None = "promoted") -> PredictionService:
+    def from_registry(
+        cls, registry: Registry, name: str, version: str | None = "promoted"
+    ) -> PredictionService:
         return cls(registry.load(name, version))
 
     @property
@@ -47,10 +49,14 @@ class PredictionService:
     def _scaled(self, candles: pd.DataFrame) -> np.ndarray:
         f = make_features(candles, self.spec)
         if list(f.columns) != self.feature_names:
-            raise ValueError("the feature pipeline no longer produces the registered features (code changed?)")
+            raise ValueError(
+                "the feature pipeline no longer produces the registered features (code changed?)"
+            )
         sc = self.loaded.scaler
         assert sc.center_ is not None and sc.scale_ is not None
-        x = (f.to_numpy("float64") - sc.center_.to_numpy()) / sc.scale_.to_numpy()  # Scaler.transform, in numpy
+        x = (
+            f.to_numpy("float64") - sc.center_.to_numpy()
+        ) / sc.scale_.to_numpy()  # Scaler.transform, in numpy
         return x.astype("float32")
 
     def _forward(self, X: np.ndarray) -> np.ndarray:
@@ -82,10 +88,21 @@ class PredictionService:
         for ts, r in rows.iterrows():
             if self._bars and ts <= self._bars[-1][0]:
                 raise ValueError(f"bar {ts} is not after the last bar {self._bars[-1][0]}")
-            self._bars.append((ts, float(r["open"]), float(r["high"]), float(r["low"]), float(r["close"]), float(r["volume"])))
+            self._bars.append(
+                (
+                    ts,
+                    float(r["open"]),
+                    float(r["high"]),
+                    float(r["low"]),
+                    float(r["close"]),
+                    float(r["volume"]),
+                )
+            )
         if len(self._bars) < self.window:
             return float("nan")
-        buf = pd.DataFrame(list(self._bars), columns=["time", "open", "high", "low", "close", "volume"]).set_index("time")
+        buf = pd.DataFrame(
+            list(self._bars), columns=["time", "open", "high", "low", "close", "volume"]
+        ).set_index("time")
         x = self._scaled(buf)[-self.window :]
         if not np.isfinite(x).all():
             return float("nan")

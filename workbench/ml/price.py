@@ -68,8 +68,17 @@ def _scale(ds: Dataset, fit_rows: np.ndarray) -> tuple[Scaler, np.ndarray]:
     return scaler, np.nan_to_num(scaled, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def _fit_model(arch: str, X: np.ndarray, y: np.ndarray, fit: np.ndarray, val: np.ndarray, target: str,
-               hparams: dict[str, Any], seed: int, on_epoch=None) -> tuple[torch.nn.Module, Trainer]:
+def _fit_model(
+    arch: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    fit: np.ndarray,
+    val: np.ndarray,
+    target: str,
+    hparams: dict[str, Any],
+    seed: int,
+    on_epoch=None,
+) -> tuple[torch.nn.Module, Trainer]:
     set_seed(seed)
     model = build_model(arch, X.shape[-1], **hparams)
     tc = {k: hparams[k] for k in TRAIN_KEYS if k in hparams}
@@ -150,35 +159,67 @@ def train_price_model(
 
     for k, (train, test) in enumerate(splitter.split(len(ds))):
         fit, val = _split_tail(train, horizon)
-        scaler, X = _scale(ds, fit)
-        model, trainer = _fit_model(arch, X, ds.y, fit, val, target, hparams, seed + k)
+        _scaler, X = _scale(ds, fit)
+        _model, trainer = _fit_model(arch, X, ds.y, fit, val, target, hparams, seed + k)
         raw = trainer.predict(X[test])
         flat = X if X.ndim == 2 else X[:, -1, :]
         if target == "direction":
             pred = _sigmoid(raw)
             majority = float(ds.y[train].mean() > 0.5)
-            lin = LogisticRegression(max_iter=500, C=1.0).fit(flat[train], ds.y[train]).predict_proba(flat[test])[:, 1]
-            base = {"majority": np.full(len(test), majority), "last_direction": (past[test] > 0).astype(float), "logistic": lin}
+            lin = (
+                LogisticRegression(max_iter=500, C=1.0)
+                .fit(flat[train], ds.y[train])
+                .predict_proba(flat[test])[:, 1]
+            )
+            base = {
+                "majority": np.full(len(test), majority),
+                "last_direction": (past[test] > 0).astype(float),
+                "logistic": lin,
+            }
         else:
             pred = raw
             lin = LinearRegression().fit(flat[train], ds.y[train]).predict(flat[test])
-            base = {"zero": np.zeros(len(test)), "train_mean": np.full(len(test), ds.y[train].mean()), "linear": lin}
-        df = pd.DataFrame({"prediction": pred, "y": ds.y[test], "fwd_return": ds.fwd_return[test], "fold": k + 1},
-                          index=ds.index[test])
+            base = {
+                "zero": np.zeros(len(test)),
+                "train_mean": np.full(len(test), ds.y[train].mean()),
+                "linear": lin,
+            }
+        df = pd.DataFrame(
+            {"prediction": pred, "y": ds.y[test], "fwd_return": ds.fwd_return[test], "fold": k + 1},
+            index=ds.index[test],
+        )
         for name, b in base.items():
             df[f"baseline_{name}"] = b
         rows.append(df)
         fm = (_metrics_direction if target == "direction" else _metrics_return)(pred, ds.y[test])
-        fold_rows.append({"fold": k + 1, "train_rows": len(train), "test_start": ds.index[test[0]],
-                          "test_end": ds.index[test[-1]], "best_epoch": trainer.history.best_epoch, **fm})
-        log.info("fold %d: %s", k + 1, fm)
+        fold_rows.append(
+            {
+                "fold": k + 1,
+                "train_rows": len(train),
+                "test_start": ds.index[test[0]],
+                "test_end": ds.index[test[-1]],
+                "best_epoch": trainer.history.best_epoch,
+                **fm,
+            }
+        )
+        log.debug("fold %d: %s", k + 1, fm)
     oos = pd.concat(rows).sort_index()
     score = _metrics_direction if target == "direction" else _metrics_return
     metrics = {arch: score(oos["prediction"].to_numpy(), oos["y"].to_numpy())}
     for c in [c for c in oos.columns if c.startswith("baseline_")]:
         metrics[c.removeprefix("baseline_")] = score(oos[c].to_numpy(), oos["y"].to_numpy())
-    result = PriceModelResult(arch, target, horizon, window, hparams, dict(spec), oos, metrics,
-                              pd.DataFrame(fold_rows), ds.feature_names)
+    result = PriceModelResult(
+        arch,
+        target,
+        horizon,
+        window,
+        hparams,
+        dict(spec),
+        oos,
+        metrics,
+        pd.DataFrame(fold_rows),
+        ds.feature_names,
+    )
     if final:
         result.model, result.scaler, result.history = fit_final(ds, arch, target, hparams, seed)
     return result
@@ -193,5 +234,3 @@ def fit_final(ds: Dataset, arch: str, target: str, hparams: dict[str, Any], seed
     h = trainer.history.to_dict()
     h["rows"] = len(ds)
     return model, scaler, h
-
-

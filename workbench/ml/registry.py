@@ -41,7 +41,11 @@ def candles_hash(candles: pd.DataFrame) -> str:
     """sha256 of the candles' bar times and OHLCV values (the exact training data)."""
     h = hashlib.sha256()
     h.update(candles.index.as_unit("ns").asi8.tobytes())
-    h.update(np.ascontiguousarray(candles[["open", "high", "low", "close", "volume"]].to_numpy("float64")).tobytes())
+    h.update(
+        np.ascontiguousarray(
+            candles[["open", "high", "low", "close", "volume"]].to_numpy("float64")
+        ).tobytes()
+    )
     return h.hexdigest()
 
 
@@ -51,10 +55,17 @@ def code_version() -> str:
 
     root = Path(__file__).resolve().parents[2]
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
+        )
         if commit.returncode == 0:
-            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                                   capture_output=True, text=True, timeout=5).stdout.strip()
+            dirty = subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=root,
+                capture_output=True,
+                text=True,
+                timeout=5,
+            ).stdout.strip()
             return commit.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         pass
@@ -137,12 +148,16 @@ class Registry:
         versions = self.versions(name)
         if not versions:
             known = self.names()
-            raise RegistryError(f"no model named {name!r}" + (f"; models: {', '.join(known)}" if known else ""))
+            raise RegistryError(
+                f"no model named {name!r}" + (f"; models: {', '.join(known)}" if known else "")
+            )
         if version in (None, "promoted"):
             v = self.promoted(name)
             if v is None:
                 if version == "promoted":
-                    raise RegistryError(f"{name}: no version is promoted (workbench models promote {name} VERSION)")
+                    raise RegistryError(
+                        f"{name}: no version is promoted (workbench models promote {name} VERSION)"
+                    )
                 return versions[-1]
             return v
         if version == "latest":
@@ -173,12 +188,18 @@ class Registry:
             raise RegistryError(f"{name}: no earlier promoted version to roll back to")
         dropped = state["stack"].pop()
         state["version"] = state["stack"][-1]
-        state["log"].append({"action": "rollback", "version": state["version"], "from": dropped, "at": _now()})
+        state["log"].append(
+            {"action": "rollback", "version": state["version"], "from": dropped, "at": _now()}
+        )
         _atomic_json(self._dir(name) / "promoted.json", state)
         return state["version"]
 
     def names(self) -> list[str]:
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")) if self.root.is_dir() else []
+        return (
+            sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+            if self.root.is_dir()
+            else []
+        )
 
     def ls(self) -> pd.DataFrame:
         rows = []
@@ -187,12 +208,35 @@ class Registry:
             for v in self.versions(name):
                 m = self.meta(name, v)
                 main = (m.get("metrics") or {}).get(m.get("arch", ""), {})
-                rows.append({"name": name, "version": v, "promoted": v == prom, "arch": m.get("arch"),
-                             "target": m.get("target"), "symbol": m.get("data", {}).get("symbol"),
-                             "timeframe": m.get("data", {}).get("timeframe"),
-                             "oos_accuracy": main.get("accuracy"), "oos_auc": main.get("auc"), "created": m.get("created")})
-        return pd.DataFrame(rows, columns=["name", "version", "promoted", "arch", "target", "symbol", "timeframe",
-                                           "oos_accuracy", "oos_auc", "created"])
+                rows.append(
+                    {
+                        "name": name,
+                        "version": v,
+                        "promoted": v == prom,
+                        "arch": m.get("arch"),
+                        "target": m.get("target"),
+                        "symbol": m.get("data", {}).get("symbol"),
+                        "timeframe": m.get("data", {}).get("timeframe"),
+                        "oos_accuracy": main.get("accuracy"),
+                        "oos_auc": main.get("auc"),
+                        "created": m.get("created"),
+                    }
+                )
+        return pd.DataFrame(
+            rows,
+            columns=[
+                "name",
+                "version",
+                "promoted",
+                "arch",
+                "target",
+                "symbol",
+                "timeframe",
+                "oos_accuracy",
+                "oos_auc",
+                "created",
+            ],
+        )
 
     def load(self, name: str, version: str | None = "promoted") -> LoadedModel:
         version = self.resolve(name, version)

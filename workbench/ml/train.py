@@ -57,18 +57,42 @@ def train_model(
             raise ValueError("tuning needs an Optuna storage URL")
         cut = int(len(candles) * (1 - holdout))
         holdout_start = candles.index[cut]
-        tuned, _ = tune_price_model(candles.iloc[:cut], arch=arch, trials=trials, storage=storage, target=target,
-                                    horizon=horizon, window=window, spec=spec, epochs=epochs, seed=seed)
+        tuned, _ = tune_price_model(
+            candles.iloc[:cut],
+            arch=arch,
+            trials=trials,
+            storage=storage,
+            target=target,
+            horizon=horizon,
+            window=window,
+            spec=spec,
+            epochs=epochs,
+            seed=seed,
+        )
         hparams = dict(tuned)
         validation = "walk-forward"
         # every test window inside the held-out tail (the dataset drops the last `horizon` unlabelled bars)
         test_size = max((len(candles) - cut - horizon) // folds, 1)
-    result = train_price_model(candles, arch=arch, target=target, horizon=horizon, window=window, spec=spec,
-                               validation=validation, folds=folds, test_size=test_size, hparams=hparams, seed=seed)
+    result = train_price_model(
+        candles,
+        arch=arch,
+        target=target,
+        horizon=horizon,
+        window=window,
+        spec=spec,
+        validation=validation,
+        folds=folds,
+        test_size=test_size,
+        hparams=hparams,
+        seed=seed,
+    )
     version = None
     if registry is not None:
         a = candles.attrs
-        name = name or f"{arch}-{str(a.get('symbol', 'data')).replace('/', '').replace(':', '')}-{a.get('timeframe', '')}-{target}"
+        name = (
+            name
+            or f"{arch}-{str(a.get('symbol', 'data')).replace('/', '').replace(':', '')}-{a.get('timeframe', '')}-{target}"
+        )
         meta = {
             "arch": arch,
             "target": target,
@@ -77,14 +101,24 @@ def train_model(
             "hparams": result.hparams,
             "spec": result.spec,
             "feature_names": result.feature_names,
-            "validation": {"method": validation, "folds": folds, "tuned_trials": trials,
-                           "holdout_start": str(holdout_start) if holdout_start is not None else None},
+            "validation": {
+                "method": validation,
+                "folds": folds,
+                "tuned_trials": trials,
+                "holdout_start": str(holdout_start) if holdout_start is not None else None,
+            },
             "metrics": result.metrics,
             "folds": result.folds.astype(str).to_dict(orient="records"),
             "training": result.history,
-            "data": {"exchange": a.get("exchange"), "symbol": a.get("symbol"), "timeframe": a.get("timeframe"),
-                     "start": str(candles.index[0]), "end": str(candles.index[-1]), "rows": len(candles),
-                     "sha256": candles_hash(candles)},
+            "data": {
+                "exchange": a.get("exchange"),
+                "symbol": a.get("symbol"),
+                "timeframe": a.get("timeframe"),
+                "start": str(candles.index[0]),
+                "end": str(candles.index[-1]),
+                "rows": len(candles),
+                "sha256": candles_hash(candles),
+            },
             "seed": seed,
             "torch_threads": int(os.environ.get("WORKBENCH__ML__TORCH_THREADS", "1")),
         }

@@ -118,8 +118,12 @@ def _tensor(x: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
 class Trainer:
     """Fits a ``torch.nn.Module`` on arrays ``(X, y)``; ``X`` may be (N, F) or (N, T, F) (sequences)."""
 
-    def __init__(self, model: nn.Module, loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "mse",
-                 config: TrainConfig | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "mse",
+        config: TrainConfig | None = None,
+    ) -> None:
         self.config = config or TrainConfig()
         self.loss_name = loss if isinstance(loss, str) else getattr(loss, "__name__", "custom")
         if isinstance(loss, str):
@@ -128,7 +132,11 @@ class Trainer:
             self.loss_fn = LOSSES[loss]()
         else:
             self.loss_fn = loss
-        self.device = torch.device(self.config.device if self.config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = torch.device(
+            self.config.device
+            if self.config.device != "auto"
+            else ("cuda" if torch.cuda.is_available() else "cpu")
+        )
         self.model = model.to(self.device)
         self.history = TrainHistory()
 
@@ -151,8 +159,12 @@ class Trainer:
                 n += len(xb)
         return total / max(n, 1)
 
-    def fit(self, train: tuple[Any, Any], valid: tuple[Any, Any] | None = None,
-            on_epoch: Callable[[int, float, float | None], None] | None = None) -> TrainHistory:
+    def fit(
+        self,
+        train: tuple[Any, Any],
+        valid: tuple[Any, Any] | None = None,
+        on_epoch: Callable[[int, float, float | None], None] | None = None,
+    ) -> TrainHistory:
         """Train; with ``valid``, keep the weights of the best validation epoch and stop after ``patience``
         epochs without improvement. ``on_epoch(epoch, train_loss, valid_loss)`` may raise to stop (Optuna
         pruning does)."""
@@ -164,7 +176,9 @@ class Trainer:
             raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
         if len(X) == 0:
             raise ValueError("no training samples")
-        Xv, yv = (_tensor(valid[0], torch.float32), self._target(valid[1])) if valid is not None else (None, None)
+        Xv, yv = (
+            (_tensor(valid[0], torch.float32), self._target(valid[1])) if valid is not None else (None, None)
+        )
         opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         gen = torch.Generator().manual_seed(cfg.seed)
         best_state = copy.deepcopy(self.model.state_dict())
@@ -194,7 +208,9 @@ class Trainer:
                 opt.zero_grad(set_to_none=True)
                 loss = self.loss_fn(self._out(xb), yb)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"epoch {epoch}: the loss is {float(loss)} (lower the learning rate?)")
+                    raise FloatingPointError(
+                        f"epoch {epoch}: the loss is {float(loss)} (lower the learning rate?)"
+                    )
                 loss.backward()
                 if cfg.grad_clip:
                     nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
@@ -216,8 +232,15 @@ class Trainer:
             if ckpt is not None:
                 ckpt.parent.mkdir(parents=True, exist_ok=True)
                 tmp = ckpt.with_suffix(ckpt.suffix + ".tmp")
-                torch.save({"model": self.model.state_dict(), "optimizer": opt.state_dict(),
-                            "history": self.history.to_dict(), "best": best_state}, tmp)
+                torch.save(
+                    {
+                        "model": self.model.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "history": self.history.to_dict(),
+                        "best": best_state,
+                    },
+                    tmp,
+                )
                 os.replace(tmp, ckpt)
             if bar is not None:
                 bar.update(1)

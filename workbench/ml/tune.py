@@ -27,7 +27,11 @@ __all__ = ["tune_price_model"]
 def _suggest(trial: Any, arch: str) -> dict[str, Any]:
     out = {}
     for name, (kind, lo, hi, log) in search_space(arch).items():
-        out[name] = trial.suggest_int(name, lo, hi, log=log) if kind == "int" else trial.suggest_float(name, lo, hi, log=log)
+        out[name] = (
+            trial.suggest_int(name, lo, hi, log=log)
+            if kind == "int"
+            else trial.suggest_float(name, lo, hi, log=log)
+        )
     return out
 
 
@@ -55,12 +59,32 @@ def tune_price_model(
     ds = make_dataset(candles, spec=spec, target=target, horizon=horizon, window=window)
     splits = list(WalkForward(folds, horizon=horizon, embargo=horizon).split(len(ds)))
     if study_name is None:
-        ident = json.dumps([arch, target, horizon, window, spec, str(ds.index[0]), str(ds.index[-1]), len(ds), folds, epochs, seed],
-                           sort_keys=True, default=str)
+        ident = json.dumps(
+            [
+                arch,
+                target,
+                horizon,
+                window,
+                spec,
+                str(ds.index[0]),
+                str(ds.index[-1]),
+                len(ds),
+                folds,
+                epochs,
+                seed,
+            ],
+            sort_keys=True,
+            default=str,
+        )
         study_name = f"tune-{arch}-{target}-h{horizon}-{hashlib.sha256(ident.encode()).hexdigest()[:10]}"
-    study = optuna.create_study(study_name=study_name, storage=storage, direction="minimize", load_if_exists=True,
-                                sampler=optuna.samplers.TPESampler(seed=seed),
-                                pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0))
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        direction="minimize",
+        load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
+    )
 
     def objective(trial: Any) -> float:
         hp = {**_suggest(trial, arch), "epochs": epochs}

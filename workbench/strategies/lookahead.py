@@ -43,15 +43,19 @@ class LookaheadReport:
 
 
 def _targets(
-    strategy: Strategy, data: pd.DataFrame | Mapping[str, pd.DataFrame], k: int | None
+    strategy: Strategy,
+    data: pd.DataFrame | Mapping[str, pd.DataFrame],
+    k: int | None,
+    features: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
+    f = features if (features is None or k is None) else features.iloc[:k]
     if isinstance(data, Mapping):
         part = {s: (df if k is None else df.iloc[:k]) for s, df in data.items()}
         if strategy.assets == 1:
-            return pd.DataFrame({s: strategy.target(df) for s, df in part.items()})
-        out = strategy.target(part)
+            return pd.DataFrame({s: strategy.target(df, f) for s, df in part.items()})
+        out = strategy.target(part, f)
     else:
-        out = strategy.target(data if k is None else data.iloc[:k])
+        out = strategy.target(data if k is None else data.iloc[:k], f)
     return out.to_frame() if isinstance(out, pd.Series) else out
 
 
@@ -62,11 +66,13 @@ def check_lookahead(
     n_cuts: int = 20,
     min_bars: int | None = None,
     seed: int = 0,
+    features: pd.DataFrame | None = None,
 ) -> LookaheadReport:
-    """Compare the full-history targets with targets computed on ``n_cuts`` truncated histories."""
+    """Compare the full-history targets with targets computed on ``n_cuts`` truncated histories (``features``,
+    e.g. model predictions, are truncated with the data: the check then covers the strategy's own logic)."""
     first = next(iter(data.values())) if isinstance(data, Mapping) else data
     n = len(first)
-    full = _targets(strategy, data, None)
+    full = _targets(strategy, data, None, features)
     lo = min_bars if min_bars is not None else max(2, n // 10)
     if n - lo < 2:
         raise ValueError(f"too little data for a lookahead check: {n} bars")
@@ -77,7 +83,7 @@ def check_lookahead(
     )
     report = LookaheadReport(strategy.name, strategy.params.model_dump(), [int(k) for k in cuts], n)
     for k in cuts:
-        part = _targets(strategy, data, int(k))
+        part = _targets(strategy, data, int(k), features)
         ref = full.loc[part.index, part.columns]
         a, b = ref.to_numpy(dtype="float64"), part.to_numpy(dtype="float64")
         same = (a == b) | (np.isnan(a) & np.isnan(b))
