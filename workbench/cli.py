@@ -809,6 +809,57 @@ def models_rollback(name: str) -> None:
         out.print(f"{name}: rolled back to {_registry().rollback(name)}")
 
 
+@patterns_app.command("scan")
+def patterns_scan(
+    exchange: ExchangeOpt,
+    symbol: Annotated[str, typer.Option("--symbol", "-s")],
+    timeframe: TimeframeOpt = "1h",
+    start: StartOpt = None,
+    end: EndOpt = None,
+    evaluate: Annotated[
+        bool, typer.Option(help="Also evaluate what each pattern predicted, in and out of sample.")
+    ] = True,
+    split: Annotated[float, typer.Option(help="In-sample fraction for the evaluation.")] = 0.7,
+    last: Annotated[int, typer.Option(help="Show the last N detections.")] = 20,
+    csv: Annotated[Path | None, typer.Option("--csv", help="Write every detection to CSV.")] = None,
+) -> None:
+    """Detect chart patterns (double tops/bottoms, head and shoulders, triangles, flags) from confirmed swing
+    points, causally, and evaluate each pattern and TA-Lib candlestick pattern out of sample."""
+    from workbench.ml.patterns import detect_chart_patterns, evaluate_patterns
+
+    with _errors():
+        c = _slice(_market(exchange, [symbol], timeframe), start, end)
+        found = detect_chart_patterns(c)
+        cols = [x for x in ("time", "pattern", "direction", "start", "level", "target") if x in found.columns]
+        _print_frame(
+            found[cols].tail(last), title=f"chart patterns on {symbol} {timeframe} ({len(found)} found)"
+        )
+        if csv:
+            found.to_csv(_out(csv), index=False)
+        if evaluate:
+            ev = evaluate_patterns(c, split=split)
+            oos = ev[(ev["period"] == "out_of_sample")]
+            oos = oos[oos["count"] >= 5].sort_values(["horizon", "edge"], ascending=[True, False])
+            keep = [
+                x
+                for x in (
+                    "kind",
+                    "pattern",
+                    "horizon",
+                    "count",
+                    "hit_rate",
+                    "base_hit_rate",
+                    "edge",
+                    "edge_z",
+                )
+                if x in oos.columns
+            ]
+            _print_frame(
+                oos[keep].head(40),
+                title=f"out of sample (last {1 - split:.0%}): patterns with >= 5 detections",
+            )
+
+
 # ------------------------------------------------------------------------------------------------ config
 
 

@@ -101,7 +101,9 @@ def _function_set() -> frozenset[str]:
 
 
 def _function(name: str) -> abstract.Function:
-    """The TA-Lib abstract function ``name`` (case-insensitive); ValueError with a hint if unknown."""
+    """The TA-Lib abstract function ``name`` (case-insensitive); ValueError with a hint if unknown.
+
+    Shared and cached: read its ``info`` and output names only; runs use a fresh ``abstract.Function``."""
     if not isinstance(name, str):
         raise ValueError(f"TA-Lib function name must be a string, got {name!r}")
     upper = name.strip().upper()
@@ -110,6 +112,11 @@ def _function(name: str) -> abstract.Function:
             f"unknown TA-Lib function {name!r}{_hint(upper, _all_functions())}; "
             "workbench.features.functions() lists them"
         )
+    return _cached_function(upper)
+
+
+@functools.cache
+def _cached_function(upper: str) -> abstract.Function:
     return abstract.Function(upper)
 
 
@@ -334,8 +341,9 @@ def lookback(name: str, **params: int | float) -> int:
     resolved = _resolve_params(func, params)
     if any(isinstance(v, list) for v in resolved.values()):
         raise ValueError(f"lookback({func.info['name']}): give scalar parameters, not lists")
-    func.set_parameters(resolved)
-    return int(func.lookback)
+    fresh = abstract.Function(func.info["name"])  # the cached one is shared: never mutate it
+    fresh.set_parameters(resolved)
+    return int(fresh.lookback)
 
 
 def functions(group: str | None = None) -> list[str]:
