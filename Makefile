@@ -34,16 +34,17 @@ venv: $(PY)
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
-demo: install
+demo: install-test
 	$(WB) init --sample
 	$(WB) data ls
 	$(WB) data audit
-	$(WB) check lookahead --strategy sma_cross -e binance -s BTC/USDT -t 1h
+	$(WB) pipeline run
 	$(WB) backtest --strategy sma_cross -e binance -s BTC/USDT -t 1h -p fast=10 -p slow=50 \
 		--fees 0.001 --slippage 0.0005 --report data/reports/sma_cross.html --json data/reports/sma_cross.json
 	$(WB) sweep --strategy sma_cross -e binance -s BTC/USDT -t 1h --grid fast=5:50:5 --grid slow=20:200:10 \
 		--top 10 --html data/reports/sma_cross_sweep.html
-	@echo "reports: data/reports/ (open the .html files in a browser)"
+	@echo "run folders (executed notebooks, HTML exports, manifest.json): data/runs/"
+	@echo "reports: data/reports/ and data/reports/../runs/*/  (open the .html files in a browser)"
 
 lint: install-test
 	$(VENV)/bin/ruff check .

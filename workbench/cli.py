@@ -40,6 +40,10 @@ sentiment_app = typer.Typer(help="Sentiment models: train, evaluate, score text.
 app.add_typer(sentiment_app, name="sentiment")
 patterns_app = typer.Typer(help="Chart and candlestick patterns.", no_args_is_help=True)
 app.add_typer(patterns_app, name="patterns")
+pipeline_app = typer.Typer(
+    help="Run the notebook pipeline with papermill; runs keep lineage.", no_args_is_help=True
+)
+app.add_typer(pipeline_app, name="pipeline")
 
 # wide tables when piped or captured (rich would otherwise wrap at 80 columns)
 out = console = Console(width=None if sys.stdout.isatty() else 220)
@@ -858,6 +862,147 @@ def patterns_scan(
                 oos[keep].head(40),
                 title=f"out of sample (last {1 - split:.0%}): patterns with >= 5 detections",
             )
+
+
+# ------------------------------------------------------------------------------------------------ pipeline
+
+PipelineOpt = Annotated[
+    Path | None, typer.Option("--pipeline", help="Pipeline file (default: config/pipeline.yml).")
+]
+
+
+def _pipeline_spec(path: Path | None):
+    from workbench.pipeline import PipelineSpec
+
+    s = settings()
+    return PipelineSpec.load(path or (s.config_dir or s.root / "config") / "pipeline.yml")
+
+
+def _stage_progress(name: str, status: str, seconds: float | None) -> None:
+    icon = {"running": "[cyan]>[/cyan]", "succeeded": "[green]ok[/green]", "failed": "[red]FAILED[/red]"}[
+        status
+    ]
+    err.print(f"{icon} {name}" + (f" ({seconds:.1f} s)" if seconds is not None else ""))
+
+
+def _pipeline_errors():
+    from workbench.pipeline import PipelineError
+
+    return PipelineError
+
+
+@pipeline_app.command("run")
+def pipeline_run(
+    pipeline: PipelineOpt = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="key=value (YAML value); repeatable.")
+    ] = None,
+    stages: Annotated[str | None, typer.Option(help="Comma-separated stages to run (default: all).")] = None,
+    timeout: Annotated[int, typer.Option(help="Seconds per cell before a stage fails.")] = 1800,
+) -> None:
+    """Execute the stage notebooks into data/runs/<run_id>/ with a manifest of the run's lineage."""
+    import yaml
+
+    from workbench.pipeline import run_pipeline
+
+    with _errors():
+        try:
+            overrides = {k: yaml.safe_load(v) for k, v in _params(param).items()}
+            m = run_pipeline(
+                settings(),
+                _pipeline_spec(pipeline),
+                overrides=overrides,
+                stages=stages.split(",") if stages else None,
+                timeout=timeout,
+                on_stage=_stage_progress,
+            )
+        except _pipeline_errors() as e:
+            err.print(f"[red]pipeline failed:[/red] {e}", highlight=False)
+            raise typer.Exit(1) from None
+        run_dir = settings().data_dir / "runs" / m["run_id"]
+        out.print(f"run {m['run_id']} succeeded: {run_dir}")
+        for name, st in m["stages"].items():
+            out.print(f"  {name:<10} {st['seconds']:>7.1f} s  {Path(st['executed']).with_suffix('.html')}")
+        if m.get("promoted"):
+            out.print(f"promoted: {', '.join(m['promoted'])}")
+
+
+@pipeline_app.command("resume")
+def pipeline_resume(run_id: str, pipeline: PipelineOpt = None) -> None:
+    """Restart a failed run from its failed stage, with the same parameters."""
+    from workbench.pipeline import resume_pipeline
+
+    with _errors():
+        try:
+            m = resume_pipeline(settings(), _pipeline_spec(pipeline), run_id, on_stage=_stage_progress)
+        except _pipeline_errors() as e:
+            err.print(f"[red]pipeline failed:[/red] {e}", highlight=False)
+            raise typer.Exit(1) from None
+        out.print(f"run {m['run_id']} {m['status']}")
+
+
+@pipeline_app.command("ls")
+def pipeline_ls() -> None:
+    """Runs, newest last."""
+    import pandas as pd
+
+    from workbench.pipeline import list_runs
+
+    with _errors():
+        rows = [
+            {
+                "run_id": r["run_id"],
+                "status": r["status"],
+                "started": r["started"],
+                "finished": r.get("finished"),
+                "stages": ", ".join(f"{k}:{v['status']}" for k, v in r["stages"].items()),
+            }
+            for r in list_runs(settings())
+        ]
+        _print_frame(pd.DataFrame(rows), title="pipeline runs")
+
+
+@pipeline_app.command("show")
+def pipeline_show(run_id: str) -> None:
+    """A run's manifest."""
+    with _errors():
+        p = settings().data_dir / "runs" / run_id / "manifest.json"
+        if not p.is_file():
+            raise ValueError(f"no run {run_id!r} (workbench pipeline ls)")
+        out.print_json(p.read_text())
+
+
+@pipeline_app.command("schedule")
+def pipeline_schedule(
+    cron: Annotated[str, typer.Option(help="Cron expression (minute hour day month weekday).")] = "0 * * * *",
+    pipeline: Annotated[
+        str, typer.Option(help="Pipeline file for the scheduled run.")
+    ] = "config/pipeline.yml",
+    install: Annotated[bool, typer.Option(help="Append the line to the user's crontab.")] = False,
+) -> None:
+    """Print (or install) a cron line and a systemd timer that run the pipeline since the last run."""
+    import subprocess
+
+    from workbench.pipeline import schedule_lines
+
+    with _errors():
+        lines = schedule_lines(settings(), cron, pipeline, sys.executable)
+        out.print("# crontab line (crontab -e):", highlight=False)
+        out.print(lines["cron"], highlight=False, soft_wrap=True)
+        out.print("\n# or systemd: ~/.config/systemd/user/workbench-pipeline.service", highlight=False)
+        out.print(lines["service"], highlight=False, soft_wrap=True)
+        out.print(
+            "# ~/.config/systemd/user/workbench-pipeline.timer (systemctl --user enable --now workbench-pipeline.timer)",
+            highlight=False,
+        )
+        out.print(lines["timer"], highlight=False, soft_wrap=True)
+        if install:
+            current = subprocess.run(["crontab", "-l"], capture_output=True, text=True).stdout
+            if lines["cron"] in current:
+                out.print("already installed")
+                return
+            subprocess.run(["crontab", "-"], input=current + lines["cron"] + "\n", text=True, check=True)
+            out.print("installed in the user's crontab")
 
 
 # ------------------------------------------------------------------------------------------------ config

@@ -195,9 +195,12 @@ def optimize(
                 raise optuna.TrialPruned("no finite Sharpe (no trade?)")
             return float(s)
 
+        # several workers (processes, Dask tasks, machines) may share this study through its RDB storage:
+        # they stop together once the study holds `trials` finished trials
+        budget = optuna.study.MaxTrialsCallback(trials, states=None)
         done = len([t for t in study.trials if t.state.is_finished()])
         if done < trials:
-            study.optimize(objective, n_trials=trials - done)
+            study.optimize(objective, n_trials=trials - done, callbacks=[budget])
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if not complete:
             raise ParamError(

@@ -99,8 +99,9 @@ def tune_price_model(
                 raise optuna.TrialPruned()
         return float(np.mean(losses))
 
+    budget = optuna.study.MaxTrialsCallback(trials, states=None)  # shared by every worker on this study
     done = len([t for t in study.trials if t.state.is_finished()])
     if done < trials:
-        study.optimize(objective, n_trials=trials - done)
+        study.optimize(objective, n_trials=trials - done, callbacks=[budget])
     best = {**study.best_params, "epochs": epochs}
     return best, study

