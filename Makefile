@@ -11,7 +11,7 @@ export OMP_NUM_THREADS ?= 2
 .PHONY: help venv install install-test demo test lint format check-notebooks test-py test-notebooks bench clean
 
 help:
-	@echo "make demo    create .venv, install, load the bundled sample, show the data and its audit"
+	@echo "make demo    create .venv, install, load the bundled sample, run the pipeline, write reports"
 	@echo "make test    install test dependencies, lint, check layers and notebooks, run every test"
 	@echo "make bench   run the benchmarks (not part of make test); results in benchmarks/results/"
 	@echo "make format  ruff format + fix"
@@ -21,20 +21,21 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 # stamp files: reinstall only when the dependency list changes
+# the Jupyter kernel "workbench" (notebooks, papermill, nbval) runs inside .venv
 $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e .
+	$(PY) -m ipykernel install --sys-prefix --name workbench --display-name "Python (workbench)" >/dev/null
 	@touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(PY)
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[test]'
-	$(PY) -m ipykernel install --sys-prefix --name workbench --display-name "Python (workbench)" >/dev/null
-	@touch $@ $(VENV)/.installed
+	@touch $@
 
 venv: $(PY)
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
-demo: install-test
+demo: install
 	$(WB) init --sample
 	$(WB) data ls
 	$(WB) data audit
