@@ -813,6 +813,76 @@ def models_rollback(name: str) -> None:
         out.print(f"{name}: rolled back to {_registry().rollback(name)}")
 
 
+def _sentiment_path(model: str) -> Path:
+    return settings().data_dir / "sentiment" / f"{model}.joblib"
+
+
+@sentiment_app.command("train")
+def sentiment_train(
+    model: Annotated[
+        str, typer.Option(help="default (word+char TF-IDF + LR), tfidf, vader, minilm_tfidf, ...")
+    ] = "default",
+    baselines: Annotated[
+        bool, typer.Option(help="Also evaluate the majority class, VADER and the TF-IDF baseline.")
+    ] = True,
+) -> None:
+    """Train on the shipped labelled financial tweets, evaluate on the validation split, save the model."""
+    import pandas as pd
+
+    from workbench.ml.sentiment import compare_models, load_dataset, make_model
+
+    with _errors():
+        _ml_threads()
+        tr, va = load_dataset("train"), load_dataset("valid")
+        models = {model: make_model(model)}
+        if baselines:
+            models = {
+                "majority": make_model("majority"),
+                "vader": make_model("vader"),
+                "tfidf (baseline)": make_model("tfidf"),
+                **models,
+            }
+        table = compare_models(models, tr["text"], tr["label"], va["text"], va["label"])
+        _print_frame(
+            table.reset_index() if not isinstance(table.index, pd.RangeIndex) else table,
+            title=f"validation split ({len(va)} texts)",
+        )
+        path = _out(_sentiment_path(model))
+        models[model].save(path)
+        out.print(f"saved {model} to {path}")
+
+
+@sentiment_app.command("score")
+def sentiment_score(
+    texts: Annotated[list[str], typer.Argument(help="Headlines or posts to score.")],
+    model: Annotated[
+        str, typer.Option(help="A model saved by `workbench sentiment train`, or vader.")
+    ] = "default",
+) -> None:
+    """Score texts: P(bullish) - P(bearish) in [-1, 1], and the most likely label."""
+    import pandas as pd
+
+    from workbench.ml.sentiment import LABELS, load_model, make_model
+
+    with _errors():
+        path = _sentiment_path(model)
+        if model == "vader":
+            m = make_model("vader")
+        elif path.is_file():
+            m = load_model(path)
+        else:
+            raise ValueError(
+                f"no trained sentiment model {model!r} at {path}: run `workbench sentiment train --model {model}`"
+            )
+        proba = m.predict_proba(texts)
+        _print_frame(
+            pd.DataFrame(
+                {"text": texts, "score": m.score(texts), "label": [LABELS[i] for i in proba.argmax(axis=1)]}
+            ),
+            title=f"sentiment ({model})",
+        )
+
+
 @patterns_app.command("scan")
 def patterns_scan(
     exchange: ExchangeOpt,

@@ -174,7 +174,13 @@ def _label_index(labels: Any) -> np.ndarray:
 def _texts(texts: Any) -> list[str]:
     if isinstance(texts, str):
         raise TypeError("expected a sequence of texts, got one string (wrap it in a list)")
-    return ["" if t is None or (isinstance(t, float) and np.isnan(t)) else str(t) for t in texts]
+    out = []
+    for t in texts:
+        if not isinstance(t, str):
+            missing = t is None or t is pd.NA or (isinstance(t, float) and np.isnan(t))
+            t = "" if missing else str(t)
+        out.append(t)
+    return out
 
 
 _URL_RE: Final = re.compile(r"https?://\S+|www\.\S+")
@@ -918,7 +924,11 @@ def align_to_candles(
     candles' timeframe (``timeframe`` or ``series.attrs['timeframe']``); ``candles`` are indexed by bar-open
     times (a UTC ``DatetimeIndex``, or a ``timestamp`` column in epoch ms).
     """
-    tf = Timeframe.parse(timeframe or series.attrs.get("timeframe") or "")
+    tf_value = timeframe or series.attrs.get("timeframe")
+    if not tf_value:
+        raise ValueError("the series' timeframe is unknown: pass timeframe= (sentiment_series records it)")
+    tf = Timeframe.parse(tf_value)
+    series = series.sort_index()
     if isinstance(candles.index, pd.DatetimeIndex):
         opens = candles.index
     elif "timestamp" in candles.columns:
