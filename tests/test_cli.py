@@ -262,3 +262,69 @@ def test_research_commands_end_to_end(tmp_path) -> None:
         check=False,
     )
     assert p.returncode == 1 and "fast (80) must be shorter than slow (50)" in p.stderr
+
+
+def test_ml_commands_end_to_end(tmp_path) -> None:
+    home = tmp_path / "home"
+    cfg = ROOT / "config"
+    run("--home", str(home), "init", "--sample", config=cfg)
+    base = ["-e", "binance", "-s", "BTC/USDT", "-t", "1h"]
+    p = run(
+        "--home",
+        str(home),
+        "train",
+        "--model",
+        "mlp",
+        *base,
+        "--folds",
+        "2",
+        "--epochs",
+        "3",
+        "--promote",
+        "--json",
+        str(tmp_path / "t.json"),
+        config=cfg,
+    )
+    assert "out-of-sample" in p.stdout and "majority" in p.stdout and "buy and hold" in p.stdout
+    name = json.loads((tmp_path / "t.json").read_text())["name"]
+    run("--home", str(home), "train", "--model", "mlp", *base, "--folds", "2", "--epochs", "2", config=cfg)
+    p = run("--home", str(home), "models", "ls", config=cfg)
+    assert "v0001" in p.stdout and "v0002" in p.stdout
+    run("--home", str(home), "models", "promote", name, "v0002", config=cfg)
+    p = run("--home", str(home), "models", "rollback", name, config=cfg)
+    assert "rolled back to v0001" in p.stdout
+    p = run(
+        "--home",
+        str(home),
+        "predict",
+        "--model",
+        name,
+        *base,
+        "--last",
+        "3",
+        "--csv",
+        str(tmp_path / "p.csv"),
+        config=cfg,
+    )
+    assert "v0001" in p.stdout and len(pd.read_csv(tmp_path / "p.csv")) > 5000
+    p = run("--home", str(home), "models", "show", name, config=cfg)
+    assert '"sha256"' in p.stdout
+    p = run("--home", str(home), "predict", "--model", "nope", *base, config=cfg, check=False)
+    assert p.returncode == 1 and "no model named 'nope'" in p.stderr
+    p = run("--home", str(home), "patterns", "scan", *base, "--last", "3", config=cfg)
+    assert "chart patterns on BTC/USDT" in p.stdout and "all_bars" in p.stdout
+    p = run(
+        "--home",
+        str(home),
+        "sentiment",
+        "score",
+        "Terrible losses as markets crash badly",
+        "--model",
+        "vader",
+        config=cfg,
+    )
+    assert "bearish" in p.stdout
+    p = run("--home", str(home), "pipeline", "ls", config=cfg)
+    assert p.returncode == 0
+    p = run("--home", str(home), "pipeline", "schedule", "--cron", "0 6 * * *", config=cfg)
+    assert "since=@last" in p.stdout and "OnCalendar" in p.stdout

@@ -575,7 +575,17 @@ def test_module_is_pure():
             imported |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
-    assert imported <= {"__future__", "math", "collections", "types", "typing", "numpy", "pandas", "scipy"}
+    assert imported <= {
+        "__future__",
+        "math",
+        "collections",
+        "types",
+        "typing",
+        "numpy",
+        "pandas",
+        "scipy",
+        "statistics",
+    }
     for key in METRIC_KEYS:
         assert f"``{key}``" in (M.__doc__ or ""), key
 

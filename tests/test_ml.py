@@ -16,8 +16,8 @@ from workbench.ml.datasets import feature_lookback, make_dataset
 from workbench.ml.predict import PredictionService
 from workbench.ml.price import train_price_model
 from workbench.ml.registry import Registry, RegistryError
-from workbench.ml.trainer import TrainConfig, Trainer, set_seed
 from workbench.ml.train import train_model
+from workbench.ml.trainer import TrainConfig, Trainer, set_seed
 from workbench.types import candles_from_frame
 
 

@@ -85,6 +85,8 @@ def simulate(open_, close, state, size, fee, slip, init_cash, direction, ppy, ou
     entry_fee = 0.0
     for t in range(n):
         eff = 0.0 if t == 0 else _clip(state[t - 1], direction) * size
+        if eff == prev_eff and units == 0.0:
+            continue  # flat and staying flat: value = cash, return 0, drawdown unchanged
         if eff != prev_eff:
             old_units = units
             cash, units, p, d, fees = _fill(cash, units, eff, open_[t], fee, slip)
@@ -115,9 +117,10 @@ def simulate(open_, close, state, size, fee, slip, init_cash, direction, ppy, ou
         prev_val = val
         if val > peak:
             peak = val
-        dd = val / peak - 1.0
-        if dd < max_dd:
-            max_dd = dd
+        elif val < peak:
+            dd = val / peak - 1.0
+            if dd < max_dd:
+                max_dd = dd
     m = n  # one return per bar, the first against the initial cash (the engine prepends it likewise)
     mean = s1 / m if m > 0 else 0.0
     var = (s2 - m * mean * mean) / (m - 1) if m > 2 else 0.0
