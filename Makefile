@@ -68,7 +68,10 @@ test-notebooks: install-test
 test: lint check-notebooks test-py test-notebooks
 
 bench: install-test
+	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) benchmarks/bench_store.py
+	$(PY) benchmarks/bench_backtest.py
+	$(PY) benchmarks/bench_ml.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
