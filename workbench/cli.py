@@ -937,7 +937,10 @@ def patterns_scan(
 # ------------------------------------------------------------------------------------------------ pipeline
 
 PipelineOpt = Annotated[
-    Path | None, typer.Option("--pipeline", help="Pipeline file (default: config/pipeline.yml).")
+    Path | None,
+    typer.Option(
+        "--pipeline", "--config", help="Pipeline file (default: pipeline.yml in the config folder)."
+    ),
 ]
 
 
