@@ -89,7 +89,7 @@ def test_writer_sigkilled_at_random_moments_leaves_a_consistent_store(tmp_path: 
     killed = 0
     for i in range(6):
         symbol = f"K{i}/USDT"
-        p = subprocess.Popen(_py("writer", root, "30", "0", str(tmp_path / "done"), symbol))
+        p = subprocess.Popen(_py("writer", root, "60", "0", str(tmp_path / "done"), symbol))
         time.sleep(float(rng.uniform(0.4, 1.5)))
         if p.poll() is None:
             os.kill(p.pid, signal.SIGKILL)
