@@ -16,6 +16,7 @@ from conftest import ROOT
 
 from workbench.config import load_settings
 from workbench.pipeline import PipelineError, PipelineSpec, resume_pipeline, run_pipeline, schedule_lines
+from workbench.scale import init_storage
 
 pytestmark = pytest.mark.slow
 SECRET = "sEcReT-value-that-must-never-be-written-0123456789"
@@ -181,7 +182,7 @@ def test_an_optuna_study_shared_by_two_processes_through_rdb_storage(tmp_path) -
     )
     import optuna
 
-    optuna.storages.RDBStorage(url)  # create the schema once, as a deployment does before starting workers
+    init_storage(url)  # create the schema once, as a deployment does before starting workers
     procs = [subprocess.Popen([sys.executable, "-c", code], env={**os.environ}) for _ in range(2)]
     for p in procs:
         assert p.wait(timeout=300) == 0

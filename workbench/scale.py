@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["client", "optimize_symbols", "pipeline_symbols", "sweep_symbols"]
+__all__ = ["client", "init_storage", "optimize_symbols", "pipeline_symbols", "sweep_symbols"]
 
 
 def client(address: str | None = None, *, n_workers: int = 2, threads_per_worker: int = 1) -> Any:
@@ -68,10 +68,20 @@ def _optimize_one(candles: pd.DataFrame, strategy: str, kw: dict[str, Any]) -> d
     }
 
 
+def init_storage(url: str) -> None:
+    """Create an Optuna RDB storage's schema once, before several workers open it: workers that create it at
+    the same moment collide (SQLite and Alembic both report a table as already existing)."""
+    import optuna
+
+    optuna.storages.RDBStorage(url)
+
+
 def optimize_symbols(
     dask_client: Any, frames: Mapping[str, pd.DataFrame], strategy: str, **kw: Any
 ) -> list[dict[str, Any]]:
     """Walk-forward optimisation per symbol as Dask tasks, every study in the shared ``storage``."""
+    if "storage" in kw:
+        init_storage(kw["storage"])
     futures = [dask_client.submit(_optimize_one, df, strategy, kw, pure=False) for df in frames.values()]
     return dask_client.gather(futures)
 
