@@ -370,7 +370,13 @@ def run_pipeline(
             on_stage(stage.name, "running", None)
         t0 = time.perf_counter()
         try:
-            env = {OUTPUTS_ENV: str(out_file), "WORKBENCH_HOME": str(settings.data_dir)}
+            env = {
+                OUTPUTS_ENV: str(out_file),
+                "WORKBENCH_HOME": str(settings.data_dir),
+                # figures as plotly's mimetype (JupyterLab) AND as HTML with plotly.js embedded once per
+                # notebook, so the nbconvert exports show them, offline
+                "PLOTLY_RENDERER": os.environ.get("PLOTLY_RENDERER", "plotly_mimetype+notebook"),
+            }
             if settings.config_dir is not None:
                 env["WORKBENCH_CONFIG"] = str(settings.config_dir)
             _execute(stage, params, out_nb, env, kernel, timeout)
