@@ -26,7 +26,6 @@ import os
 import re
 import secrets
 import time
-import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -486,7 +485,3 @@ def _cron_to_calendar(cron: str) -> str:
         return "*" if x == "*" else (x.replace("*/", "0/") if x.startswith("*/") else x.zfill(w))
 
     return f"*-{f(month, 2)}-{f(day, 2)} {f(hour, 2)}:{f(minute, 2)}:00"
-
-
-def error_text(e: BaseException) -> str:
-    return _redact("".join(traceback.format_exception_only(type(e), e)).strip())

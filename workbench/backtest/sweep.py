@@ -21,6 +21,7 @@ from workbench.backtest.engine import BacktestConfig, run_backtest
 from workbench.backtest.metrics import deflated_sharpe, periods_per_year
 from workbench.strategies.base import ParamError, Strategy, get_strategy
 from workbench.strategies.mean_reversion import bollinger_z
+from workbench.strategies.momentum import donchian
 
 __all__ = ["SweepResult", "expand_grid", "parse_grid", "sweep"]
 
@@ -121,13 +122,6 @@ def _index_of(values: Sequence[int]) -> tuple[list[int], dict[int, int]]:
     return uniq, {v: i for i, v in enumerate(uniq)}
 
 
-def _prev(a: np.ndarray) -> np.ndarray:
-    out = np.empty_like(a)
-    out[0] = np.nan
-    out[1:] = a[:-1]
-    return out
-
-
 def sweep(
     data: pd.DataFrame | Mapping[str, pd.DataFrame],
     strategy: str | type[Strategy],
@@ -189,8 +183,9 @@ def _kernel_sweep(c: pd.DataFrame, cls: type[Strategy], combos: list[dict[str, A
         h = c["high"].to_numpy(dtype="float64")
         lo = c["low"].to_numpy(dtype="float64")
         uniq, at = _index_of([p["window"] for p in full] + [p["exit_window"] for p in full])
-        up = np.vstack([_prev(talib.MAX(h, w)) for w in uniq])
-        dn = np.vstack([_prev(talib.MIN(lo, w)) for w in uniq])
+        chans = [donchian(h, lo, w) for w in uniq]  # exactly the strategy's channels
+        up = np.vstack([u for u, _ in chans])
+        dn = np.vstack([d for _, d in chans])
         wi = np.array([at[p["window"]] for p in full])
         xi = np.array([at[p["exit_window"]] for p in full])
         return K.sweep_breakout(o, cl, up, dn, wi, xi, *args), "numba:breakout"

@@ -13,7 +13,7 @@ import talib
 from workbench.strategies.base import Param, Params, Strategy, register
 from workbench.strategies.signals import cross_state, hysteresis
 
-__all__ = ["Breakout", "SmaCross", "TimeSeriesMomentum"]
+__all__ = ["Breakout", "SmaCross", "TimeSeriesMomentum", "donchian"]
 
 
 def _series(values: np.ndarray, like: pd.DataFrame, name: str) -> pd.Series:
@@ -59,11 +59,16 @@ class Breakout(Strategy):
         lo = data["low"].to_numpy(dtype="float64")
         c = data["close"].to_numpy(dtype="float64")
         p = self.params
-        up, dn = _prev(talib.MAX(h, p.window)), _prev(talib.MIN(lo, p.window))
-        xup, xdn = _prev(talib.MAX(h, p.exit_window)), _prev(talib.MIN(lo, p.exit_window))
+        up, dn = donchian(h, lo, p.window)
+        xup, xdn = donchian(h, lo, p.exit_window)
         valid = ~np.isnan(up) & ~np.isnan(xup)
         state = hysteresis(c > up, c < xdn, c < dn, c > xup, valid)
         return _series(state, data, self.name)
+
+
+def donchian(high: np.ndarray, low: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Highest high and lowest low of the ``window`` bars BEFORE each bar (the current bar excluded)."""
+    return _prev(talib.MAX(high, window)), _prev(talib.MIN(low, window))
 
 
 def _prev(a: np.ndarray) -> np.ndarray:
