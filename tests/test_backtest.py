@@ -155,20 +155,6 @@ def test_pairs_strategy_trades_both_legs_with_shared_cash(btc, eth) -> None:
     assert (np.sign(pos_beta.iloc[:, 0]) != np.sign(pos_beta.iloc[:, 1])).mean() > 0.5
 
 
-def test_stops_exit_at_the_stop_price_or_a_gapped_open(btc) -> None:
-    cfg = BacktestConfig(fees=0.0, sl_stop=0.01, tp_stop=0.03)
-    res = run_backtest(btc, get_strategy("sma_cross")(), cfg)
-    t = res.trades[res.trades["status"] == "closed"]
-    r = t["exit_price"] / t["entry_price"] - 1
-    opens = btc["open"].reindex(t["exit_time"]).to_numpy()
-    at_stop = np.isclose(r, -0.01, atol=1e-12) | np.isclose(r, 0.03, atol=1e-12)
-    at_open = np.isclose(t["exit_price"].to_numpy(), opens, rtol=1e-12)
-    assert (at_stop | at_open).all()
-    assert at_stop.sum() > 10  # the stops did fire
-    # an exit that did not gap through the stop never loses more than the stop distance (no fees, no slippage)
-    assert (r[~at_open] >= -0.01 - 1e-12).all()
-
-
 # ----------------------------------------------------------------------------------- sweeps
 
 
@@ -191,7 +177,7 @@ def test_sweep_kernels_equal_the_vectorbt_engine(btc, name, cfg) -> None:
         params = cls.make_params({k: row[k] for k in cls.Params.model_fields}).model_dump()
         bt = run_backtest(btc, cls(**params), cfg)
         assert math.isclose(bt.equity.iloc[-1], row["final_equity"], rel_tol=1e-9), params
-        assert len(bt.trades) == row["n_trades"], params
+        assert bt.metrics["n_trades"] == row["n_trades"], params
         assert math.isclose(bt.metrics["max_drawdown"], row["max_drawdown"], rel_tol=1e-9, abs_tol=1e-12)
         if np.isfinite(row["sharpe"]):
             assert math.isclose(bt.metrics["sharpe"], row["sharpe"], rel_tol=1e-9)
@@ -306,7 +292,8 @@ def test_result_json_has_metrics_equity_and_trades(btc, tmp_path) -> None:
     res = run_backtest(btc, get_strategy("sma_cross")(), BacktestConfig(fees=0.001))
     res.save_json(tmp_path / "r.json")
     d = json.loads((tmp_path / "r.json").read_text())
-    assert d["metrics"]["n_trades"] == len(res.trades)
+    closed = sum(t["status"] == "closed" for t in d["trades"])
+    assert d["metrics"]["n_trades"] == closed and d["metrics"]["n_open_trades"] == len(res.trades) - closed
     assert len(d["equity"]) == len(btc) and len(d["trades"]) == len(res.trades)
     t0 = d["trades"][0]
     assert {"entry_time", "exit_time", "entry_price", "exit_price", "size", "fees", "pnl"} <= set(t0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -207,7 +208,10 @@ def test_research_commands_end_to_end(tmp_path) -> None:
     )
     assert "sharpe" in p.stdout and (tmp_path / "r" / "bt.html").stat().st_size > 100_000
     d = json.loads((tmp_path / "bt.json").read_text())
-    assert d["params"] == {"fast": 10, "slow": 50} and d["metrics"]["n_trades"] == len(d["trades"]) > 0
+    assert (
+        d["params"] == {"fast": 10, "slow": 50}
+        and d["metrics"]["n_trades"] == sum(t["status"] == "closed" for t in d["trades"]) > 0
+    )
     assert d["metrics"]["beta"] is not None  # BTC/USDT is stored, so beta to BTC is computed
     p = run(
         "--home",
@@ -328,3 +332,22 @@ def test_ml_commands_end_to_end(tmp_path) -> None:
     assert p.returncode == 0
     p = run("--home", str(home), "pipeline", "schedule", "--cron", "0 6 * * *", config=cfg)
     assert "since=@last" in p.stdout and "OnCalendar" in p.stdout
+
+
+def test_backtest_and_sweep_agree_with_start(tmp_path) -> None:
+    """The same command line gives the same numbers: both warm the indicators up on the bars before --start."""
+    home = tmp_path / "home"
+    cfg = ROOT / "config"
+    run("--home", str(home), "init", "--sample", config=cfg)
+    base = ["--strategy", "sma_cross", "-e", "binance", "-s", "BTC/USDT", "-t", "1h", "--start", "2024-06-01"]
+    costs = ["--fees", "0.001", "--slippage", "0.0005"]
+    run("--home", str(home), "backtest", *base, *costs, "-p", "fast=10", "-p", "slow=100",
+        "--json", str(tmp_path / "bt.json"), config=cfg)  # fmt: skip
+    run("--home", str(home), "sweep", *base, *costs, "--grid", "fast=10", "--grid", "slow=100",
+        "--json", str(tmp_path / "sw.json"), config=cfg)  # fmt: skip
+    bt = json.loads((tmp_path / "bt.json").read_text())
+    sw = json.loads((tmp_path / "sw.json").read_text())["results"][0]
+    assert bt["start"].startswith("2024-06-01")
+    assert math.isclose(bt["metrics"]["total_return"], sw["total_return"], rel_tol=1e-9)
+    assert bt["metrics"]["n_trades"] == sw["n_trades"]
+    assert math.isclose(bt["metrics"]["win_rate"], sw["win_rate"], rel_tol=1e-9)

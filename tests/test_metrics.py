@@ -661,3 +661,23 @@ def test_vectorbt_portfolio(vbt):
     assert m["profit_factor"] == pytest.approx(pf.trades.closed.profit_factor(), rel=RTOL)
     assert m["expectancy"] == pytest.approx(pf.trades.closed.expectancy(), rel=RTOL)
     assert m["exposure"] == pytest.approx(float((position != 0).mean()), rel=RTOL)
+
+
+def test_psr_and_dsr_keep_their_lower_tail() -> None:
+    """A clearly negative Sharpe has a tiny PSR, not 0.0 (the erf form cancels below z ≈ -8.3)."""
+    from scipy.stats import norm
+
+    from workbench.backtest.metrics import normal_cdf
+    from workbench.viz.report import format_metric
+
+    for z in (-5.0, -9.0, -12.0, -20.0, -30.0, -37.0):
+        assert math.isclose(normal_cdf(z), float(norm.cdf(z)), rel_tol=1e-9), z
+    sr, n = -0.05, 40_000  # z = sr * sqrt(n - 1) ≈ -10
+    got = psr(sr, n, 0.0, 3.0)
+    assert got > 0.0
+    z = sr * math.sqrt(n - 1) / math.sqrt(1 + 0.5 * sr * sr)
+    assert math.isclose(got, float(norm.cdf(z)), rel_tol=1e-9)
+    d = deflated_sharpe(sr, n, 0.0, 3.0, n_trials=50, trials_sharpe_var=1e-4)
+    assert 0.0 < d < got
+    assert format_metric("psr", got) != "0.000" and "e-" in format_metric("psr", got)
+    assert format_metric("dsr", 0.0) == "< 1e-300"

@@ -116,7 +116,9 @@ def test_report_contents(report, result) -> None:
     trades = _section(text, "trades-list")
     assert trades.count("<tr>") == n + 1
     assert f"{n:,} trades." in trades
-    assert f"<tr><td>Trades</td><td>{n:,}</td></tr>" in text
+    n_open = int((result.trades["status"] == "open").sum())
+    summary = f"{n - n_open:,} closed" + (f", {n_open:,} open" if n_open else "")
+    assert f"<tr><td>Trades</td><td>{summary}</td></tr>" in text
 
 
 def test_trades_list_is_capped(tmp_path, result) -> None:
@@ -146,7 +148,9 @@ def test_metrics_formatting(result) -> None:
     assert t.loc["win_rate", "value"] == f"{m['win_rate'] * 100:,.2f}%"
     assert t.loc["sharpe", "value"] == f"{m['sharpe']:,.2f}"
     assert t.loc["max_drawdown_duration_days", "value"] == f"{m['max_drawdown_duration_days']:,.1f} days"
-    assert t.loc["n_trades", "value"] == str(len(result.trades))
+    closed = result.trades["status"] == "closed"
+    assert t.loc["n_trades", "value"] == str(int(closed.sum()))
+    assert t.loc["n_open_trades", "value"] == str(int((~closed).sum()))
     assert t.loc["expectancy", "value"].endswith(" USDT")
     assert t.loc["beta", "value"] == "n/a"  # no benchmark
 

@@ -559,9 +559,15 @@ def sweep(
     with _errors():
         cls = get_strategy(strategy)
         g = parse_grid(grid, cls)
-        data = _slice(_market(exchange, symbol, timeframe), start, end)
+        # as in backtest: the strategy warms up on the bars before --start, the simulation starts there
+        data = _slice(_market(exchange, symbol, timeframe), None, end)
         res = run_sweep(
-            data, cls, g, _bt_config(fees=fees, slippage=slippage, direction=direction), metric=metric
+            data,
+            cls,
+            g,
+            _bt_config(fees=fees, slippage=slippage, direction=direction),
+            metric=metric,
+            start=start,
         )
         out.print(
             f"{res.n_valid} valid of {res.n_combinations} combinations in {res.seconds:.2f} s "

@@ -16,15 +16,25 @@ Conventions (all of them tested against a plain-Python loop in ``tests/test_back
    partially, for ``cash / (price × (1 + fees))`` units: all-in buys ``cash / (price·(1+fee))`` units. Short
    sales credit the proceeds less fees to cash. Several assets share one cash balance; within a bar, sells
    execute before buys.
-6. **Stops** (``sl_stop``, ``tp_stop`` as fractions of the entry price, ``trailing``): run on vectorbt's signal
-   simulator instead. Entries are the bars where the shifted target turns long (short); each entry spends
-   ``size`` × the cash available (or ``size`` quote for notional); stops are fractions of the fill price,
-   checked against each bar's open
-   (a gap through the stop fills at the open), then its low/high, and fill at the stop price (plus slippage).
-   After a stop, the position stays flat until the strategy's target changes again.
+6. **Stops** (``sl_stop``, ``tp_stop`` as fractions of the entry price, ``trailing``): the strategy's order at
+   a bar's open comes first; then the stops are checked over the rest of that bar, **the entry bar included**
+   (the whole bar follows a fill at its open). A stop-loss sits at ``entry × (1 − sl)`` for a long
+   (``× (1 + sl)`` for a short; a trailing stop measures from the best price of the bars before, starting at
+   the entry), a take-profit at ``entry × (1 ± tp)``; ``entry`` is the position's average fill price. A bar
+   that opens through a level fills at the open (the gap); else a level within the bar's range fills at the
+   level. When the stop-loss and the take-profit are both within one bar, the stop-loss is assumed first.
+   A stop fill is a market order: it pays slippage (rule 3) and the fee (rule 4). After a stop, the asset
+   stays flat until the strategy's target changes again; a reversal at the open of a stop bar is traded
+   first, and the new position is then subject to the stop over that bar. Sizing is rules 2 and 5, as
+   without stops.
 7. **Direction.** ``long`` clips targets at 0 from below, ``short`` from above, ``both`` trades either side.
 
-Inside, timestamps are tz-naive UTC (vectorbt is ~70x slower on a tz-aware index); results come back tz-aware.
+The simulation is :func:`workbench.sim.portfolio.simulate_portfolio` (one compiled pass, the fill and cost
+functions of :mod:`workbench.sim.fills` that the sweep kernels and the paper broker use too). vectorbt is the
+independent reference in the tests and an export: :meth:`BacktestResult.to_vectorbt` replays the fills as a
+``vbt.Portfolio`` for its plots and analytics. Trades are round trips (see :mod:`workbench.sim.portfolio`);
+the trade statistics count closed trades, and the trade still open at the end is reported apart
+(``n_open_trades``, ``open_pnl``).
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from workbench.backtest.metrics import compute_metrics
+from workbench.sim.portfolio import simulate_portfolio
 from workbench.strategies.base import Strategy
 from workbench.types import Timeframe
 
@@ -82,7 +93,59 @@ class BacktestResult:
     orders: pd.DataFrame
     metrics: dict[str, float]
     exchange: str | None = None
-    portfolio: Any = field(default=None, repr=False)
+    candles: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+
+    def to_vectorbt(self) -> Any:
+        """The same fills as a ``vectorbt.Portfolio`` (``from_orders`` at the fill prices, fees as rates).
+
+        A bar with a stop fill becomes two rows (the open's orders, then the stop 1 ns later, with the open as
+        the first row's close), since vectorbt takes one order per bar and asset; the value at each bar's last
+        row equals :attr:`equity`.
+        """
+        import vectorbt as vbt  # heavy: imported where used
+
+        idx = self.equity.index
+        n, k = len(idx), len(self.symbols)
+        o = self.orders
+        col = {s: j for j, s in enumerate(self.symbols)}
+        pos = idx.get_indexer(o["time"]) if len(o) else np.empty(0, dtype=int)
+        sub = (o["reason"] != "signal").to_numpy(dtype=int) if len(o) else np.empty(0, dtype=int)
+        split = np.zeros(n, dtype=bool)
+        split[pos[sub == 1]] = True
+        row_of_bar = np.arange(n) + np.cumsum(split)  # a bar's last row
+        rows = n + int(split.sum())
+        times = np.empty(rows, dtype="datetime64[ns]")
+        naive = _naive(idx).to_numpy()
+        times[row_of_bar] = naive
+        times[row_of_bar[split] - 1] = naive[split]
+        times[row_of_bar[split]] = naive[split] + np.timedelta64(1, "ns")
+        close = np.empty((rows, k))
+        for s, j in col.items():
+            close[row_of_bar, j] = self.candles[s]["close"].to_numpy() if self.candles else np.nan
+            if split.any():
+                close[row_of_bar[split] - 1, j] = self.candles[s]["open"].to_numpy()[split]
+        size = np.full((rows, k), np.nan)
+        price = np.full((rows, k), np.nan)
+        if len(o):
+            r = row_of_bar[pos] - np.where(split[pos] & (sub == 0), 1, 0)
+            c = o["symbol"].map(col).to_numpy()
+            size[r, c] = np.where(o["side"] == "buy", 1.0, -1.0) * o["size"].to_numpy()
+            price[r, c] = o["price"].to_numpy()
+        frame = pd.DatetimeIndex(times)
+        kw: dict[str, Any] = {}
+        if k > 1:
+            kw = dict(group_by=True, cash_sharing=True, call_seq="auto")
+        step = idx[1] - idx[0] if n > 1 else pd.Timedelta(1, "h")
+        return vbt.Portfolio.from_orders(
+            close=pd.DataFrame(close, index=frame, columns=self.symbols),
+            size=pd.DataFrame(size, index=frame, columns=self.symbols),
+            price=pd.DataFrame(price, index=frame, columns=self.symbols),
+            size_type="amount",
+            fees=self.config.fees,
+            init_cash=self.config.init_cash,
+            freq=step,
+            **kw,
+        )
 
     @property
     def start(self) -> pd.Timestamp:
@@ -194,8 +257,6 @@ def run_backtest(
     Targets are computed on all the data given (so indicators warm up on history before ``start``), then the
     simulation runs on ``[start, end)``.
     """
-    import vectorbt as vbt  # heavy (about 2 s): imported where used
-
     config = config or BacktestConfig()
     frames = align(data)
     symbols = list(frames)
@@ -226,41 +287,29 @@ def run_backtest(
     highs = pd.DataFrame({s: frames[s]["high"] for s in symbols})[mask]
     lows = pd.DataFrame({s: frames[s]["low"] for s in symbols})[mask]
     tz_index = opens.index
-    for df in (effective, opens, closes, highs, lows):
-        df.index = _naive(df.index)
     tf = first.attrs.get("timeframe")
     freq = pd.Timedelta(Timeframe.parse(tf).ms, unit="ms") if tf else None
-    common = dict(
-        close=closes,
-        price=opens,
-        fees=config.fees,
-        slippage=config.slippage,
-        init_cash=config.init_cash,
-        freq=freq,
+    arrays = [np.ascontiguousarray(x.to_numpy(dtype="float64")) for x in (opens, highs, lows, closes)]
+    eff = np.ascontiguousarray(effective.to_numpy(dtype="float64"))
+    changes = int(np.count_nonzero(np.diff(np.vstack([np.zeros((1, eff.shape[1])), eff]), axis=0)))
+    nan = float("nan")
+    equity_a, held, fills, trades_a = simulate_portfolio(
+        *arrays,
+        eff,
+        config.size_type == "notional",
+        config.fees,
+        config.slippage,
+        config.init_cash,
+        config.sl_stop if config.sl_stop is not None else nan,
+        config.tp_stop if config.tp_stop is not None else nan,
+        config.trailing,
+        2 * changes + 2 * len(symbols),
     )
-    if len(symbols) > 1:
-        common.update(group_by=True, cash_sharing=True)
-    if config.has_stops:
-        pf = _with_stops(vbt, effective, opens, highs, lows, config, common)
-    else:
-        prev = effective.shift(1).fillna(0.0)
-        orders = effective.where(effective.ne(prev))  # an order only where the target changes
-        pf = vbt.Portfolio.from_orders(
-            size=orders,
-            size_type="targetpercent" if config.size_type == "fraction" else "targetvalue",
-            call_seq="auto" if len(symbols) > 1 else None,
-            **common,
-        )
-    equity = pf.value()
-    if isinstance(equity, pd.DataFrame):
-        equity = equity.iloc[:, 0]
-    equity = pd.Series(equity.to_numpy(), index=tz_index, name="equity")
-    positions = pd.DataFrame(
-        np.asarray(pf.assets()).reshape(len(tz_index), -1), index=tz_index, columns=symbols
-    )
-    trades = _trades(pf, symbols, tz_index)
-    orders_df = _orders(pf, symbols, tz_index)
-    turnover = float((orders_df["size"].abs() * orders_df["price"]).sum()) if len(orders_df) else 0.0
+    equity = pd.Series(equity_a, index=tz_index, name="equity")
+    positions = pd.DataFrame(held, index=tz_index, columns=symbols)
+    trades = _trades(trades_a, symbols, tz_index)
+    orders_df = _orders(fills, symbols, tz_index)
+    turnover = float((orders_df["size"] * orders_df["price"]).sum()) if len(orders_df) else 0.0
     bench = None
     if benchmark is not None:
         bench = benchmark.reindex(tz_index)
@@ -294,49 +343,7 @@ def run_backtest(
         orders=orders_df,
         metrics=metrics,
         exchange=first.attrs.get("exchange"),
-        portfolio=pf,
-    )
-
-
-def _with_stops(
-    vbt: Any,
-    eff: pd.DataFrame,
-    o: pd.DataFrame,
-    h: pd.DataFrame,
-    lo: pd.DataFrame,
-    config: BacktestConfig,
-    common: dict,
-) -> Any:
-    values = np.unique(eff.to_numpy())
-    if not np.all(np.isin(np.sign(values) * (values != 0), [-1.0, 0.0, 1.0])):
-        raise ValueError("stops need a strategy with discrete long/flat/short targets")
-    prev = eff.shift(1).fillna(0.0)
-    long_now, long_before = eff > 0, prev > 0
-    short_now, short_before = eff < 0, prev < 0
-    kw: dict[str, Any] = {}
-    if config.size_type == "fraction":
-        if config.direction == "both" and config.size != 1.0:
-            raise ValueError("with stops and direction 'both', use size 1 (all-in) or size_type 'notional'")
-        kw = {
-            "size": np.inf if config.size == 1.0 else config.size,
-            "size_type": "amount" if config.size == 1.0 else "percent",
-        }
-    else:
-        kw = {"size": config.size, "size_type": "value"}
-    return vbt.Portfolio.from_signals(
-        entries=long_now & ~long_before,
-        exits=~long_now & long_before,
-        short_entries=short_now & ~short_before,
-        short_exits=~short_now & short_before,
-        open=o,
-        high=h,
-        low=lo,
-        sl_stop=config.sl_stop if config.sl_stop is not None else np.nan,
-        sl_trail=config.trailing,
-        stop_entry_price="fillprice",  # stops relative to the actual fill, not the entry bar's close
-        tp_stop=config.tp_stop if config.tp_stop is not None else np.nan,
-        **kw,
-        **common,
+        candles={s: frames[s][mask] for s in symbols},
     )
 
 
@@ -352,45 +359,51 @@ _TRADE_COLUMNS = [
     "pnl",
     "return",
     "status",
+    "exit_reason",
 ]
 
 
-def _trades(pf: Any, symbols: list[str], index: pd.DatetimeIndex) -> pd.DataFrame:
-    """Trades from vectorbt's raw records, by integer position (``records_readable`` is about 100x slower:
-    it maps the whole time index). Direction 0 = long; status 0 = open."""
-    r = pf.trades.values
+_REASONS = np.array(["signal", "stop_loss", "take_profit"], dtype=object)
+
+
+def _trades(r: np.ndarray, symbols: list[str], index: pd.DatetimeIndex) -> pd.DataFrame:
+    """Trades (round trips) from the simulator's records (``workbench.sim.portfolio.TRADE_FIELDS``)."""
     if len(r) == 0:
         return pd.DataFrame(columns=_TRADE_COLUMNS)
-    sym = np.asarray(symbols, dtype=object)
+    r = r[np.lexsort((r[:, 2], r[:, 0]))]  # by asset, then entry: as vectorbt lists them
+    closed = r[:, 9] == 1
+    size, entry = r[:, 4], r[:, 5]
+    reason = np.where(closed, _REASONS[np.maximum(r[:, 10], 0).astype(int)], "open")
     return pd.DataFrame(
         {
-            "symbol": sym[r["col"]],
-            "direction": np.where(r["direction"] == 0, "long", "short"),
-            "entry_time": index[r["entry_idx"]],
-            "exit_time": index[r["exit_idx"]],
-            "size": r["size"],
-            "entry_price": r["entry_price"],
-            "exit_price": r["exit_price"],
-            "fees": r["entry_fees"] + r["exit_fees"],
-            "pnl": r["pnl"],
-            "return": r["return"],
-            "status": np.where(r["status"] == 0, "open", "closed"),
+            "symbol": np.asarray(symbols, dtype=object)[r[:, 0].astype(int)],
+            "direction": np.where(r[:, 1] > 0, "long", "short"),
+            "entry_time": index[r[:, 2].astype(int)],
+            "exit_time": index[r[:, 3].astype(int)],
+            "size": size,
+            "entry_price": entry,
+            "exit_price": r[:, 6],
+            "fees": r[:, 7],
+            "pnl": r[:, 8],
+            "return": r[:, 8] / (size * entry),
+            "status": np.where(closed, "closed", "open"),
+            "exit_reason": reason,
         }
     )
 
 
-def _orders(pf: Any, symbols: list[str], index: pd.DatetimeIndex) -> pd.DataFrame:
-    """Fills from vectorbt's raw records (side 0 = buy)."""
-    r = pf.orders.values
+def _orders(r: np.ndarray, symbols: list[str], index: pd.DatetimeIndex) -> pd.DataFrame:
+    """Fills from the simulator's records (``workbench.sim.portfolio.FILL_FIELDS``), in time order."""
     if len(r) == 0:
-        return pd.DataFrame(columns=["time", "symbol", "side", "size", "price", "fees"])
+        return pd.DataFrame(columns=["time", "symbol", "side", "size", "price", "fees", "reason"])
     return pd.DataFrame(
         {
-            "time": index[r["idx"]],
-            "symbol": np.asarray(symbols, dtype=object)[r["col"]],
-            "side": np.where(r["side"] == 0, "buy", "sell"),
-            "size": r["size"],
-            "price": r["price"],
-            "fees": r["fees"],
+            "time": index[r[:, 0].astype(int)],
+            "symbol": np.asarray(symbols, dtype=object)[r[:, 1].astype(int)],
+            "side": np.where(r[:, 2] > 0, "buy", "sell"),
+            "size": np.abs(r[:, 2]),
+            "price": r[:, 3],
+            "fees": r[:, 4],
+            "reason": _REASONS[r[:, 5].astype(int)],
         }
     )

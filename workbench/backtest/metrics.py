@@ -56,7 +56,10 @@ key                              definition
 ``avg_loss``                     ``mean(pnl | pnl < 0)`` (negative); NaN without a loss.
 ``exposure``                     share of the ``position`` bars with a non-zero position (NaN counts as flat).
 ``turnover``                     ``turnover_notional / mean(E) / Y``: equity turned over per year.
-``n_trades``                     number of closed trades (rows of ``trades`` with a pnl).
+``n_trades``                     number of closed trades (rows of ``trades`` with a pnl). Rows with ``status``
+                                 ``"open"`` are left out of every trade statistic above and below.
+``n_open_trades``                trades still open at the end (``status == "open"``); 0 without that column.
+``open_pnl``                     their marked-to-market PnL (sum of their ``pnl``), currency.
 ``var_hist``                     ``-Q_a(r)``: minus the a-quantile of the returns, linear interpolation
                                  (numpy's default, Hyndman–Fan type 7). Per period, a positive loss fraction.
 ``cvar_hist``                    ``-mean`` of the ``k = floor((n - 1) * a) + 1`` smallest returns (the order
@@ -142,6 +145,7 @@ __all__ = [
     "deflated_sharpe",
     "drawdown",
     "expected_max_sharpe",
+    "normal_cdf",
     "periods_per_year",
     "psr",
     "returns_from_equity",
@@ -196,6 +200,8 @@ METRIC_KEYS: Final = (
     "exposure",
     "turnover",
     "n_trades",
+    "n_open_trades",
+    "open_pnl",
     "var_hist",
     "cvar_hist",
     "var_param",
@@ -265,7 +271,18 @@ def psr(sr: float, n: float, skew: float, kurt: float, sr_benchmark: float = 0.0
     if radicand <= 0:
         return _NAN
     z = (sr - sr_benchmark) * math.sqrt(n - 1.0) / math.sqrt(radicand)
-    return float(_N.cdf(z))
+    return normal_cdf(z)
+
+
+def normal_cdf(z: float) -> float:
+    """Φ(z) accurate in both tails: ``erfc(-z / √2) / 2``.
+
+    ``(1 + erf(z / √2)) / 2`` (what :class:`statistics.NormalDist` computes) cancels to exactly 0 below
+    z ≈ -8.3, which made a clearly negative PSR print as 0.0; ``erfc`` keeps full relative precision down to
+    z ≈ -37.5 (Φ ≈ 5e-308). Below that the true value is under the smallest normal double and 0.0 is returned,
+    which the formatting of reports shows as "< 1e-300", never as a plain 0.
+    """
+    return 0.5 * math.erfc(-z / math.sqrt(2.0))
 
 
 def expected_max_sharpe(n_trials: int, var: float) -> float:
@@ -336,13 +353,22 @@ def _cagr(growth: float, years: float) -> float:
 def _trade_metrics(trades: pd.DataFrame | None) -> dict[str, float]:
     keys = ("win_rate", "profit_factor", "expectancy", "avg_win", "avg_loss", "n_trades")
     out = dict.fromkeys(keys, _NAN)
+    out["n_open_trades"] = _NAN
+    out["open_pnl"] = _NAN
     if trades is None:
         return out
+    out["n_open_trades"] = 0.0
+    out["open_pnl"] = 0.0
     if len(trades) == 0:
         out["n_trades"] = 0.0
         return out
     if "pnl" not in trades.columns:
         raise ValueError(f"trades need a 'pnl' column; got {list(trades.columns)}")
+    if "status" in trades.columns:  # the trade still open is reported apart, never as a win or a loss
+        is_open = np.asarray(trades["status"] == "open")
+        out["n_open_trades"] = float(is_open.sum())
+        out["open_pnl"] = float(np.nansum(np.asarray(trades["pnl"], dtype=float)[is_open]))
+        trades = trades[~is_open]
     pnl = np.asarray(trades["pnl"], dtype=float)
     pnl = pnl[~np.isnan(pnl)]
     n = len(pnl)

@@ -1,7 +1,7 @@
 """Parameter sweeps: every combination of a grid, evaluated by fused numba kernels for the built-in
 strategies (memory independent of the number of combinations), by a generic state kernel for other
-single-asset strategies, and by the vectorbt engine where neither applies (several assets, stops, notional
-sizing). The best combination's Sharpe is deflated for the number of combinations tried."""
+single-asset strategies, and by ``run_backtest`` per combination for several assets. Every path simulates
+with the same bar step (:mod:`workbench.sim.portfolio`), stops and notional sizing included. The best combination's Sharpe is deflated for the number of combinations tried."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pandas as pd
 import talib
 
 from workbench.backtest import kernels as K
-from workbench.backtest.engine import BacktestConfig, run_backtest
+from workbench.backtest.engine import BacktestConfig, _utc, run_backtest
 from workbench.backtest.metrics import deflated_sharpe, periods_per_year
 from workbench.strategies.base import ParamError, Strategy, get_strategy
 from workbench.strategies.mean_reversion import bollinger_z
@@ -129,8 +129,14 @@ def sweep(
     config: BacktestConfig | None = None,
     *,
     metric: str = "sharpe",
+    start: object = None,
 ) -> SweepResult:
-    """Evaluate every valid combination of ``grid`` (missing parameters take their defaults)."""
+    """Evaluate every valid combination of ``grid`` (missing parameters take their defaults).
+
+    As in :func:`~workbench.backtest.engine.run_backtest`, the strategy sees all the data given (its indicators
+    warm up on the bars before ``start``) and the simulation runs from ``start``; cut the data at the end
+    before calling, as the CLI does.
+    """
     cls = get_strategy(strategy) if isinstance(strategy, str) else strategy
     config = config or BacktestConfig()
     combos, total = expand_grid(cls, grid)
@@ -140,9 +146,9 @@ def sweep(
         raise ParamError(f"unknown metric {metric!r}; metrics: {', '.join(K.METRICS)}")
     t0 = time.perf_counter()
     if _kernel_ok(data, cls, config):
-        res, engine = _kernel_sweep(data, cls, combos, config)
+        res, engine = _kernel_sweep(data, cls, combos, config, start)
     else:
-        res, engine = _engine_sweep(data, cls, combos, config), "vectorbt"
+        res, engine = _engine_sweep(data, cls, combos, config, start), "simulator"
     seconds = time.perf_counter() - t0
     params = pd.DataFrame([cls.make_params(c).model_dump() for c in combos])
     table = pd.concat([params, pd.DataFrame(res, columns=list(K.METRICS))], axis=1)
@@ -152,25 +158,52 @@ def sweep(
         drop=True
     )
     out = SweepResult(cls.name, table, metric, total, len(combos), seconds, engine)
-    out.best = _best_with_dsr(table, data, cls, config)
+    out.best = _best_with_dsr(table, data, cls, config, start)
     return out
 
 
 def _kernel_ok(data: Any, cls: type[Strategy], config: BacktestConfig) -> bool:
-    """Kernels cover one asset, fraction sizing and no stops; the vectorbt engine covers the rest."""
-    return (
-        isinstance(data, pd.DataFrame)
-        and cls.assets == 1
-        and not config.has_stops
-        and config.size_type == "fraction"
-    )
+    """Kernels cover single-asset strategies on one asset; ``run_backtest`` per combination covers the rest."""
+    return isinstance(data, pd.DataFrame) and cls.assets == 1
 
 
-def _kernel_sweep(c: pd.DataFrame, cls: type[Strategy], combos: list[dict[str, Any]], config: BacktestConfig):
+def _first_bar(index: pd.DatetimeIndex, start: object, end: object) -> int:
+    """The first simulated bar for ``start`` (bars before it warm the indicators up), checked like
+    ``run_backtest`` checks it."""
+    t0 = 0 if start is None else int(index.searchsorted(_utc(start)))
+    stop = len(index) if end is None else int(index.searchsorted(_utc(end)))
+    if t0 >= stop:
+        raise ValueError(f"no bars in [{start}, {end})")
+    return t0
+
+
+def _kernel_sweep(
+    c: pd.DataFrame,
+    cls: type[Strategy],
+    combos: list[dict[str, Any]],
+    config: BacktestConfig,
+    start: object = None,
+):
     o = c["open"].to_numpy(dtype="float64")
+    h = c["high"].to_numpy(dtype="float64")
+    lo = c["low"].to_numpy(dtype="float64")
     cl = c["close"].to_numpy(dtype="float64")
-    ppy = periods_per_year(c.index)
-    args = (config.size, config.fees, config.slippage, config.init_cash, _DIRECTION[config.direction], ppy)
+    t0 = _first_bar(c.index, start, None)
+    ppy = periods_per_year(c.index[t0:])
+    cfg = K.sim_config(
+        config.size,
+        config.fees,
+        config.slippage,
+        config.init_cash,
+        _DIRECTION[config.direction],
+        ppy,
+        sl=config.sl_stop,
+        tp=config.tp_stop,
+        trailing=config.trailing,
+        start=t0,
+        notional=config.size_type == "notional",
+    )
+    px = (o, h, lo, cl)
     full = [cls.make_params(p).model_dump() for p in combos]
     name = cls.name
     if name == "sma_cross":
@@ -178,30 +211,28 @@ def _kernel_sweep(c: pd.DataFrame, cls: type[Strategy], combos: list[dict[str, A
         table = np.vstack([talib.SMA(cl, w) for w in uniq])
         fi = np.array([at[p["fast"]] for p in full])
         si = np.array([at[p["slow"]] for p in full])
-        return K.sweep_sma_cross(o, cl, table, fi, si, *args), "numba:sma_cross"
+        return K.sweep_sma_cross(*px, table, fi, si, cfg), "numba:sma_cross"
     if name == "breakout":
-        h = c["high"].to_numpy(dtype="float64")
-        lo = c["low"].to_numpy(dtype="float64")
         uniq, at = _index_of([p["window"] for p in full] + [p["exit_window"] for p in full])
         chans = [donchian(h, lo, w) for w in uniq]  # exactly the strategy's channels
         up = np.vstack([u for u, _ in chans])
         dn = np.vstack([d for _, d in chans])
         wi = np.array([at[p["window"]] for p in full])
         xi = np.array([at[p["exit_window"]] for p in full])
-        return K.sweep_breakout(o, cl, up, dn, wi, xi, *args), "numba:breakout"
+        return K.sweep_breakout(*px, up, dn, wi, xi, cfg), "numba:breakout"
     if name == "tsmom":
         uniq, at = _index_of([p["lookback"] for p in full])
         ret = np.vstack([talib.ROCR(cl, w) - 1.0 for w in uniq])
         li = np.array([at[p["lookback"]] for p in full])
         th = np.array([p["threshold"] for p in full], dtype="float64")
-        return K.sweep_tsmom(o, cl, ret, li, th, *args), "numba:tsmom"
+        return K.sweep_tsmom(*px, ret, li, th, cfg), "numba:tsmom"
     if name == "bollinger":
         uniq, at = _index_of([p["window"] for p in full])
         z = np.vstack([bollinger_z(cl, w) for w in uniq])
         zi = np.array([at[p["window"]] for p in full])
         en = np.array([p["entry"] for p in full], dtype="float64")
         ex = np.array([p["exit"] for p in full], dtype="float64")
-        return K.sweep_bands(o, cl, z, zi, en, ex, *args), "numba:bollinger"
+        return K.sweep_bands(*px, z, zi, en, ex, cfg), "numba:bollinger"
     if name == "rsi_reversion":
         uniq, at = _index_of([p["period"] for p in full])
         rsi = np.vstack([talib.RSI(cl, w) for w in uniq])
@@ -209,28 +240,28 @@ def _kernel_sweep(c: pd.DataFrame, cls: type[Strategy], combos: list[dict[str, A
         lo_ = np.array([p["lower"] for p in full], dtype="float64")
         up_ = np.array([p["upper"] for p in full], dtype="float64")
         ex = np.array([p["exit"] for p in full], dtype="float64")
-        return K.sweep_levels(o, cl, rsi, ri, lo_, up_, ex, *args), "numba:rsi_reversion"
+        return K.sweep_levels(*px, rsi, ri, lo_, up_, ex, cfg), "numba:rsi_reversion"
     # any other single-asset strategy: its own target() per combination, simulated in chunks
     out = np.empty((len(full), len(K.METRICS)))
     chunk = 256
     for i in range(0, len(full), chunk):
         states = np.vstack([cls(**p).target(c).to_numpy(dtype="float64") for p in full[i : i + chunk]])
-        out[i : i + chunk] = K.sweep_states(o, cl, states, *args)
+        out[i : i + chunk] = K.sweep_states(*px, states, cfg)
     return out, "numba:generic"
 
 
 def _engine_sweep(
-    data, cls: type[Strategy], combos: list[dict[str, Any]], config: BacktestConfig
+    data, cls: type[Strategy], combos: list[dict[str, Any]], config: BacktestConfig, start: object = None
 ) -> np.ndarray:
     out = np.empty((len(combos), len(K.METRICS)))
     for i, p in enumerate(combos):
-        r = run_backtest(data, cls(**p), config)
+        r = run_backtest(data, cls(**p), config, start=start)
         m = r.metrics
         out[i] = [
             m["total_return"],
             m["sharpe"],
             m["max_drawdown"],
-            len(r.trades),
+            m["n_trades"],
             m["win_rate"],
             m["exposure"],
             float(r.equity.iloc[-1]),
@@ -239,7 +270,7 @@ def _engine_sweep(
 
 
 def _best_with_dsr(
-    table: pd.DataFrame, data: Any, cls: type[Strategy], config: BacktestConfig
+    table: pd.DataFrame, data: Any, cls: type[Strategy], config: BacktestConfig, start: object = None
 ) -> dict[str, Any]:
     """The best row, with its Sharpe deflated for the number of valid combinations tried (Bailey & López de
     Prado 2014), using the variance of the per-period Sharpe ratios across the combinations."""
@@ -249,6 +280,8 @@ def _best_with_dsr(
     best = {c: table[c].iloc[0] for c in table.columns}
     frames = data if isinstance(data, Mapping) else {"": data}
     idx = next(iter(frames.values())).index
+    if start is not None:
+        idx = idx[idx >= _utc(start)]
     ppy = periods_per_year(idx)
     sr = table["sharpe"].to_numpy(dtype="float64") / math.sqrt(ppy)
     sr = sr[np.isfinite(sr)]
@@ -285,10 +318,11 @@ def evaluate(
     strategy: type[Strategy],
     combos: list[dict[str, Any]],
     config: BacktestConfig,
+    start: object = None,
 ) -> list[dict[str, float]]:
     """Metrics (``kernels.METRICS``) of each parameter combination, by the fastest exact path available."""
     if _kernel_ok(data, strategy, config):
-        res = _kernel_sweep(data, strategy, combos, config)[0]
+        res = _kernel_sweep(data, strategy, combos, config, start)[0]
     else:
-        res = _engine_sweep(data, strategy, combos, config)
+        res = _engine_sweep(data, strategy, combos, config, start)
     return [dict(zip(K.METRICS, map(float, row), strict=True)) for row in res]

@@ -91,6 +91,8 @@ METRIC_LABELS: dict[str, str] = {
     "exposure": "Exposure",
     "turnover": "Turnover",
     "n_trades": "Closed trades",
+    "n_open_trades": "Open trades (at the end)",
+    "open_pnl": "Open trades' PnL (marked)",
     "var_hist": "VaR, historical (per bar)",
     "cvar_hist": "CVaR, historical (per bar)",
     "var_param": "VaR, Gaussian (per bar)",
@@ -116,6 +118,8 @@ METRIC_GROUPS: dict[str, tuple[str, ...]] = {
     ),
     "Trades": (
         "n_trades",
+        "n_open_trades",
+        "open_pnl",
         "win_rate",
         "profit_factor",
         "expectancy",
@@ -142,8 +146,8 @@ _PCT = {
 }
 _RATIO = {"sharpe", "sortino", "calmar", "profit_factor", "beta", "skew", "kurtosis"}
 _PROB = {"psr", "dsr", "dsr_normal_approx"}
-_MONEY = {"expectancy", "avg_win", "avg_loss", "final_equity"}
-_COUNT = {"n_trades"}
+_MONEY = {"expectancy", "avg_win", "avg_loss", "final_equity", "open_pnl"}
+_COUNT = {"n_trades", "n_open_trades"}
 
 
 # ------------------------------------------------------------------------------------------ formatting
@@ -177,7 +181,13 @@ def format_metric(key: str, value: Any, currency: str | None = None) -> str:
         return f"{f * 100:,.2f}%"
     if key in _RATIO:
         return f"{f:,.2f}"
-    if key in _PROB:
+    if key in _PROB:  # a tiny probability is not 0: say how small it is
+        if f == 0.0:
+            return "< 1e-300"
+        if f < 0.0005:
+            return f"{f:.1e}"
+        if f > 0.9995 and f < 1.0:
+            return f"1 − {1.0 - f:.1e}"
         return f"{f:.3f}"
     if key in _COUNT:
         return f"{f:,.0f}"
@@ -851,6 +861,7 @@ def write_report(
         title = f"{result.strategy} on {', '.join(symbols)}" if symbols else str(result.strategy)
     trades = result.trades
     n_trades = 0 if trades is None else len(trades)
+    n_open = 0 if trades is None or "status" not in trades else int((trades["status"] == "open").sum())
     rng = f"{_fmt_time(result.start)} – {_fmt_time(result.end)} UTC"
     summary = [
         ("Strategy", str(result.strategy)),
@@ -860,7 +871,7 @@ def write_report(
         ("Timeframe", _timeframe_label(result)),
         ("Data range", rng),
         ("Bars", f"{len(result.equity):,}"),
-        ("Trades", f"{n_trades:,}"),
+        ("Trades", f"{n_trades - n_open:,} closed" + (f", {n_open:,} open" if n_open else "")),
         *_config_rows(getattr(result, "config", None)),
     ]
     mt = metrics_table(result)
