@@ -94,6 +94,10 @@ def test_env_overrides(tmp_path) -> None:
         load_settings(d, env={"WORKBENCH__COLLECT__PAGE_LIMT": "1"})
     with pytest.raises(ConfigError, match=r"unknown section 'COLECT' \(did you mean 'collect'\?\)"):
         load_settings(d, env={"WORKBENCH__COLECT__PAGE_LIMIT": "1"})
+    with pytest.raises(
+        ConfigError, match=r"\(closest valid variable: WORKBENCH__TRADING__RISK__MAX_DRAWDOWN\)$"
+    ):
+        load_settings(d, env={"WORKBENCH__TRADNG__RISK__MAX_DRAWDWN": "0.1"})
 
 
 def test_relative_data_path_resolves_against_project_root(tmp_path) -> None:
@@ -420,6 +424,18 @@ def test_broken_yaml_does_not_quote_the_line(tmp_path) -> None:
         "(while scanning a quoted scalar at line 4, column 15)"
     )
     assert SECRET_VALUE not in str(e.value)
+
+
+def test_cli_config_error_is_printed_verbatim(tmp_path) -> None:
+    # a folder name that looks like console markup, and a message longer than the console is wide
+    (tmp_path / "[bold]").mkdir()
+    d = cfg(tmp_path / "[bold]", {"workbench.yml": "collect:\n  page_limit: 0\n"})
+    p = wb("--config", str(d), "config", "show")
+    assert p.returncode == 2
+    assert (
+        f"{d / 'workbench.yml'}: collect.page_limit: Input should be greater than or equal to 1 (got 0)"
+        in p.stderr
+    )
 
 
 def test_cli_never_echoes_a_credential_from_a_file(tmp_path) -> None:

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from workbench import __version__
@@ -69,7 +70,11 @@ def settings() -> Settings:
             state.settings = load_settings(state.config, exchange_ids=exchange_ids())
         for w in caught:
             if issubclass(w.category, ConfigWarning):
-                err.print(f"[yellow]config warning:[/yellow] {w.message}", highlight=False, soft_wrap=True)
+                err.print(
+                    f"[yellow]config warning:[/yellow] {escape(str(w.message))}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
             else:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         logging.basicConfig(
@@ -126,7 +131,9 @@ def _errors():
     try:
         yield
     except ConfigError as e:
-        err.print(f"[red]config error:[/red] {redact(str(e))}", highlight=False, markup=True)
+        err.print(
+            f"[red]config error:[/red] {escape(redact(str(e)))}", highlight=False, markup=True, soft_wrap=True
+        )
         raise typer.Exit(2) from None
     except (
         CollectError,

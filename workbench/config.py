@@ -632,9 +632,16 @@ def load_settings(
             parsed = yaml.safe_load(value) if value != "" else ""
         except yaml.YAMLError:
             parsed = value
-        _apply_override(
-            merged, parts, parsed, source=f"environment variable {name}", exchange_ids=exchange_ids
-        )
+        try:
+            _apply_override(
+                merged, parts, parsed, source=f"environment variable {name}", exchange_ids=exchange_ids
+            )
+        except ConfigError as e:
+            fitted = _fit_path(parts, atomic=True)
+            closest = ENV_PREFIX + "__".join(p.upper() for p in fitted) if fitted else None
+            if closest and closest != ENV_PREFIX + "__".join(p.upper() for p in parts):
+                raise ConfigError(f"{e} (closest valid variable: {closest})") from None
+            raise
     for dotted, value in (overrides or {}).items():
         _apply_override(
             merged, dotted.split("."), value, source=f"override {dotted}", exchange_ids=exchange_ids
