@@ -6,16 +6,18 @@ import json
 import logging
 import os
 import sys
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from workbench import __version__
-from workbench.config import ConfigError, Settings, load_settings
+from workbench.config import ConfigError, ConfigWarning, Settings, load_settings
 
 app = typer.Typer(
     name="workbench",
@@ -60,7 +62,21 @@ state = _State()
 
 def settings() -> Settings:
     if state.settings is None:
-        state.settings = load_settings(state.config)
+        from workbench.data.exchanges import exchange_ids
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConfigWarning)
+            # config may not import ccxt: the known exchange ids come from the exchange layer
+            state.settings = load_settings(state.config, exchange_ids=exchange_ids())
+        for w in caught:
+            if issubclass(w.category, ConfigWarning):
+                err.print(
+                    f"[yellow]config warning:[/yellow] {escape(str(w.message))}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         logging.basicConfig(
             level=state.settings.general.log_level,
             format="%(levelname)s %(name)s: %(message)s",
@@ -82,7 +98,8 @@ def main_callback(
         typer.Option(
             "--config",
             "-c",
-            help="Config folder or file (default: nearest config/workbench.yml).",
+            help="Config folder, or a file loaded on top of its folder's files "
+            "(default: nearest config/workbench.yml).",
             envvar="WORKBENCH_CONFIG",
         ),
     ] = None,
@@ -96,6 +113,8 @@ def main_callback(
     state.settings = None
     if home is not None:
         os.environ["WORKBENCH_HOME"] = str(home.expanduser().resolve())
+    with _errors():
+        settings()  # a bad config fails every command, also one that would not read it
 
 
 @contextmanager
@@ -112,7 +131,9 @@ def _errors():
     try:
         yield
     except ConfigError as e:
-        err.print(f"[red]config error:[/red] {redact(str(e))}", highlight=False, markup=True)
+        err.print(
+            f"[red]config error:[/red] {escape(redact(str(e)))}", highlight=False, markup=True, soft_wrap=True
+        )
         raise typer.Exit(2) from None
     except (
         CollectError,
@@ -944,9 +965,7 @@ def patterns_scan(
 
 PipelineOpt = Annotated[
     Path | None,
-    typer.Option(
-        "--pipeline", "--config", help="Pipeline file (default: pipeline.yml in the config folder)."
-    ),
+    typer.Option("--pipeline", help="Pipeline file (default: pipeline.yml in the config folder)."),
 ]
 
 
@@ -1089,12 +1108,9 @@ def pipeline_schedule(
 
 @config_app.command("show")
 def config_show() -> None:
-    """Print the resolved configuration (files + environment overrides) as JSON."""
+    """Print the effective configuration (files + environment overrides, paths resolved) as JSON."""
     with _errors():
-        s = settings()
-        payload = json.loads(s.model_dump_json())
-        payload["data_dir"] = str(s.data_dir)
-        out.print_json(json.dumps(payload))
+        out.print_json(json.dumps(settings().effective()))
 
 
 def main() -> None:  # console-script entry point

@@ -19,7 +19,7 @@ import ccxt
 
 from workbench.config import ConfigError, Settings
 
-__all__ = ["ExchangeSetupError", "credentials_from_env", "make_exchange", "redact"]
+__all__ = ["ExchangeSetupError", "check_exchange_ids", "credentials_from_env", "exchange_ids", "make_exchange", "redact"]
 
 # ccxt exceptions re-exported so the rest of the data layer never imports ccxt by itself
 NetworkError = ccxt.NetworkError
@@ -35,6 +35,23 @@ BaseError = ccxt.BaseError
 
 class ExchangeSetupError(ConfigError):
     """An exchange that cannot be built as configured (unknown id, unknown ccxt option)."""
+
+
+def exchange_ids() -> list[str]:
+    """The exchange ids ccxt knows, for ``load_settings(exchange_ids=...)`` (config may not import ccxt)."""
+    return list(ccxt.exchanges)
+
+
+def check_exchange_ids(settings: Settings) -> None:
+    """Every configured ``exchanges.<id>`` must be a ccxt id: a typo would leave its settings unused."""
+    for xid in settings.exchanges:
+        if xid not in ccxt.exchanges:
+            hint = difflib.get_close_matches(xid, ccxt.exchanges, n=3, cutoff=0.6)
+            where = settings.config_source or "configuration"
+            raise ExchangeSetupError(
+                f"{where}: exchanges.{xid}: unknown exchange id {xid!r}"
+                + (f" (did you mean {', '.join(map(repr, hint))}?)" if hint else "")
+            )
 
 
 def credentials_from_env(exchange_id: str, settings: Settings, env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -79,6 +96,7 @@ def make_exchange(
     env: Mapping[str, str] | None = None,
 ) -> ccxt.Exchange:
     """Build a configured synchronous ccxt client for ``exchange_id`` (any id in ``ccxt.exchanges``)."""
+    check_exchange_ids(settings)
     if exchange_id not in ccxt.exchanges:
         hint = difflib.get_close_matches(exchange_id, ccxt.exchanges, n=3, cutoff=0.6)
         raise ExchangeSetupError(
