@@ -1,4 +1,5 @@
-"""Domain types shared by every layer: timeframes, the Candles schema and its validation.
+"""Domain types shared by every layer: timeframes, the Candles schema and its validation, and the trading
+records (orders, fills, positions) with the order state table.
 
 Pure: no I/O, no exchange client. Everything here is safe to import from anywhere.
 """
@@ -6,7 +7,8 @@ Pure: no I/O, no exchange client. Everything here is safe to import from anywher
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Final
 
 import numpy as np
@@ -14,8 +16,17 @@ import pandas as pd
 
 __all__ = [
     "CANDLE_COLUMNS",
+    "ORDER_TRANSITIONS",
     "CandleValidationError",
     "DataKey",
+    "Fill",
+    "Order",
+    "OrderStateError",
+    "OrderStatus",
+    "OrderType",
+    "Position",
+    "Side",
+    "TimeInForce",
     "Timeframe",
     "candles_from_frame",
     "ms_to_iso",
@@ -199,3 +210,248 @@ def ms_to_iso(ms: int | None) -> str | None:
     if ms is None:
         return None
     return pd.Timestamp(int(ms), unit="ms", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ------------------------------------------------------------------------------------------ trading records
+
+
+class Side(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is Side.BUY else -1
+
+    @property
+    def opposite(self) -> Side:
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+
+class OrderType(StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+
+
+class TimeInForce(StrEnum):
+    GTC = "GTC"  # good till cancelled
+    IOC = "IOC"  # immediate or cancel
+    FOK = "FOK"  # fill or kill
+
+
+class OrderStatus(StrEnum):
+    """An order's lifecycle (after nautilus_trader's order states, for spot venues):
+
+    INITIALIZED (created, journalled, not sent) -> DENIED (refused by the risk manager; never sent) or
+    SUBMITTED (sent; the venue's answer not yet known) -> ACCEPTED (open at the venue) or REJECTED ->
+    PARTIALLY_FILLED -> FILLED; PENDING_CANCEL (cancel sent) -> CANCELED; EXPIRED (IOC/FOK remainder, or the
+    venue's expiry). A fill may still arrive after a cancel was sent or even confirmed (the venue matched the
+    order before the cancel reached it): CANCELED and EXPIRED accept late fills, as the table below says.
+    """
+
+    INITIALIZED = "INITIALIZED"
+    DENIED = "DENIED"
+    SUBMITTED = "SUBMITTED"
+    ACCEPTED = "ACCEPTED"
+    REJECTED = "REJECTED"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    PENDING_CANCEL = "PENDING_CANCEL"
+    CANCELED = "CANCELED"
+    EXPIRED = "EXPIRED"
+
+    @property
+    def is_open(self) -> bool:
+        """Working at the venue, or possibly so (SUBMITTED: the outcome is not known yet)."""
+        return self in _OPEN
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_S = OrderStatus
+_OPEN: Final = frozenset({_S.SUBMITTED, _S.ACCEPTED, _S.PARTIALLY_FILLED, _S.PENDING_CANCEL})
+_TERMINAL: Final = frozenset({_S.DENIED, _S.REJECTED, _S.FILLED, _S.CANCELED, _S.EXPIRED})
+
+ORDER_TRANSITIONS: Final[dict[OrderStatus, frozenset[OrderStatus]]] = {
+    _S.INITIALIZED: frozenset({_S.DENIED, _S.SUBMITTED}),
+    # a fast venue can answer with a fill before the acceptance is seen
+    _S.SUBMITTED: frozenset(
+        {_S.ACCEPTED, _S.REJECTED, _S.PARTIALLY_FILLED, _S.FILLED, _S.CANCELED, _S.EXPIRED, _S.PENDING_CANCEL}
+    ),
+    _S.ACCEPTED: frozenset({_S.PARTIALLY_FILLED, _S.FILLED, _S.PENDING_CANCEL, _S.CANCELED, _S.EXPIRED}),
+    _S.PARTIALLY_FILLED: frozenset(
+        {_S.PARTIALLY_FILLED, _S.FILLED, _S.PENDING_CANCEL, _S.CANCELED, _S.EXPIRED}
+    ),
+    _S.PENDING_CANCEL: frozenset({_S.CANCELED, _S.PARTIALLY_FILLED, _S.FILLED, _S.ACCEPTED, _S.EXPIRED}),
+    # late fills: matched at the venue before the cancel (or the expiry) took effect
+    _S.CANCELED: frozenset({_S.PARTIALLY_FILLED, _S.FILLED}),
+    _S.EXPIRED: frozenset({_S.PARTIALLY_FILLED, _S.FILLED}),
+    _S.DENIED: frozenset(),
+    _S.REJECTED: frozenset(),
+    _S.FILLED: frozenset(),
+}
+"""Allowed status changes. A late fill on a CANCELED/EXPIRED order keeps it terminal in effect: the filled
+amount grows, and the status becomes FILLED only if the whole amount filled."""
+
+
+class OrderStateError(ValueError):
+    """A status change the order state table does not allow; names the order and both states."""
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """One order, immutable: every change is a new record (``with_status``, ``with_fill``).
+
+    ``amount`` is in base units, always positive (``side`` gives the direction). ``tag`` tells the strategy's
+    orders from manual ones (``"manual"``), which are kept as their own sub-position.
+    """
+
+    client_order_id: str
+    symbol: str
+    side: Side
+    type: OrderType
+    amount: float
+    price: float | None = None
+    time_in_force: TimeInForce = TimeInForce.GTC
+    status: OrderStatus = OrderStatus.INITIALIZED
+    filled: float = 0.0
+    avg_price: float | None = None
+    exchange_order_id: str | None = None
+    created_ms: int = 0
+    updated_ms: int = 0
+    tag: str = "strategy"
+    reduce_only: bool = False
+    reason: str | None = None  # why it was denied, rejected, canceled
+
+    def __post_init__(self) -> None:
+        if not self.amount > 0:
+            raise ValueError(f"order {self.client_order_id}: amount must be positive, got {self.amount!r}")
+        if self.type is OrderType.LIMIT and not (self.price is not None and self.price > 0):
+            raise ValueError(f"order {self.client_order_id}: a limit order needs a positive price")
+
+    @property
+    def remaining(self) -> float:
+        return max(self.amount - self.filled, 0.0)
+
+    @property
+    def signed_amount(self) -> float:
+        return self.side.sign * self.amount
+
+    def with_status(self, status: OrderStatus, *, ts_ms: int | None = None, **changes: object) -> Order:
+        """This order in ``status`` (checked against :data:`ORDER_TRANSITIONS`)."""
+        status = OrderStatus(status)
+        if status != self.status and status not in ORDER_TRANSITIONS[self.status]:
+            raise OrderStateError(
+                f"order {self.client_order_id}: {self.status.value} -> {status.value} is not a valid transition"
+            )
+        return replace(self, status=status, updated_ms=self.updated_ms if ts_ms is None else ts_ms, **changes)  # type: ignore[arg-type]
+
+    def with_fill(self, fill: Fill) -> Order:
+        """This order after ``fill``: filled amount and average price, status PARTIALLY_FILLED or FILLED (a
+        CANCELED/EXPIRED order stays so unless the late fill completes it)."""
+        if fill.client_order_id != self.client_order_id:
+            raise ValueError(
+                f"fill {fill.trade_id} belongs to {fill.client_order_id}, not {self.client_order_id}"
+            )
+        filled = self.filled + fill.amount
+        if filled > self.amount * (1 + 1e-9):
+            raise OrderStateError(
+                f"order {self.client_order_id}: fills of {filled} exceed the amount {self.amount}"
+            )
+        avg = (
+            fill.price
+            if not self.filled
+            else (self.avg_price * self.filled + fill.price * fill.amount) / filled
+        )  # type: ignore[operator]
+        done = filled >= self.amount * (1 - 1e-9)
+        if self.status in (OrderStatus.CANCELED, OrderStatus.EXPIRED) and not done:
+            status = self.status
+        else:
+            status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
+        if status != self.status and status not in ORDER_TRANSITIONS[self.status]:
+            raise OrderStateError(
+                f"order {self.client_order_id}: a fill in state {self.status.value} is not possible"
+            )
+        return replace(
+            self, filled=min(filled, self.amount), avg_price=avg, status=status, updated_ms=fill.timestamp
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution. ``amount`` in base units (positive), ``price`` in quote, ``fee`` in ``fee_currency``
+    (the quote, the base or a third asset such as BNB), ``timestamp`` in epoch ms."""
+
+    client_order_id: str
+    symbol: str
+    side: Side
+    amount: float
+    price: float
+    fee: float
+    fee_currency: str
+    timestamp: int
+    trade_id: str
+    exchange_order_id: str | None = None
+    liquidity: str = "taker"  # or "maker"
+    tag: str = "strategy"
+
+    @property
+    def signed_amount(self) -> float:
+        return self.side.sign * self.amount
+
+    @property
+    def notional(self) -> float:
+        return self.amount * self.price
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A position in one symbol: signed base amount, average entry price, realised PnL and fees in quote.
+
+    Changes only by :meth:`apply` of a fill. Fees charged in the base currency change the amount held (the dust
+    this leaves is part of ``amount``); fees in another asset are passed converted to quote (``fee_quote``).
+    """
+
+    symbol: str
+    amount: float = 0.0
+    avg_price: float = 0.0
+    realized_pnl: float = 0.0
+    fees: float = 0.0
+
+    @property
+    def is_flat(self) -> bool:
+        return self.amount == 0.0
+
+    def unrealized_pnl(self, price: float) -> float:
+        return (price - self.avg_price) * self.amount if self.amount else 0.0
+
+    def apply(self, fill: Fill, fee_quote: float | None = None) -> Position:
+        """The position after ``fill``. ``fee_quote``: the fee valued in quote (default: the fee itself when
+        charged in quote, ``fee × price`` when charged in base)."""
+        if fill.symbol != self.symbol:
+            raise ValueError(f"fill for {fill.symbol} applied to the {self.symbol} position")
+        base, _, quote = fill.symbol.partition("/")
+        quote = quote.split(":", 1)[0]
+        d = fill.signed_amount
+        if fill.fee_currency == base:
+            fee_q = fill.fee * fill.price if fee_quote is None else fee_quote
+            held_change = d - fill.fee  # the venue keeps the fee out of what it delivers
+        else:
+            fee_q = (fill.fee if fill.fee_currency == quote else 0.0) if fee_quote is None else fee_quote
+            held_change = d
+        old = self.amount
+        new = old + held_change
+        realized = self.realized_pnl
+        avg = self.avg_price
+        if old == 0.0 or (old > 0) != (d > 0):
+            closing = min(abs(d), abs(old)) if old != 0.0 else 0.0
+            realized += (fill.price - avg) * closing * (1 if old > 0 else -1)
+            if abs(d) > abs(old):  # opens (or flips into) a new position at the fill price
+                avg = fill.price
+            elif abs(new) < 1e-15:
+                avg = 0.0
+        else:  # adds to the position
+            avg = (avg * abs(old) + fill.price * abs(d)) / (abs(old) + abs(d))
+        return replace(self, amount=new, avg_price=avg, realized_pnl=realized, fees=self.fees + fee_q)
