@@ -1,0 +1,9 @@
+"""The ``workbench`` command line: the composition root (it may import every layer).
+
+``app`` (in :mod:`workbench.cli.app`) holds the research, data, ML and pipeline commands; each further area
+registers its commands on it from a module of its own (``register(app)``), imported here.
+"""
+
+from workbench.cli.app import app, main, settings
+
+__all__ = ["app", "main", "settings"]
