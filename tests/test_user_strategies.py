@@ -149,6 +149,8 @@ def test_by_name_from_the_default_folder_and_from_strategies_paths(wb, home, tmp
     r = wb("check", "lookahead", "--strategy", "extra_momo", *MARKET)
     assert "extra_momo {'lookback': 6}: no lookahead" in r.stdout
     wb("backtest", "--strategy", "folder_momo", *MARKET)  # both folders are searched
+    monkeypatch.setenv("WORKBENCH__STRATEGIES__PATHS", f"['{{data}}/strategies', {home}/strategies]")
+    wb("backtest", "--strategy", "folder_momo", *MARKET)  # one folder listed twice is no duplicate
     monkeypatch.setenv("WORKBENCH__STRATEGIES__PATHS", f"[{extra}]")
     r = wb("backtest", "--strategy", "folder_momo", *MARKET, code=1)
     assert "unknown strategy 'folder_momo'" in r.stderr and str(extra) in r.stderr

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from workbench.strategies.base import ParamError, Strategy, _registered
+from workbench.strategies.base import ParamError, Params, Strategy, _registered
 
 if TYPE_CHECKING:
     from workbench.config import Settings
@@ -69,6 +69,19 @@ def _path_of(module_name: str) -> Path | None:
         return None
 
 
+class _Loader(importlib.machinery.SourceFileLoader):
+    """Runs a user's file and records its signature (mtime, size): an unchanged file is not run again."""
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        sig = _signature(Path(self.path))
+        super().exec_module(module)
+        module.__workbench_signature__ = sig  # type: ignore[attr-defined]
+
+
+def _spec(name: str, path: Path) -> importlib.machinery.ModuleSpec | None:
+    return importlib.util.spec_from_file_location(name, path, loader=_Loader(name, str(path)))
+
+
 class _UserFinder(importlib.abc.MetaPathFinder):
     """Imports ``workbench.strategies._user`` (an empty package) and its children, the user's files."""
 
@@ -78,7 +91,7 @@ class _UserFinder(importlib.abc.MetaPathFinder):
         file = _path_of(fullname)
         if file is None:
             return None
-        return importlib.util.spec_from_file_location(fullname, file)
+        return _spec(fullname, file)
 
 
 if not any(isinstance(f, _UserFinder) for f in sys.meta_path):
@@ -106,12 +119,11 @@ def _import(path: Path) -> types.ModuleType:
     if mod is not None and getattr(mod, "__workbench_signature__", None) == _signature(path):
         return mod
     importlib.import_module(PACKAGE)
-    spec = importlib.util.spec_from_file_location(name, path)
+    spec = _spec(name, path)
     if spec is None or spec.loader is None:
         raise StrategyLoadError(f"{path}: cannot be imported as Python")
     mod = importlib.util.module_from_spec(spec)
-    sig = _signature(path)
-    sys.modules[name] = mod
+    sys.modules[name] = mod  # before it runs: dataclasses, pickling and typing look the module up
     try:
         spec.loader.exec_module(mod)
     except SyntaxError as e:
@@ -123,13 +135,12 @@ def _import(path: Path) -> types.ModuleType:
         raise StrategyLoadError(
             f"{_error_line(e, path)}: error while importing the strategy file: {type(e).__name__}: {e}"
         ) from e
-    mod.__workbench_signature__ = sig  # type: ignore[attr-defined]
     return mod
 
 
 def _strategies_in(mod: types.ModuleType) -> list[type[Strategy]]:
     """The concrete Strategy subclasses defined in ``mod`` (not the ones it imports), in file order."""
-    out = [
+    return [
         v
         for v in vars(mod).values()
         if inspect.isclass(v)
@@ -137,15 +148,6 @@ def _strategies_in(mod: types.ModuleType) -> list[type[Strategy]]:
         and v.__module__ == mod.__name__
         and not inspect.isabstract(v)
     ]
-    return sorted(out, key=lambda c: inspect.getsourcelines(c)[1] if _has_source(c) else 0)
-
-
-def _has_source(cls: type) -> bool:
-    try:
-        inspect.getsourcelines(cls)
-    except (OSError, TypeError):
-        return False
-    return True
 
 
 def _checked(cls: type[Strategy], path: Path) -> type[Strategy]:
@@ -153,8 +155,6 @@ def _checked(cls: type[Strategy], path: Path) -> type[Strategy]:
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name.strip():
         raise StrategyLoadError(f'{where}: set a class attribute `name = "..."` (the name to run it by)')
-    from workbench.strategies.base import Params
-
     params = getattr(cls, "Params", None)
     if not (inspect.isclass(params) and issubclass(params, Params)):
         raise StrategyLoadError(
@@ -223,14 +223,15 @@ def discover(paths: Iterable[str | Path]) -> dict[str, tuple[type[Strategy], Pat
     twice in one) is an error naming both places; so is a folder file shadowing a built-in."""
     found: dict[str, tuple[type[Strategy], Path]] = {}
     builtins = _registered()
-    for folder in paths:
-        d = Path(folder)
-        if not d.is_dir():
-            continue
-        for f in sorted(d.glob("*.py")):
-            if f.name.startswith("_"):
-                continue
-            f = f.resolve()
+    files = dict.fromkeys(
+        f.resolve()
+        for d in map(Path, paths)
+        if d.is_dir()
+        for f in sorted(d.glob("*.py"))
+        if not f.name.startswith("_")
+    )  # a folder listed twice is read once
+    for f in files:
+        if f.is_file():
             for cls in _strategies_in(_import(f)):
                 _checked(cls, f)
                 if cls.name in builtins and builtins[cls.name] is not cls:

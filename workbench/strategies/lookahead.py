@@ -68,7 +68,10 @@ class LookaheadReport:
 
     def _coverage(self) -> str:
         if self.signal_bars_checked < self.signal_bars:
-            at = f"at {self.signal_bars_checked} of {self.signal_bars} signal bars (a random subset; raise max_cuts to check all)"
+            at = (
+                f"at {self.signal_bars_checked} of {self.signal_bars} signal bars "
+                "(a random subset; raise max_cuts to check all)"
+            )
         else:
             at = f"at all {self.signal_bars} signal bars"
         return f"{self.n_cuts} truncations of {self.bars} bars: {at} and {self.random_cuts} spread"
@@ -78,9 +81,7 @@ class LookaheadReport:
             return f"{self.strategy} {self.params}: no lookahead ({self._coverage()})"
         f = self.failures[0]
         times = self.leaking_times
-        shown = ", ".join(times[:max_times]) + (
-            f", ... ({len(times) - max_times} more)" if len(times) > max_times else ""
-        )
+        shown = ", ".join(times[:max_times]) + (", ..." if len(times) > max_times else "")
         return (
             f"{self.strategy} {self.params}: LOOKAHEAD: {self.n_leaks} decisions leaked; with data cut after bar "
             f"{f['cut'] - 1} ({f['cut_time']}), the decision at {f['time']} ({f['column']}) changed from "
