@@ -149,6 +149,31 @@ def test_a_leak_in_one_leg_of_a_pair_names_that_asset(btc, eth) -> None:
     assert set(rep.leaking_times) <= {str(t) for t in eth.index[jumps(eth).to_numpy()]}
 
 
+class NeedsHistory(Strategy):
+    """Refuses fewer than 200 bars, and peeks on the bars before a jump."""
+
+    name = "needs_history_test"
+
+    class Params(Params):
+        pass
+
+    def target(self, data, features=None):
+        if len(data) < 200:
+            raise ValueError(f"need 200 bars, got {len(data)}")
+        return jumps(data).astype("float64").where(np.arange(len(data)) >= 199)
+
+
+def test_short_cuts_the_strategy_refuses_are_skipped_and_counted_longer_ones_are_errors(btc) -> None:
+    rep = check_lookahead(NeedsHistory(), btc, min_bars=300)
+    assert not rep.ok and rep.skipped and all(k < 300 for k in rep.skipped)
+    assert "need 200 bars" in rep.skipped_error and "short ones skipped" in rep.summary()
+    assert set(rep.leaking_times) == {str(t) for t in btc.index[199:][jumps(btc).to_numpy()[199:]]}
+    with pytest.raises(
+        ValueError, match=r"needs_history_test.*cut after bar \d+ \(.*\): ValueError: need 200 bars"
+    ):
+        check_lookahead(NeedsHistory(), btc, min_bars=100)
+
+
 @pytest.mark.parametrize("name", strategy_names())
 def test_every_builtin_passes_at_the_default_cuts(btc, eth, name) -> None:
     cls = get_strategy(name)

@@ -48,6 +48,9 @@ class LookaheadReport:
     signal_bars_checked: int = 0
     """Of those, the ones cut at (all of them unless ``max_cuts`` capped the check)."""
     random_cuts: int = 0
+    skipped: list[int] = field(default_factory=list)
+    """Cuts shorter than ``min_bars`` on which ``target()`` raised (too little history to decide): unchecked."""
+    skipped_error: str = ""
     leaks: list[dict] = field(default_factory=list)
     """Bars whose decision changed under a truncation (first ``MAX_LISTED``, in time order)."""
     n_leaks: int = 0
@@ -74,7 +77,12 @@ class LookaheadReport:
             )
         else:
             at = f"at all {self.signal_bars} signal bars"
-        return f"{self.n_cuts} truncations of {self.bars} bars: {at} and {self.random_cuts} spread"
+        skipped = (
+            f"; {len(self.skipped)} short ones skipped, target() raised: {self.skipped_error}"
+            if self.skipped
+            else ""
+        )
+        return f"{self.n_cuts} truncations of {self.bars} bars: {at} and {self.random_cuts} spread{skipped}"
 
     def summary(self, max_times: int = 10) -> str:
         if self.ok:
@@ -105,6 +113,8 @@ class LookaheadReport:
             "signal_bars": self.signal_bars,
             "signal_bars_checked": self.signal_bars_checked,
             "random_cuts": self.random_cuts,
+            "skipped_cuts": self.skipped,
+            "skipped_error": self.skipped_error,
             "n_failed_cuts": len(self.failures),
             "n_leaks": self.n_leaks,
             "leaks": rows(self.leaks),
@@ -167,7 +177,8 @@ def check_lookahead(
 ) -> LookaheadReport:
     """Compare the full-history targets with targets computed on truncated histories: one cut after and one
     before every bar where the full target changes (at most ``max_cuts`` of these), plus ``n_cuts`` spread
-    over the history from ``min_bars`` on (default: a tenth of it). ``features`` (e.g. model predictions) are
+    over the history from ``min_bars`` on (default: a tenth of it). A cut shorter than ``min_bars`` on which
+    ``target()`` raises is skipped and counted (too little history); a longer one is an error. ``features`` (e.g. model predictions) are
     truncated with the data, so the check covers the strategy's own logic."""
     if isinstance(data, Mapping):
         data = _aligned(data)
@@ -209,6 +220,10 @@ def check_lookahead(
         try:
             part = _targets(strategy, data, k, features)
         except Exception as e:
+            if k < lo:  # a history shorter than min_bars may be too short for the strategy: say so, go on
+                report.skipped.append(int(k))
+                report.skipped_error = report.skipped_error or f"{type(e).__name__}: {e}"
+                continue
             raise ValueError(
                 f"strategy {strategy.name!r}: target() failed on the history cut after bar {k - 1} "
                 f"({first.index[k - 1]}): {type(e).__name__}: {e}"
