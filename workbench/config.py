@@ -1,6 +1,6 @@
 """Typed, frozen settings loaded from ``config/*.yml``, an optional overlay file and environment overrides.
 
-* ``config/workbench.yml``: general, paths, exchanges, collect, store
+* ``config/workbench.yml``: general, paths, exchanges, collect, store, strategies
 * ``config/trading.yml``, ``config/ml.yml``, ``config/security.yml``: one section each
 * ``--config FILE`` (or ``WORKBENCH_CONFIG=FILE``) naming any other file: the files of FILE's folder load
   first, then FILE on top (deep-merged). FILE may hold any section of any of the four files at its top level
@@ -122,6 +122,12 @@ class StoreConfig(_Model):
     compression: Literal["zstd", "snappy", "lz4", "none"] = "zstd"
 
 
+class StrategiesConfig(_Model):
+    paths: tuple[str, ...] = ("{data}/strategies",)
+    """Folders searched for ``--strategy NAME`` (every ``*.py`` file, names starting with ``_`` skipped);
+    ``{data}`` is the data folder, relative paths are relative to the project root."""
+
+
 class RiskConfig(_Model):
     max_position_fraction: float = Field(0.25, gt=0, le=1)
     max_gross_exposure: float = Field(1.0, gt=0)
@@ -175,6 +181,7 @@ class WorkbenchFile(_Model):
     exchanges: dict[str, ExchangeConfig] = Field(default_factory=dict)
     collect: CollectConfig = CollectConfig()
     store: StoreConfig = StoreConfig()
+    strategies: StrategiesConfig = StrategiesConfig()
 
 
 class SettingsFile(WorkbenchFile):

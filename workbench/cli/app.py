@@ -398,7 +398,13 @@ def data_sql(
 
 # ------------------------------------------------------------------------------------------------ research
 
-StrategyOpt = Annotated[str, typer.Option("--strategy", help="Strategy name (workbench strategies).")]
+StrategyOpt = Annotated[
+    str,
+    typer.Option(
+        "--strategy",
+        help="A name (workbench strategies; built-in or from strategies.paths), FILE.py:CLASS or FILE.py.",
+    ),
+]
 TimeframeOpt = Annotated[str, typer.Option("--timeframe", "-t")]
 StartOpt = Annotated[
     str | None, typer.Option("--start", help="First bar of the test (history before it warms up).")
@@ -424,6 +430,13 @@ def _params(items: list[str] | None) -> dict[str, str]:
         k, _, v = item.partition("=")
         out[k.strip()] = v.strip()
     return out
+
+
+def _strategy(spec: str):
+    """The strategy class for ``--strategy``: built-in, user file, or a name from ``strategies.paths``."""
+    from workbench.strategies.loader import load_strategy, search_paths
+
+    return load_strategy(spec, search_paths(settings()))
 
 
 def _market(exchange: str, symbols: list[str], timeframe: str):
@@ -457,10 +470,14 @@ def strategies_cmd() -> None:
     import pandas as pd
 
     from workbench.strategies import get_strategy, strategy_names
+    from workbench.strategies.loader import discover, search_paths, strategy_source
 
+    with _errors():
+        user = discover(search_paths(settings()))
+    classes = [get_strategy(n) for n in strategy_names()] + [c for c, _ in user.values()]
     rows = []
-    for name in strategy_names():
-        cls = get_strategy(name)
+    for cls in sorted(classes, key=lambda c: c.name):
+        name = cls.name
         space = cls.search_space()
         for p, f in cls.Params.model_fields.items():
             s = space.get(p, {})
@@ -472,6 +489,7 @@ def strategies_cmd() -> None:
                     "default": f.default,
                     "range": f"{s.get('low')}..{s.get('high')}" if s else "",
                     "doc": f.description or "",
+                    "source": strategy_source(cls),
                 }
             )
     _print_frame(pd.DataFrame(rows), title="strategies")
@@ -510,10 +528,9 @@ def backtest(
     import pandas as pd
 
     from workbench.backtest.engine import run_backtest
-    from workbench.strategies import get_strategy
 
     with _errors():
-        cls = get_strategy(strategy)
+        cls = _strategy(strategy)
         strat = cls(**_params(param))
         data = _market(exchange, symbol, timeframe)
         data = _slice(data, None, end)
@@ -575,10 +592,9 @@ def sweep(
     """Evaluate every combination of a parameter grid (fused numba kernels for the built-ins)."""
     from workbench.backtest.sweep import parse_grid
     from workbench.backtest.sweep import sweep as run_sweep
-    from workbench.strategies import get_strategy
 
     with _errors():
-        cls = get_strategy(strategy)
+        cls = _strategy(strategy)
         g = parse_grid(grid, cls)
         # as in backtest: the strategy warms up on the bars before --start, the simulation starts there
         data = _slice(_market(exchange, symbol, timeframe), None, end)
@@ -634,11 +650,10 @@ def optimize(
 ) -> None:
     """Walk-forward Optuna optimisation: in-sample vs out-of-sample Sharpe and the deflated Sharpe."""
     from workbench.backtest.optimize import optimize as run_opt
-    from workbench.strategies import get_strategy
 
     with _errors():
         s = settings()
-        cls = get_strategy(strategy)
+        cls = _strategy(strategy)
         fixed = cls.make_params(_params(param)).model_dump() if param else {}
         fixed = {k: fixed[k] for k in _params(param)}
         url = storage or s.ml.optuna.storage.replace("{data}", str(s.data_dir))
@@ -672,16 +687,31 @@ def check_lookahead_cmd(
     symbol: SymbolsOpt,
     timeframe: TimeframeOpt = "1h",
     param: ParamOpt = None,
-    cuts: Annotated[int, typer.Option(help="Truncated histories to compare.")] = 20,
+    cuts: Annotated[
+        int, typer.Option(help="Cuts spread over the history, besides the cuts at every signal.")
+    ] = 20,
+    max_cuts: Annotated[
+        int, typer.Option(help="At most this many cuts at signals (a random subset of signals beyond).")
+    ] = 10_000,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the report (cuts, leaking bars) as JSON.")
+    ] = None,
 ) -> None:
-    """Fail (exit 1) if any past decision of the strategy changes when the future is cut off."""
-    from workbench.strategies import get_strategy
+    """Fail (exit 1) if any past decision of the strategy changes when the future is cut off: cuts at every bar
+    where the target changes (and the bar before it) plus spread cuts; lists the bars that leaked."""
+    import pandas as pd
+
     from workbench.strategies.lookahead import check_lookahead
 
     with _errors():
-        strat = get_strategy(strategy)(**_params(param))
-        rep = check_lookahead(strat, _market(exchange, symbol, timeframe), n_cuts=cuts)
-        out.print(rep.summary())
+        strat = _strategy(strategy)(**_params(param))
+        rep = check_lookahead(strat, _market(exchange, symbol, timeframe), n_cuts=cuts, max_cuts=max_cuts)
+        out.print(rep.summary(), highlight=False, soft_wrap=True)
+        if rep.leaks:
+            _print_frame(pd.DataFrame(rep.leaks), title=f"leaking bars ({rep.n_leaks})", max_rows=50)
+        if json_out:
+            _out(json_out).write_text(json.dumps(rep.to_dict(), indent=1))
+            out.print(f"JSON written to {json_out}")
         if not rep.ok:
             raise typer.Exit(1)
 

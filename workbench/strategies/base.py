@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import difflib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -134,30 +135,40 @@ _REGISTRY: dict[str, type[Strategy]] = {}
 
 
 def register(cls: type[Strategy]) -> type[Strategy]:
-    """Class decorator: make a strategy findable by name (``--strategy NAME``)."""
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"strategy name {cls.name!r} registered twice")
-    _REGISTRY[cls.name] = cls
+    """Class decorator: make a strategy findable by name (``--strategy NAME``) in this process. Strategies in
+    files need no decorator: see :mod:`workbench.strategies.loader`."""
+    old = _REGISTRY.get(cls.name)
+    if old is not None and old is not cls and _origin(old) != _origin(cls):
+        raise ValueError(f"strategy name {cls.name!r} registered twice: {_origin(old)} and {_origin(cls)}")
+    _REGISTRY[cls.name] = cls  # the same class again (a re-imported module) replaces the old one
     return cls
+
+
+def _origin(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _load_builtins() -> None:
     from workbench.strategies import mean_reversion, ml, momentum  # noqa: F401  (registers)
 
 
+def _registered() -> dict[str, type[Strategy]]:
+    """The built-ins and the strategies registered in this process, except those of strategy files (the
+    loader finds those in their folders)."""
+    from workbench.strategies.loader import PACKAGE
+
+    _load_builtins()
+    return {k: v for k, v in _REGISTRY.items() if not v.__module__.startswith(PACKAGE + ".")}
+
+
 def strategy_names() -> list[str]:
-    _load_builtins()
-    return sorted(_REGISTRY)
+    """The built-in and registered strategies (see :func:`workbench.strategies.loader.discover` for files)."""
+    return sorted(_registered())
 
 
-def get_strategy(name: str) -> type[Strategy]:
-    _load_builtins()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        hint = difflib.get_close_matches(name, list(_REGISTRY), n=1, cutoff=0.5)
-        raise ParamError(
-            f"unknown strategy {name!r}"
-            + (f" (did you mean {hint[0]!r}?)" if hint else "")
-            + f"; strategies: {', '.join(sorted(_REGISTRY))}"
-        ) from None
+def get_strategy(name: str, paths: Sequence[str | Path] = ()) -> type[Strategy]:
+    """A strategy class by built-in or registered name, by file (``path.py:ClassName`` or ``path.py``), or by
+    name from the strategy folders ``paths`` (see :mod:`workbench.strategies.loader`)."""
+    from workbench.strategies.loader import load_strategy
+
+    return load_strategy(name, paths)
