@@ -176,7 +176,33 @@ class BacktestResult:
             "metrics": {k: _json_float(v) for k, v in self.metrics.items()},
             "equity": [[ts(t), float(v)] for t, v in self.equity.items()],
             "trades": json.loads(trades.to_json(orient="records")),
+            "fills": self.fills(),
         }
+
+    def fills(self) -> list[dict[str, Any]]:
+        """Every fill in the shape of ``workbench journal export``'s fills (``timestamp`` in ms), so that a
+        backtest and a trading session compare like with like (``workbench reconcile``)."""
+        o = self.orders
+        if not len(o):
+            return []
+        ms = ((o["time"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "ms")).to_numpy()
+        quote = [str(s).split("/", 1)[1].split(":", 1)[0] if "/" in str(s) else "" for s in o["symbol"]]
+        return [
+            {
+                "timestamp": int(t),
+                "client_order_id": None,
+                "symbol": str(sym),
+                "side": str(side),
+                "amount": float(a),
+                "price": float(p),
+                "fee": float(f),
+                "fee_currency": q,
+                "reason": str(r),
+            }
+            for t, sym, side, a, p, f, q, r in zip(
+                ms, o["symbol"], o["side"], o["size"], o["price"], o["fees"], quote, o["reason"], strict=True
+            )
+        ]
 
     def save_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False, default=str))

@@ -94,21 +94,37 @@ def make_exchange(
     *,
     with_credentials: bool = False,
     env: Mapping[str, str] | None = None,
+    flavour: str = "sync",
 ) -> ccxt.Exchange:
-    """Build a configured synchronous ccxt client for ``exchange_id`` (any id in ``ccxt.exchanges``)."""
+    """Build a configured ccxt client for ``exchange_id`` (any id in ``ccxt.exchanges``).
+
+    ``flavour``: ``"sync"`` (``ccxt``), ``"async"`` (``ccxt.async_support``) or ``"pro"`` (``ccxt.pro``:
+    websocket streams besides the async REST methods). Every flavour gets the same options, URL rewriting and
+    strict JSON parsing."""
     check_exchange_ids(settings)
     if exchange_id not in ccxt.exchanges:
         hint = difflib.get_close_matches(exchange_id, ccxt.exchanges, n=3, cutoff=0.6)
         raise ExchangeSetupError(
             f"unknown exchange {exchange_id!r}" + (f" (did you mean {', '.join(map(repr, hint))}?)" if hint else "")
         )
-    cls = getattr(ccxt, exchange_id)
+    if flavour not in ("sync", "async", "pro"):
+        raise ValueError(f"flavour must be sync, async or pro, not {flavour!r}")
+    if flavour == "sync":
+        cls = getattr(ccxt, exchange_id)
+    else:
+        import ccxt.async_support
+        import ccxt.pro
+
+        module = ccxt.pro if flavour == "pro" else ccxt.async_support
+        if not hasattr(module, exchange_id):
+            raise ExchangeSetupError(f"{exchange_id!r} has no {flavour} client in ccxt")
+        cls = getattr(module, exchange_id)
     xcfg = settings.exchange(exchange_id)
     options = copy.deepcopy(xcfg.ccxt)
     where = (
         f"{settings.config_dir / 'workbench.yml'}" if settings.config_dir else "configuration"
     ) + f": exchanges.{exchange_id}.ccxt"
-    probe = cls()
+    probe = getattr(ccxt, exchange_id)()  # a sync probe: an async one would need an event loop to close
     valid = [n for n in dir(probe) if not n.startswith("_")]
     lower = {n.lower(): n for n in valid}
     for key in list(options):

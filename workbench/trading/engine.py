@@ -1,0 +1,728 @@
+"""The trading engine: one session of one strategy on one account, event by event.
+
+Flow (one asyncio task consumes one queue, so events are handled strictly in arrival order)::
+
+    market events (feeds) -> strategy (CandleAdapter) -> intents -> orders -> risk manager -> order manager
+        -> broker -> order updates and fills -> portfolio -> journal
+
+* **Start.** Take the session's lock (one session per account and per name: a second ``trade run`` is refused),
+  open the journal, restore the risk state (a HALT holds until a person clears it), rebuild the portfolio from
+  the journal's fills, print what will be used (URLs, masked account, mode), connect the broker, **reconcile**
+  (the order manager queries every order the journal has open; fills at the venue since the last journalled one
+  are booked; live balances are compared with the portfolio: a difference stops the session before it trades),
+  back-fill ``warmup`` closed candles over REST, then start the feeds.
+* **Candles.** A candle is closed once a later one is seen or the exchange clock is past its end; each closed
+  candle is journalled and fed to the adapter once. When a bar has closed for every symbol the adapter decides;
+  orders go out at the next bar's open (paper fills use that open as their reference price, as the backtest).
+* **Every price event** marks the portfolio to market: the risk manager's drawdown and daily-loss kill switch
+  see each one; stops are checked against it; the journal gets a price snapshot about once a second.
+* **Commands** (``workbench trade pause|resume|flatten|cancel-all|stop|order|cancel|close|halt``) arrive through
+  the journal's command table and are acknowledged there.
+* **Faults.** A feed that drops reconnects with backoff, back-fills the closed candles it missed and the order
+  manager reconciles before the next decision; a stale feed puts the risk state to REDUCING; an order whose
+  outcome is unknown is queried by client id, never resent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workbench.strategies.base import Strategy
+from workbench.trading.brokers.base import MarketRuleError, OrderRejected
+from workbench.trading.feeds import MarketFeed, fetch_closed_candles
+from workbench.trading.journal import Journal, journal_path, session_dir
+from workbench.trading.orders import OrderManager, client_order_id
+from workbench.trading.portfolio import Portfolio
+from workbench.trading.risk import RiskManager, RiskState, RiskView
+from workbench.trading.strategy import Bar, CandleAdapter, CandleTracker, Intent
+from workbench.types import Fill, Order, OrderStatus, OrderType, Side, Timeframe
+
+__all__ = ["EngineError", "SessionLock", "SessionSpec", "TradingEngine"]
+
+SPEC_VERSION = 1
+
+
+class EngineError(RuntimeError):
+    """The session cannot start or go on (lock held, state not reconciled, bad spec); the message says why."""
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """What a session runs: the strategy, the market and the sizing (what ``trade run`` is given)."""
+
+    name: str
+    strategy: str
+    params: dict[str, Any]
+    exchange: str
+    symbols: tuple[str, ...]
+    timeframe: str
+    mode: str  # paper | live
+    size: float = 1.0
+    sl: float | None = None
+    tp: float | None = None
+    direction: str = "long"
+    account: str = "paper"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["symbols"] = list(self.symbols)
+        d["version"] = SPEC_VERSION
+        return d
+
+
+class SessionLock:
+    """An exclusive ``flock`` on a file, held for the session's life (a killed process frees it)."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path = path
+        self.what = what
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise EngineError(f"{self.what} is already running (pid {holder}); one session at a time") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        os.fsync(fd)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            os.close(self._fd)
+            self._fd = None
+
+    @staticmethod
+    def holder(path: Path) -> int | None:
+        """The pid holding the lock, or None if nobody does."""
+        if not path.exists():
+            return None
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                txt = os.pread(fd, 64, 0).decode(errors="replace").strip()
+                return int(txt) if txt.isdigit() else -1
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
+
+@dataclass
+class EngineOptions:
+    fee_taker: float = 0.001
+    fee_maker: float = 0.001
+    slippage: float = 0.0005
+    stale_s: float = 60.0
+    book: bool = False
+    snapshot_every_s: float = 1.0
+    close_grace_ms: int = 2000
+    poll_orders_s: float = 1.0
+    initial_cash: float = 10_000.0
+    quote: str = "USDT"
+    flatten_on_halt: bool = False
+    log: Callable[[str], None] = field(default=print)
+
+
+class TradingEngine:
+    def __init__(
+        self,
+        spec: SessionSpec,
+        strategy: Strategy,
+        *,
+        data_dir: Path,
+        client: Any,
+        broker: Any,
+        risk: RiskManager,
+        options: EngineOptions,
+        clock_offset_ms: int = 0,
+    ) -> None:
+        self.spec = spec
+        self.strategy = strategy
+        self.data_dir = Path(data_dir)
+        self.client = client
+        self.broker = broker
+        self.risk = risk
+        self.opt = options
+        self.log = options.log
+        self.tf = Timeframe.parse(spec.timeframe)
+        self.offset_ms = clock_offset_ms
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.journal: Journal | None = None
+        self.portfolio = Portfolio(options.quote, {options.quote: options.initial_cash})
+        self.adapter = CandleAdapter(strategy, list(spec.symbols), spec.timeframe, spec.size, spec.direction)
+        self.trackers: dict[str, CandleTracker] = {}
+        self.prices: dict[str, float] = {}
+        self.opens: dict[str, float] = {}
+        self.recent_orders: list[int] = []
+        self.paused = False
+        self.stopping = asyncio.Event()
+        self.orders: OrderManager | None = None
+        self._cmd_seq = 0
+        self._last_snapshot = 0.0
+        self._seq_in_bar: dict[int, int] = {}
+        self._locks: list[SessionLock] = []
+        self.events = 0
+
+    # ------------------------------------------------------------------ clock
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000) + self.offset_ms
+
+    # ------------------------------------------------------------------ start and stop
+
+    def _lock(self) -> None:
+        root = self.data_dir / "trading" / "locks"
+        for path, what in (
+            (root / f"session-{self.spec.name}.lock", f"session {self.spec.name!r}"),
+            (root / f"account-{self.spec.exchange}-{self.spec.account}.lock",
+             f"a session on account {self.spec.exchange}/{self.spec.account}"),
+        ):  # fmt: skip
+            lk = SessionLock(path, what)
+            lk.acquire()
+            self._locks.append(lk)
+
+    def _open_journal(self) -> None:
+        path = journal_path(self.data_dir, self.spec.name)
+        self.journal = Journal(path)
+        j = self.journal
+        old = j.meta_get("spec")
+        if old is None:
+            j.meta_set("spec", self.spec.to_dict())
+        else:
+            mine = self.spec.to_dict()
+            for k in ("strategy", "exchange", "symbols", "timeframe", "mode"):
+                if old.get(k) != mine.get(k):
+                    raise EngineError(
+                        f"session {self.spec.name!r} was started with {k}={old.get(k)!r}, now {mine.get(k)!r}: "
+                        "use another --session name (a session's journal belongs to one setup)"
+                    )
+        risk = j.meta_get("risk")
+        if risk:
+            self.risk = RiskManager.from_dict(risk, self.risk.limits)
+        adapter = j.meta_get("adapter")
+        if adapter:
+            self.adapter.restore(adapter)
+        fills = j.fills()
+        init = j.meta_get("initial_balances") or {self.opt.quote: self.opt.initial_cash}
+        j.meta_set("initial_balances", init)
+        self.portfolio = Portfolio.from_fills(self.opt.quote, init, fills)
+
+    def _save_state(self) -> None:
+        assert self.journal is not None
+        self.journal.meta_set("risk", self.risk.to_dict())
+        self.journal.meta_set("adapter", self.adapter.state())
+
+    async def start(self) -> None:
+        self._lock()
+        self._open_journal()
+        j = self.journal
+        assert j is not None
+        j.record_state(self.now_ms(), "STARTING", f"pid {os.getpid()}", risk=self.risk.state.value)
+        self.orders = OrderManager(j, self.broker, self.spec.name)
+        await self.broker.connect()
+        if hasattr(self.broker, "restore"):
+            self.broker.restore(j.orders().values(), j.fills())
+        await self._reconcile("start")
+        await self._backfill(initial=True)
+        j.record_state(self.now_ms(), "RUNNING", "", risk=self.risk.state.value)
+        self._save_state()
+
+    async def stop(self, reason: str = "stopped") -> None:
+        self.stopping.set()
+        if self.journal is not None:
+            self._save_state()
+            self.journal.record_state(self.now_ms(), "STOPPED", reason, risk=self.risk.state.value)
+            self.journal.close()
+        with contextlib.suppress(Exception):
+            await self.broker.close()
+        for lk in self._locks:
+            lk.release()
+
+    # ------------------------------------------------------------------ reconciliation
+
+    async def _reconcile(self, why: str) -> None:
+        """Open orders queried at the venue, missed fills booked, balances compared (live)."""
+        assert self.orders is not None and self.journal is not None
+        await self.orders.recover()
+        since = self.journal.last_fill_ts()
+        for s in self.spec.symbols:
+            for f in await self.broker.fetch_fills(s, None if since is None else since - 60_000):
+                self._book_fill(f)
+        if self.spec.mode == "live":
+            venue = await self.broker.fetch_balances()
+            diffs = self.portfolio.reconcile(venue, tolerance=1e-6)
+            if diffs:
+                self.journal.record_risk(self.now_ms(), "unreconciled", "; ".join(diffs)[:2000])
+                raise EngineError(
+                    f"session {self.spec.name!r}: the venue's balances differ from the journal ({why}): "
+                    + "; ".join(diffs[:5])
+                    + ". Trading refused: check the account, then start the session again"
+                )
+
+    def _book_fill(self, f: Fill) -> None:
+        assert self.journal is not None and self.orders is not None
+        if not self.orders.on_fill(f):
+            return  # known already
+        self.portfolio.apply(f)
+        self.journal.record_position(
+            f.timestamp, f.symbol, self.portfolio.position(f.symbol).amount, tag=f.tag
+        )
+        view = self._view()
+        for e in self.risk.on_fill(f, view):
+            self.journal.record_risk(e.ts_ms, e.event, e.reason, **e.extra())
+
+    # ------------------------------------------------------------------ candles
+
+    async def _backfill(self, initial: bool = False) -> None:
+        """Closed candles over REST: the warm-up at start, the gap after a reconnect."""
+        now = self.now_ms()
+        for s in self.spec.symbols:
+            tr = self.trackers.get(s)
+            if tr is None:
+                tr = self.trackers[s] = CandleTracker(s, self.spec.timeframe)
+            since = (
+                now - (self.adapter.warmup + 2) * self.tf.ms
+                if tr.last_emitted is None
+                else tr.last_emitted + self.tf.ms
+            )
+            rows = await fetch_closed_candles(self.client, s, self.spec.timeframe, self.tf.floor(since), now)
+            bars = tr.update(rows, now_ms=now)
+            if initial:
+                self.adapter.seed(s, bars)
+            else:
+                for b in bars:
+                    self._closed(b)
+        if initial:
+            # a decision due on the last closed bar (after a restart, or at the session's start) is taken now,
+            # at the current price: the bar it would have opened has begun
+            last = min((tr.last_emitted or 0) for tr in self.trackers.values())
+            if last and (self.adapter.last_bar is None or self.adapter.last_bar < last):
+                await self._decide(last, opens=None)
+
+    def _closed(self, b: Bar) -> None:
+        assert self.journal is not None
+        self.adapter.add(b)
+        self.journal.record_candle(b.symbol, self.spec.timeframe, [b.ts, b.open, b.high, b.low, b.close, b.volume])
+
+    async def _on_candles(self, symbol: str, rows: list[list[float]]) -> None:
+        tr = self.trackers[symbol]
+        closed = tr.update(rows, now_ms=None)
+        for b in closed:
+            self._closed(b)
+        cur = tr.open_candle()
+        if cur is not None:
+            if closed:
+                self.opens[symbol] = cur.open
+            await self._on_price(symbol, cur.close, low=cur.low, high=cur.high, volume=None, bar=cur)
+        if closed:
+            bar_ms = closed[-1].ts
+            if self.adapter.ready(bar_ms):
+                await self._decide(bar_ms, opens={s: self.opens.get(s, self.prices.get(s)) for s in self.spec.symbols})
+
+    async def _on_price(self, symbol: str, last: float, **kw: Any) -> None:
+        bar = kw.pop("bar", None)
+        self.prices[symbol] = last
+        if hasattr(self.broker, "on_price"):
+            self.broker.on_price(symbol, last=last, **{k: v for k, v in kw.items() if v is not None})
+            await self._drain_paper_fills()
+        self.risk.watch_feed(symbol, self.now_ms()) if hasattr(self.risk, "watch_feed") else None
+        eq = self._equity()
+        assert self.journal is not None
+        for e in self.risk.on_mark(self.now_ms(), eq, symbol):
+            self.journal.record_risk(e.ts_ms, e.event, e.reason, **e.extra())
+            if e.is_state_change:
+                self.journal.record_state(e.ts_ms, "RISK", e.reason, risk=self.risk.state.value)
+                self._save_state()
+                if self.risk.state is RiskState.HALTED:
+                    await self._on_halt()
+        if bar is not None and (self.spec.sl is not None or self.spec.tp is not None):
+            await self._check_stops(symbol, bar)
+        t = time.monotonic()
+        if t - self._last_snapshot >= self.opt.snapshot_every_s:
+            self._last_snapshot = t
+            self.journal.record_price(self.now_ms(), symbol, last)
+            self.journal.record_equity(self.now_ms(), eq, cash=self.portfolio.balances.get(self.opt.quote, 0.0))
+
+    async def _drain_paper_fills(self) -> None:
+        pending = getattr(self, "_paper_fills", None)
+        if pending:
+            self._paper_fills = []
+            for f in pending:
+                self._book_fill(f)
+
+    def on_paper_fill(self, fill: Fill, order: Order) -> None:
+        """The paper broker's callback (called inside submit or on_price)."""
+        if not hasattr(self, "_paper_fills"):
+            self._paper_fills: list[Fill] = []
+        self._paper_fills.append(fill)
+
+    # ------------------------------------------------------------------ decisions and orders
+
+    def _equity(self) -> float:
+        prices = {s: p for s, p in self.prices.items() if p}
+        try:
+            return self.portfolio.equity(prices)
+        except (KeyError, ValueError):
+            return float("nan")
+
+    def _view(self) -> RiskView:
+        assert self.orders is not None
+        now = self.now_ms()
+        self.recent_orders = [t for t in self.recent_orders if t > now - 60_000]
+        positions = {s: self.portfolio.position(s).amount for s in self.portfolio.symbols()}
+        return RiskView(
+            now_ms=now,
+            equity=self._equity(),
+            positions=positions,
+            prices=dict(self.prices),
+            open_orders=self.orders.open_orders(),
+            recent_order_ms=list(self.recent_orders),
+        )
+
+    async def _decide(self, bar_ms: int, opens: dict[str, float | None] | None) -> None:
+        assert self.journal is not None
+        if opens is None or any(v is None for v in opens.values()):
+            opens = {s: self.prices.get(s) or self.adapter.frame(s)["close"].iloc[-1] for s in self.spec.symbols}
+        if self.paused:
+            self.adapter.last_bar = bar_ms
+            self._save_state()
+            return
+        positions = {s: self.portfolio.position(s, "strategy").amount for s in self.spec.symbols}
+        cash = self.portfolio.balances.get(self.opt.quote, 0.0)
+        intents = self.adapter.decide(bar_ms, positions=positions, cash=cash, opens=opens)  # type: ignore[arg-type]
+        self._save_state()
+        for i, intent in enumerate(intents):
+            await self._execute(intent, seq=i, positions=positions)
+
+    def _sized(self, intent: Intent, position: float) -> float:
+        """The amount sent: lot-rounded, a buy capped by the quote balance at the expected fill price, a sell by
+        the position held (spot)."""
+        rules = self.broker.market(intent.symbol)
+        amount = intent.amount
+        if intent.side is Side.BUY:
+            price = intent.ref_price * (1 + self.opt.slippage)
+            cash = self.portfolio.balances.get(self.opt.quote, 0.0)
+            amount = min(amount, max(cash, 0.0) / (price * (1 + self.opt.fee_taker)))
+        else:
+            amount = min(amount, max(position, 0.0))
+        return rules.round_amount(amount)
+
+    async def _execute(self, intent: Intent, *, seq: int, positions: dict[str, float], tag: str = "strategy") -> None:
+        assert self.journal is not None and self.orders is not None
+        amount = self._sized(intent, positions.get(intent.symbol, 0.0))
+        cid = client_order_id(self.spec.name, self.spec.strategy, intent.symbol, intent.bar_ms, seq)
+        if cid in self.orders.orders:
+            return  # decided and sent before a restart: never twice
+        if amount <= 0:
+            self.journal.record_risk(self.now_ms(), "skipped", f"{intent.symbol}: nothing to trade after rounding")
+            return
+        order = Order(cid, intent.symbol, intent.side, OrderType.MARKET, amount, created_ms=self.now_ms(),
+                      updated_ms=self.now_ms(), tag=tag, reduce_only=intent.reason != "signal" and intent.side is Side.SELL)  # fmt: skip
+        await self._submit(order, ref_price=intent.ref_price)
+
+    async def _submit(self, order: Order, ref_price: float | None = None) -> Order:
+        assert self.journal is not None and self.orders is not None
+        rules = self.broker.market(order.symbol)
+        try:
+            rules.check(order.amount, order.price or ref_price or self.prices.get(order.symbol))
+        except MarketRuleError as e:
+            denied = order.with_status(OrderStatus.DENIED, ts_ms=self.now_ms(), reason=str(e))
+            self.journal.record_order(denied)
+            self.journal.record_risk(self.now_ms(), "refused", str(e), client_order_id=order.client_order_id)
+            return denied
+        decision = self.risk.check(order, self._view())
+        if not decision.ok:
+            denied = order.with_status(OrderStatus.DENIED, ts_ms=self.now_ms(), reason=decision.reason)
+            self.journal.record_order(denied)
+            e = decision.event(order, self.now_ms(), self.risk.state)
+            self.journal.record_risk(e.ts_ms, e.event, e.reason, **e.extra())
+            return denied
+        if ref_price is not None and hasattr(self.broker, "set_reference"):
+            self.broker.set_reference(order.symbol, ref_price)
+        self.recent_orders.append(self.now_ms())
+        result = await self.orders.submit(order)
+        await self._drain_paper_fills()
+        return result
+
+    async def _check_stops(self, symbol: str, bar: Bar) -> None:
+        from workbench.sim.fills import stop_trigger
+
+        pos = self.portfolio.position(symbol, "strategy")
+        if pos.amount <= 0:
+            return
+        nan = float("nan")
+        reason, px = stop_trigger(
+            pos.amount, pos.avg_price, pos.avg_price, bar.open, bar.high, bar.low,
+            self.spec.sl if self.spec.sl is not None else nan, self.spec.tp if self.spec.tp is not None else nan,
+            False,
+        )  # fmt: skip
+        if reason < 0:
+            return
+        why = "stop_loss" if reason == 1 else "take_profit"
+        intent = Intent(symbol, Side.SELL, pos.amount, float(px), bar.ts, 0.0, reason=why)
+        self.adapter.last_target[symbol] = 0.0  # flat until the target changes again
+        await self._execute(intent, seq=90 + reason, positions={symbol: pos.amount})
+
+    async def _on_halt(self) -> None:
+        assert self.orders is not None
+        await self.orders.cancel_all()
+        if self.opt.flatten_on_halt or getattr(self.risk, "should_flatten", False):
+            await self.flatten("halt")
+
+    async def flatten(self, why: str) -> list[Order]:
+        out = []
+        for s in self.spec.symbols:
+            pos = self.portfolio.position(s).amount
+            amount = self.broker.market(s).round_amount(max(pos, 0.0))
+            if amount <= 0:
+                continue
+            cid = client_order_id(self.spec.name, "flatten", s, self.now_ms(), 0)
+            o = Order(cid, s, Side.SELL, OrderType.MARKET, amount, created_ms=self.now_ms(), tag="manual",
+                      reduce_only=True, reason=why)  # fmt: skip
+            out.append(await self._submit(o, ref_price=self.prices.get(s)))
+        return out
+
+    # ------------------------------------------------------------------ commands
+
+    async def _commands(self) -> None:
+        assert self.journal is not None
+        reader = Journal(self.journal.path, readonly=True)
+        self._cmd_seq = self.journal.meta_get("commands_seq") or 0
+        try:
+            while not self.stopping.is_set():
+                for row in reader.pending_commands(self._cmd_seq):
+                    await self.queue.put(("command", None, row))
+                    self._cmd_seq = row.seq
+                await asyncio.sleep(0.2)
+        finally:
+            reader.close()
+
+    async def _handle_command(self, row: Any) -> None:
+        assert self.journal is not None and self.orders is not None
+        data = row.data
+        cid, name, args = data.get("id"), data.get("name"), data.get("args") or {}
+        ok, msg, extra = True, "", {}
+        try:
+            if name == "status":
+                extra = {"status": self.status()}
+            elif name == "pause":
+                self.paused = True
+                msg = "paused: the strategy sends no new orders"
+            elif name == "resume":
+                if args.get("clear_halt"):
+                    for e in self.risk.clear_halt(args.get("reason") or "cleared by a person", ts_ms=self.now_ms()):
+                        self.journal.record_risk(e.ts_ms, e.event, e.reason, **e.extra())
+                elif self.risk.state is RiskState.HALTED:
+                    raise EngineError("the session is HALTED: resume needs --clear-halt (a person's decision)")
+                elif self.risk.state is RiskState.REDUCING:
+                    for e in self.risk.resume(ts_ms=self.now_ms()):
+                        self.journal.record_risk(e.ts_ms, e.event, e.reason, **e.extra())
+                self.paused = False
+                msg = f"resumed (risk {self.risk.state.value})"
+            elif name == "halt":
+                for e in self.risk.halt(args.get("reason") or "halted by a person", ts_ms=self.now_ms()):
+                    self.journal.record_risk(e.ts_ms, e.event, e.reason, **e.extra())
+                await self.orders.cancel_all()
+                if args.get("flatten"):
+                    await self.flatten("halt")
+                msg = "HALTED: open orders canceled" + (", positions flattened" if args.get("flatten") else "")
+            elif name == "flatten":
+                await self.orders.cancel_all()
+                done = await self.flatten("flatten")
+                msg = f"flatten: {len(done)} order(s)"
+            elif name == "cancel-all":
+                n = await self.orders.cancel_all()
+                msg = f"cancel-all: {n if isinstance(n, int) else 'done'}"
+            elif name == "cancel":
+                await self.orders.cancel(args["client_order_id"])
+                msg = f"cancel sent for {args['client_order_id']}"
+            elif name == "close":
+                s = args["symbol"]
+                amount = self.broker.market(s).round_amount(max(self.portfolio.position(s).amount, 0.0))
+                if amount <= 0:
+                    raise EngineError(f"no position in {s} to close")
+                o = Order(client_order_id(self.spec.name, "close", s, self.now_ms(), 0), s, Side.SELL,
+                          OrderType.MARKET, amount, created_ms=self.now_ms(), tag="manual", reduce_only=True)  # fmt: skip
+                r = await self._submit(o, ref_price=self.prices.get(s))
+                ok = r.status is not OrderStatus.DENIED
+                msg = f"close {s}: {r.status.value}" + (f" ({r.reason})" if r.reason else "")
+                extra = {"order": r.client_order_id}
+            elif name == "order":
+                n = int(self.journal.meta_get("manual_seq") or 0) + 1
+                self.journal.meta_set("manual_seq", n)
+                typ = OrderType(args.get("type", "market"))
+                o = Order(
+                    client_order_id(self.spec.name, "manual", args["symbol"], n, 0),
+                    args["symbol"],
+                    Side(args["side"]),
+                    typ,
+                    float(args["amount"]),
+                    price=float(args["price"]) if args.get("price") is not None else None,
+                    created_ms=self.now_ms(),
+                    updated_ms=self.now_ms(),
+                    tag="manual",
+                )
+                r = await self._submit(o, ref_price=None)
+                ok = r.status is not OrderStatus.DENIED
+                msg = f"order {r.client_order_id}: {r.status.value}" + (f" ({r.reason})" if r.reason else "")
+                extra = {"order": r.client_order_id}
+            elif name == "stop":
+                msg = "stopping"
+                self.stopping.set()
+            else:
+                raise EngineError(f"unknown command {name!r}")
+        except (EngineError, OrderRejected, KeyError, ValueError) as e:
+            ok, msg = False, str(e)
+        self._save_state()
+        self.journal.ack(cid, ok, msg, **extra)
+        self.journal.meta_set("commands_seq", self._cmd_seq)
+
+    def status(self) -> dict[str, Any]:
+        assert self.orders is not None
+        prices = dict(self.prices)
+        return {
+            "session": self.spec.name,
+            "mode": self.spec.mode,
+            "strategy": self.spec.strategy,
+            "symbols": list(self.spec.symbols),
+            "risk_state": self.risk.state.value,
+            "paused": self.paused,
+            "equity": self._equity(),
+            "cash": self.portfolio.balances.get(self.opt.quote, 0.0),
+            "positions": {s: self.portfolio.position(s).amount for s in self.portfolio.symbols()},
+            "prices": prices,
+            "open_orders": [o.client_order_id for o in self.orders.open_orders()],
+            "last_bar": self.adapter.last_bar,
+            "events": self.events,
+        }
+
+    # ------------------------------------------------------------------ the loop
+
+    async def _timer(self) -> None:
+        while not self.stopping.is_set():
+            await asyncio.sleep(0.5)
+            await self.queue.put(("timer", None, None))
+
+    async def _on_timer(self) -> None:
+        assert self.journal is not None
+        now = self.now_ms()
+        for e in self.risk.on_timer(now) if hasattr(self.risk, "on_timer") else []:
+            self.journal.record_risk(e.ts_ms, e.event, e.reason, **e.extra())
+            if e.is_state_change:
+                self.journal.record_state(e.ts_ms, "RISK", e.reason, risk=self.risk.state.value)
+                self._save_state()
+        # a candle whose end is past the exchange clock (plus a grace) and that no later candle closed yet
+        for s, tr in self.trackers.items():
+            cur = tr.open_candle()
+            if cur is not None and cur.ts + self.tf.ms + self.opt.close_grace_ms <= now:
+                rows = await fetch_closed_candles(self.client, s, self.spec.timeframe, cur.ts, now)
+                await self._on_candles(s, rows)
+        if self.spec.mode == "live" and self.orders is not None and self.orders.open_orders():
+            await self.orders.poll()
+            await self._sync_fills()
+
+    async def _sync_fills(self) -> None:
+        assert self.journal is not None
+        since = self.journal.last_fill_ts()
+        for s in self.spec.symbols:
+            for f in await self.broker.fetch_fills(s, None if since is None else since - 60_000):
+                self._book_fill(f)
+
+    async def run(self, *, until: Callable[[], bool] | None = None) -> None:
+        """Run until ``stop`` (a command, Ctrl-C) or ``until()`` is true. ``start()`` must have been called."""
+        assert self.journal is not None
+        feed = MarketFeed(self.client, self.spec.symbols, self.spec.timeframe, self.queue, book=self.opt.book,
+                          stale_s=self.opt.stale_s, log=self.log)  # fmt: skip
+        feed.start()
+        tasks = [asyncio.create_task(self._commands()), asyncio.create_task(self._timer())]
+        try:
+            while not self.stopping.is_set():
+                try:
+                    kind, symbol, payload = await asyncio.wait_for(self.queue.get(), timeout=0.5)
+                except TimeoutError:
+                    if until is not None and until():
+                        break
+                    continue
+                self.events += 1
+                if kind == "candles":
+                    await self._on_candles(symbol, payload)
+                elif kind == "book":
+                    bid = payload["bids"][0][0] if payload["bids"] else None
+                    ask = payload["asks"][0][0] if payload["asks"] else None
+                    if hasattr(self.broker, "on_price"):
+                        self.broker.on_price(symbol, bid=bid, ask=ask)
+                    self.journal.record_book(self.now_ms(), symbol, payload["bids"], payload["asks"])
+                elif kind == "reconnected":
+                    self.journal.log("warning", f"{symbol}: feed reconnected; back-filling and reconciling")
+                    await self._backfill()
+                    await self._reconcile("reconnect")
+                elif kind == "stale":
+                    self.journal.record_risk(self.now_ms(), "stale_feed", f"{symbol}: no update for {payload:.0f} s")
+                elif kind == "fresh":
+                    self.journal.log("info", f"{symbol}: feed updates again")
+                elif kind == "timer":
+                    await self._on_timer()
+                elif kind == "command":
+                    await self._handle_command(payload)
+                if until is not None and until():
+                    break
+        finally:
+            await feed.stop()
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+
+
+def session_status(data_dir: Path, name: str) -> dict[str, Any]:
+    """A session's state read from its journal (no connection to the engine): for ``trade status``."""
+    path = journal_path(data_dir, name)
+    if not path.exists():
+        raise EngineError(f"no session {name!r} under {session_dir(data_dir, name)}")
+    j = Journal(path, readonly=True)
+    try:
+        export = j.export()
+        states = j.read(kinds=["state"])
+        last_state = states[-1].data if states else {}
+        eq = export["equity"][-1]["equity"] if export["equity"] else None
+        holder = SessionLock.holder(Path(data_dir) / "trading" / "locks" / f"session-{name}.lock")
+        return {
+            "session": name,
+            "running": holder is not None,
+            "pid": holder,
+            "state": last_state.get("state"),
+            "risk_state": last_state.get("risk"),
+            "equity": eq,
+            "positions": export["positions"],
+            "open_orders": [o["client_order_id"] for o in export["orders"] if OrderStatus(o["status"]).is_open],
+            "orders": len(export["orders"]),
+            "fills": len(export["fills"]),
+            "last_seq": j.last_seq(),
+            "spec": j.meta_get("spec"),
+        }
+    finally:
+        j.close()
+
+
+def dumps(d: Any) -> str:
+    return json.dumps(d, indent=1, default=str, allow_nan=False)
