@@ -696,7 +696,12 @@ def train(
     name: Annotated[
         str | None, typer.Option(help="Registry name (default: model-symbol-timeframe-target).")
     ] = None,
-    promote: Annotated[bool, typer.Option(help="Promote the new version.")] = False,
+    promote: Annotated[
+        bool, typer.Option(help="Promote the new version (refused if it loses to a baseline out of sample).")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="With --promote: promote even if it loses to a baseline.")
+    ] = False,
     fees: FeesOpt = 0.001,
     json_out: Annotated[Path | None, typer.Option("--json")] = None,
 ) -> None:
@@ -726,12 +731,20 @@ def train(
             registry=_registry(),
             name=name,
             promote=promote,
+            force=force,
         )
         r = res.result
         t = r.table().reset_index(names="model")
         _print_frame(t, title=f"out-of-sample ({validation}, {folds} folds, horizon {horizon} bars)")
         _print_frame(r.folds, title="folds")
-        report = {"name": res.name, "version": res.version, "metrics": r.metrics, "tuned": res.tuned}
+        report = {
+            "name": res.name,
+            "version": res.version,
+            "metrics": r.metrics,
+            "tuned": res.tuned,
+            "promoted": res.promoted,
+            "promotion_note": res.promotion_note,
+        }
         if target == "direction":
             bt = backtest_predictions(data, r.oos["prediction"], _bt_config(fees=fees, direction="both"))
             bh = buy_and_hold_metrics(data, bt.start, bt.end)
@@ -751,9 +764,18 @@ def train(
                 cmp, title=f"backtest on out-of-sample predictions {bt.start:%Y-%m-%d} .. {bt.end:%Y-%m-%d}"
             )
             report["oos_backtest"] = {"ml": bt.metrics, "buy_and_hold": bh}
-        console.print(f"registered {res.name} {res.version}" + (" (promoted)" if promote else ""))
+        console.print(f"registered {res.name} {res.version}" + (" (promoted)" if res.promoted else ""))
         if json_out:
             _out(json_out).write_text(json.dumps(report, indent=1, default=str))
+        if res.promotion_note and res.promoted:
+            err.print(f"[yellow]warning:[/yellow] {res.promotion_note}", highlight=False, soft_wrap=True)
+        elif res.promotion_note:
+            err.print(
+                f"[red]error:[/red] {res.promotion_note}; --force promotes it anyway",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(1)
 
 
 @app.command()
