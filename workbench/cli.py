@@ -172,9 +172,9 @@ def init(
         store = _store()
         out.print(f"data folder: {store.root}")
         if sample:
-            from workbench.data.sample import load_sample
+            from workbench.data.sample import load_sample, sample_dir
 
-            for r in load_sample(store, s.sample_dir):
+            for r in load_sample(store, sample_dir(s)):
                 out.print(f"  {r.key}: {r.rows_added} new rows ({r.rows_in} in file)")
             out.print("sample loaded (market data: Binance, see data/sample/README.md)")
 
