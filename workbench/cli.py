@@ -967,10 +967,9 @@ PipelineOpt = Annotated[
 
 
 def _pipeline_spec(path: Path | None):
-    from workbench.pipeline import PipelineSpec
+    from workbench.pipeline import PipelineSpec, default_pipeline_file
 
-    s = settings()
-    return PipelineSpec.load(path or (s.config_dir or s.root / "config") / "pipeline.yml")
+    return PipelineSpec.load(path or default_pipeline_file(settings()))
 
 
 def _stage_progress(name: str, status: str, seconds: float | None) -> None:
@@ -996,13 +995,11 @@ def pipeline_run(
     timeout: Annotated[int, typer.Option(help="Seconds per cell before a stage fails.")] = 1800,
 ) -> None:
     """Execute the stage notebooks into data/runs/<run_id>/ with a manifest of the run's lineage."""
-    import yaml
-
-    from workbench.pipeline import run_pipeline
+    from workbench.pipeline import parse_overrides, run_pipeline
 
     with _errors():
         try:
-            overrides = {k: yaml.safe_load(v) for k, v in _params(param).items()}
+            overrides = parse_overrides(_params(param))
             m = run_pipeline(
                 settings(),
                 _pipeline_spec(pipeline),
@@ -1012,7 +1009,7 @@ def pipeline_run(
                 on_stage=_stage_progress,
             )
         except _pipeline_errors() as e:
-            err.print(f"[red]pipeline failed:[/red] {e}", highlight=False)
+            err.print(f"[red]pipeline failed:[/red] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         run_dir = settings().data_dir / "runs" / m["run_id"]
         out.print(f"run {m['run_id']} succeeded: {run_dir}")
@@ -1020,6 +1017,8 @@ def pipeline_run(
             out.print(f"  {name:<10} {st['seconds']:>7.1f} s  {Path(st['executed']).with_suffix('.html')}")
         if m.get("promoted"):
             out.print(f"promoted: {', '.join(m['promoted'])}")
+        for label, reason in (m.get("not_promoted") or {}).items():
+            err.print(f"[yellow]not promoted:[/yellow] {label}: {reason}", highlight=False, soft_wrap=True)
 
 
 @pipeline_app.command("resume")
@@ -1029,9 +1028,10 @@ def pipeline_resume(run_id: str, pipeline: PipelineOpt = None) -> None:
 
     with _errors():
         try:
-            m = resume_pipeline(settings(), _pipeline_spec(pipeline), run_id, on_stage=_stage_progress)
+            spec = _pipeline_spec(pipeline) if pipeline else None  # default: the run's own pipeline file
+            m = resume_pipeline(settings(), spec, run_id, on_stage=_stage_progress)
         except _pipeline_errors() as e:
-            err.print(f"[red]pipeline failed:[/red] {e}", highlight=False)
+            err.print(f"[red]pipeline failed:[/red] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         out.print(f"run {m['run_id']} {m['status']}")
 
@@ -1071,8 +1071,8 @@ def pipeline_show(run_id: str) -> None:
 def pipeline_schedule(
     cron: Annotated[str, typer.Option(help="Cron expression (minute hour day month weekday).")] = "0 * * * *",
     pipeline: Annotated[
-        str, typer.Option(help="Pipeline file for the scheduled run.")
-    ] = "config/pipeline.yml",
+        Path | None, typer.Option(help="Pipeline file for the scheduled run (default: as pipeline run).")
+    ] = None,
     install: Annotated[bool, typer.Option(help="Append the line to the user's crontab.")] = False,
 ) -> None:
     """Print (or install) a cron line and a systemd timer that run the pipeline since the last run."""
@@ -1081,7 +1081,11 @@ def pipeline_schedule(
     from workbench.pipeline import schedule_lines
 
     with _errors():
-        lines = schedule_lines(settings(), cron, pipeline, sys.executable)
+        try:
+            lines = schedule_lines(settings(), cron, pipeline, sys.executable)
+        except _pipeline_errors() as e:
+            err.print(f"[red]error:[/red] {e}", highlight=False)
+            raise typer.Exit(1) from None
         out.print("# crontab line (crontab -e):", highlight=False)
         out.print(lines["cron"], highlight=False, soft_wrap=True)
         out.print("\n# or systemd: ~/.config/systemd/user/workbench-pipeline.service", highlight=False)
