@@ -139,6 +139,7 @@ def test_a_run_is_self_contained_and_its_manifest_is_strict_json(project_run) ->
     # metrics with NaN (e.g. an undefined ratio) are null, not the NaN token no JSON parser accepts
     for f in [run / "manifest.json", *(run / "outputs").glob("*.json")]:
         _strict_json(f)
+    assert None in m["stages"]["backtest"]["outputs"]["metrics"].values()  # beta: NaN on this sample
     assert None in m["stages"]["backtest"]["outputs"]["metrics"].values()
 
 
@@ -367,6 +368,14 @@ def test_the_scheduled_command_runs_and_resumes_from_the_last_run(tmp_path) -> N
     pipeline.write_text(yaml.safe_dump({"stages": [{"name": "b", "notebook": b}]}))
     with pytest.raises(PipelineError, match=r"scheduled runs pass -p since=@last: unknown parameter 'since'"):
         schedule_lines(s, "0 * * * *", pipeline, sys.executable)
+
+
+def test_a_missing_kernel_is_a_clear_error_before_anything_runs(tmp_path) -> None:
+    s = _settings(tmp_path)
+    spec = PipelineSpec.load(ROOT / "config" / "pipeline.yml")
+    with pytest.raises(PipelineError, match=r"no Jupyter kernel named 'nokernel'.*ipykernel install"):
+        run_pipeline(s, spec, kernel="nokernel")
+    assert not (s.data_dir / "runs").exists()
 
 
 def test_recorded_values_are_strict_json(tmp_path, monkeypatch) -> None:

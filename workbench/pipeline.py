@@ -508,6 +508,7 @@ def run_pipeline(
         _check_params(s.parameters, f"{spec.path}: stage {s.name}")
     spec.check_parameters(overrides, "pipeline parameters (-p)")
     chosen = _chosen(spec, stages)
+    _check_kernel(kernel)
     run_id = run_id or f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
     run_dir = runs_dir(settings) / run_id
     try:
@@ -536,6 +537,18 @@ def run_pipeline(
             "promoted": None,
         }
         return _run(settings, chosen, spec, manifest, run_dir, kernel, timeout, on_stage)
+
+
+def _check_kernel(kernel: str) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(kernel)
+    except NoSuchKernel:
+        raise PipelineError(
+            f"no Jupyter kernel named {kernel!r} for the stage notebooks; register this environment's Python "
+            f"as it: python -m ipykernel install --sys-prefix --name {kernel}"
+        ) from None
 
 
 def _chosen(spec: PipelineSpec, stages: list[str] | None) -> list[Stage]:
@@ -731,6 +744,7 @@ def resume_pipeline(
             raise PipelineError(f"run {run_id} already succeeded; nothing to resume")
         spec = spec or PipelineSpec.load(manifest["pipeline"])
         chosen = _chosen(spec, list(manifest["stages"]))
+        _check_kernel(kernel)
         manifest.update(status="running", pid=os.getpid())
         return _run(settings, chosen, spec, manifest, run_dir, kernel, timeout, on_stage)
 
