@@ -285,6 +285,7 @@ def test_ml_commands_end_to_end(tmp_path) -> None:
         "--epochs",
         "3",
         "--promote",
+        "--force",  # the sample's small MLP loses to logistic regression: promoted only when forced
         "--json",
         str(tmp_path / "t.json"),
         config=cfg,

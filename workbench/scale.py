@@ -5,7 +5,9 @@
   connects to a scheduler address (``tcp://host:8786``) in production.
 * **Optuna RDB storage**: any number of workers (processes, Dask tasks, machines) can work on one study by
   pointing at the same storage URL (``postgresql://...``, ``mysql://...``, SQLite for one machine); the
-  studies of :mod:`workbench.backtest.optimize` stop together once the study holds its trial budget.
+  studies of :mod:`workbench.backtest.optimize` stop together once the study holds its trial budget. The
+  schema is created safely by whichever workers start first, and a dead worker's trial is failed by
+  heartbeat and retried instead of holding the budget.
 """
 
 from __future__ import annotations
@@ -69,11 +71,11 @@ def _optimize_one(candles: pd.DataFrame, strategy: str, kw: dict[str, Any]) -> d
 
 
 def init_storage(url: str) -> None:
-    """Create an Optuna RDB storage's schema once, before several workers open it: workers that create it at
-    the same moment collide (SQLite and Alembic both report a table as already existing)."""
-    import optuna
+    """Create an Optuna RDB storage's schema now (optional: every worker creates it safely on first use, see
+    :func:`workbench.backtest.optimize.open_storage`)."""
+    from workbench.backtest.optimize import open_storage
 
-    optuna.storages.RDBStorage(url)
+    open_storage(url, heartbeat_interval=None)
 
 
 def optimize_symbols(

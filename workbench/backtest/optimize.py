@@ -7,16 +7,29 @@ training Sharpe; studies live in an RDB storage (SQLite by default, any SQLAlche
 from the strategy, the data and the fold, so an interrupted run resumes and completes only the missing trials.
 The report gives per fold the in-sample (best training) and out-of-sample Sharpe, their gap, the training
 Sharpe deflated for the number of trials (DSR), and the metrics of the stitched out-of-sample equity.
+
+Several workers (processes, Dask tasks, machines) may share the studies. :func:`open_storage` creates the
+schema safely when they start together on a fresh storage (under a file lock for SQLite, retried for a
+server database), and turns on Optuna's heartbeat: a trial whose worker died (SIGKILL, lost machine) stops
+beating, the next worker marks it FAIL once ``grace_period`` has passed and enqueues its parameters again.
+The budget counts only trials that produced a result (COMPLETE or PRUNED), so a dead worker's trial never
+uses it up.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import math
-from collections.abc import Mapping
+import os
+import time
+import warnings
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,9 +40,71 @@ from workbench.backtest.metrics import compute_metrics, deflated_sharpe, periods
 from workbench.backtest.sweep import evaluate
 from workbench.strategies.base import ParamError, Strategy, get_strategy
 
-__all__ = ["FoldResult", "OptimizeResult", "optimize", "walk_forward_splits"]
+__all__ = ["FoldResult", "OptimizeResult", "open_storage", "optimize", "walk_forward_splits"]
 
 log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 10  # a live worker's trials beat this often; one silent for 2x this long is stale
+
+
+@contextlib.contextmanager
+def _creation_lock(url: str) -> Iterator[None]:
+    """For a SQLite file: an flock on ``<file>.lock`` around schema creation (processes opening a fresh file
+    together otherwise race on CREATE TABLE); nothing for other databases."""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        yield
+        return
+    path = Path(u.database).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def open_storage(
+    url: str,
+    *,
+    heartbeat_interval: int | None = HEARTBEAT_S,
+    grace_period: int | None = None,
+    retries: int = 5,
+) -> Any:
+    """An Optuna ``RDBStorage`` for ``url``, its schema created safely when several workers open a fresh
+    storage at once, with heartbeats (``heartbeat_interval`` seconds; None: off) and stale trials (silent for
+    ``grace_period``, default twice the interval) failed and retried once."""
+    import optuna
+    import sqlalchemy.exc
+
+    sqlite = url.startswith("sqlite")
+    kw: dict[str, Any] = {"engine_kwargs": {"connect_args": {"timeout": 60}}} if sqlite else {}
+    for attempt in range(retries + 1):
+        try:
+            with _creation_lock(url), warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                if heartbeat_interval is not None:
+                    # Optuna >= 4.9 renamed the callback and its argument
+                    new = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+                    retry = new or optuna.storages.RetryFailedTrialCallback
+                    kw.update(heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+                    kw["heartbeat_stale_trial_callback" if new else "failed_trial_callback"] = retry(
+                        max_retry=1
+                    )
+                return optuna.storages.RDBStorage(url, **kw)
+        except (
+            sqlalchemy.exc.OperationalError,
+            sqlalchemy.exc.IntegrityError,
+            sqlalchemy.exc.ProgrammingError,
+        ):
+            # another worker is creating the same schema on a server database: wait and read what it made
+            if attempt == retries:
+                raise
+            time.sleep(0.2 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def walk_forward_splits(n: int, folds: int, mode: str = "expanding") -> list[tuple[slice, slice]]:
@@ -157,6 +232,8 @@ def optimize(
     storage: str = "sqlite:///optuna.db",
     seed: int = 42,
     fixed: Mapping[str, Any] | None = None,
+    heartbeat_interval: int | None = HEARTBEAT_S,
+    grace_period: int | None = None,
 ) -> OptimizeResult:
     """Walk-forward optimise a single-asset strategy on Candles ``data`` (see the module docstring)."""
     import optuna
@@ -172,12 +249,14 @@ def optimize(
     ppy = periods_per_year(data.index)
     results: list[FoldResult] = []
     oos_parts: list[pd.Series] = []
+    rdb = open_storage(storage, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+    counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     for i, (tr, te) in enumerate(splits):
         train = data.iloc[tr]
         name = _study_name(cls, data, config, i, folds, mode)
         study = optuna.create_study(
             study_name=name,
-            storage=storage,
+            storage=rdb,
             direction="maximize",
             sampler=optuna.samplers.TPESampler(seed=seed + i),
             load_if_exists=True,
@@ -196,9 +275,14 @@ def optimize(
             return float(s)
 
         # several workers (processes, Dask tasks, machines) may share this study through its RDB storage:
-        # they stop together once the study holds `trials` finished trials
-        budget = optuna.study.MaxTrialsCallback(trials, states=None)
-        done = len([t for t in study.trials if t.state.is_finished()])
+        # they stop together once the study holds `trials` trials with a result; a dead worker's RUNNING
+        # trial is failed (and its parameters enqueued again) here once its heartbeat is stale
+        if heartbeat_interval is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+        budget = optuna.study.MaxTrialsCallback(trials, states=counted)
+        done = len(study.get_trials(deepcopy=False, states=counted))
         if done < trials:
             study.optimize(objective, n_trials=trials - done, callbacks=[budget])
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]

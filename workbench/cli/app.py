@@ -193,9 +193,9 @@ def init(
         store = _store()
         out.print(f"data folder: {store.root}")
         if sample:
-            from workbench.data.sample import load_sample
+            from workbench.data.sample import load_sample, sample_dir
 
-            for r in load_sample(store, s.sample_dir):
+            for r in load_sample(store, sample_dir(s)):
                 out.print(f"  {r.key}: {r.rows_added} new rows ({r.rows_in} in file)")
             out.print("sample loaded (market data: Binance, see data/sample/README.md)")
 
@@ -753,7 +753,12 @@ def train(
     name: Annotated[
         str | None, typer.Option(help="Registry name (default: model-symbol-timeframe-target).")
     ] = None,
-    promote: Annotated[bool, typer.Option(help="Promote the new version.")] = False,
+    promote: Annotated[
+        bool, typer.Option(help="Promote the new version (refused if it loses to a baseline out of sample).")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="With --promote: promote even if it loses to a baseline.")
+    ] = False,
     fees: FeesOpt = 0.001,
     json_out: Annotated[Path | None, typer.Option("--json")] = None,
 ) -> None:
@@ -783,12 +788,20 @@ def train(
             registry=_registry(),
             name=name,
             promote=promote,
+            force=force,
         )
         r = res.result
         t = r.table().reset_index(names="model")
         _print_frame(t, title=f"out-of-sample ({validation}, {folds} folds, horizon {horizon} bars)")
         _print_frame(r.folds, title="folds")
-        report = {"name": res.name, "version": res.version, "metrics": r.metrics, "tuned": res.tuned}
+        report = {
+            "name": res.name,
+            "version": res.version,
+            "metrics": r.metrics,
+            "tuned": res.tuned,
+            "promoted": res.promoted,
+            "promotion_note": res.promotion_note,
+        }
         if target == "direction":
             bt = backtest_predictions(data, r.oos["prediction"], _bt_config(fees=fees, direction="both"))
             bh = buy_and_hold_metrics(data, bt.start, bt.end)
@@ -808,9 +821,18 @@ def train(
                 cmp, title=f"backtest on out-of-sample predictions {bt.start:%Y-%m-%d} .. {bt.end:%Y-%m-%d}"
             )
             report["oos_backtest"] = {"ml": bt.metrics, "buy_and_hold": bh}
-        console.print(f"registered {res.name} {res.version}" + (" (promoted)" if promote else ""))
+        console.print(f"registered {res.name} {res.version}" + (" (promoted)" if res.promoted else ""))
         if json_out:
             _out(json_out).write_text(json.dumps(report, indent=1, default=str))
+        if res.promotion_note and res.promoted:
+            err.print(f"[yellow]warning:[/yellow] {res.promotion_note}", highlight=False, soft_wrap=True)
+        elif res.promotion_note:
+            err.print(
+                f"[red]error:[/red] {res.promotion_note}; --force promotes it anyway",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(1)
 
 
 @app.command()
@@ -1000,10 +1022,9 @@ PipelineOpt = Annotated[
 
 
 def _pipeline_spec(path: Path | None):
-    from workbench.pipeline import PipelineSpec
+    from workbench.pipeline import PipelineSpec, default_pipeline_file
 
-    s = settings()
-    return PipelineSpec.load(path or (s.config_dir or s.root / "config") / "pipeline.yml")
+    return PipelineSpec.load(path or default_pipeline_file(settings()))
 
 
 def _stage_progress(name: str, status: str, seconds: float | None) -> None:
@@ -1029,13 +1050,11 @@ def pipeline_run(
     timeout: Annotated[int, typer.Option(help="Seconds per cell before a stage fails.")] = 1800,
 ) -> None:
     """Execute the stage notebooks into data/runs/<run_id>/ with a manifest of the run's lineage."""
-    import yaml
-
-    from workbench.pipeline import run_pipeline
+    from workbench.pipeline import parse_overrides, run_pipeline
 
     with _errors():
         try:
-            overrides = {k: yaml.safe_load(v) for k, v in _params(param).items()}
+            overrides = parse_overrides(_params(param))
             m = run_pipeline(
                 settings(),
                 _pipeline_spec(pipeline),
@@ -1045,7 +1064,7 @@ def pipeline_run(
                 on_stage=_stage_progress,
             )
         except _pipeline_errors() as e:
-            err.print(f"[red]pipeline failed:[/red] {e}", highlight=False)
+            err.print(f"[red]pipeline failed:[/red] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         run_dir = settings().data_dir / "runs" / m["run_id"]
         out.print(f"run {m['run_id']} succeeded: {run_dir}")
@@ -1053,6 +1072,8 @@ def pipeline_run(
             out.print(f"  {name:<10} {st['seconds']:>7.1f} s  {Path(st['executed']).with_suffix('.html')}")
         if m.get("promoted"):
             out.print(f"promoted: {', '.join(m['promoted'])}")
+        for label, reason in (m.get("not_promoted") or {}).items():
+            err.print(f"[yellow]not promoted:[/yellow] {label}: {reason}", highlight=False, soft_wrap=True)
 
 
 @pipeline_app.command("resume")
@@ -1062,9 +1083,10 @@ def pipeline_resume(run_id: str, pipeline: PipelineOpt = None) -> None:
 
     with _errors():
         try:
-            m = resume_pipeline(settings(), _pipeline_spec(pipeline), run_id, on_stage=_stage_progress)
+            spec = _pipeline_spec(pipeline) if pipeline else None  # default: the run's own pipeline file
+            m = resume_pipeline(settings(), spec, run_id, on_stage=_stage_progress)
         except _pipeline_errors() as e:
-            err.print(f"[red]pipeline failed:[/red] {e}", highlight=False)
+            err.print(f"[red]pipeline failed:[/red] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         out.print(f"run {m['run_id']} {m['status']}")
 
@@ -1104,8 +1126,8 @@ def pipeline_show(run_id: str) -> None:
 def pipeline_schedule(
     cron: Annotated[str, typer.Option(help="Cron expression (minute hour day month weekday).")] = "0 * * * *",
     pipeline: Annotated[
-        str, typer.Option(help="Pipeline file for the scheduled run.")
-    ] = "config/pipeline.yml",
+        Path | None, typer.Option(help="Pipeline file for the scheduled run (default: as pipeline run).")
+    ] = None,
     install: Annotated[bool, typer.Option(help="Append the line to the user's crontab.")] = False,
 ) -> None:
     """Print (or install) a cron line and a systemd timer that run the pipeline since the last run."""
@@ -1114,7 +1136,11 @@ def pipeline_schedule(
     from workbench.pipeline import schedule_lines
 
     with _errors():
-        lines = schedule_lines(settings(), cron, pipeline, sys.executable)
+        try:
+            lines = schedule_lines(settings(), cron, pipeline, sys.executable)
+        except _pipeline_errors() as e:
+            err.print(f"[red]error:[/red] {e}", highlight=False)
+            raise typer.Exit(1) from None
         out.print("# crontab line (crontab -e):", highlight=False)
         out.print(lines["cron"], highlight=False, soft_wrap=True)
         out.print("\n# or systemd: ~/.config/systemd/user/workbench-pipeline.service", highlight=False)

@@ -51,11 +51,13 @@ def load_candles(
 
 
 def load_sample(store: Store | None = None, *, config: str | os.PathLike[str] | Settings | None = None) -> list[WriteResult]:
-    """Load the bundled sample (``paths.sample``) into the store; idempotent."""
+    """Load the bundled sample (``paths.sample``, else the copy shipped with the package) into the store;
+    idempotent."""
     from workbench.data.sample import load_sample as _load
+    from workbench.data.sample import sample_dir
 
     settings = config if isinstance(config, Settings) else load_settings(config)
-    return _load(store or Store.from_settings(settings), settings.sample_dir)
+    return _load(store or Store.from_settings(settings), sample_dir(settings))
 
 
 def collect_ohlcv(

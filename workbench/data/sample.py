@@ -2,6 +2,10 @@
 
 ``manifest.csv`` lists each file with its kind, exchange, symbol, timeframe and sha256; loading verifies
 the hash first, so a corrupted or truncated sample is reported by name instead of half-loaded.
+
+The sample ships with the package (:mod:`workbench.resources`): with the default ``paths.sample``
+(``data/sample``) and no sample in the project, :func:`sample_dir` finds the installed copy, so
+``workbench init --sample`` works from any folder. A ``paths.sample`` set to anything else must exist.
 """
 
 from __future__ import annotations
@@ -14,10 +18,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from workbench.config import Settings
 from workbench.data.files import import_candles
 from workbench.data.store import Store, WriteResult
+from workbench.resources import bundled
 
-__all__ = ["SampleError", "SampleFile", "load_sample", "sample_files"]
+__all__ = ["SampleError", "SampleFile", "load_sample", "sample_dir", "sample_files"]
+
+DEFAULT_SAMPLE = "data/sample"
 
 
 class SampleError(RuntimeError):
@@ -34,11 +42,22 @@ class SampleFile:
     sha256: str
 
 
+def sample_dir(settings: Settings) -> Path:
+    """The sample folder: ``paths.sample``; for the default value, the copy shipped with the package when
+    the project holds none."""
+    configured = settings.sample_dir
+    if (configured / "manifest.csv").is_file() or Path(settings.paths.sample) != Path(DEFAULT_SAMPLE):
+        return configured
+    return bundled(DEFAULT_SAMPLE) or configured
+
+
 def sample_files(sample_dir: str | os.PathLike[str]) -> list[SampleFile]:
     root = Path(sample_dir)
     manifest = root / "manifest.csv"
     if not manifest.is_file():
-        raise SampleError(f"{manifest}: sample manifest not found (is this a workbench checkout?)")
+        raise SampleError(
+            f"{manifest}: sample manifest not found (paths.sample; this installation ships no sample)"
+        )
     with manifest.open(newline="") as f:
         return [
             SampleFile(root / r["file"], r["kind"], r["exchange"], r["symbol"], r["timeframe"] or None, r["sha256"])

@@ -110,8 +110,13 @@ _SCORES: Final = np.array([-1, 0, 1])
 
 
 def dataset_dir() -> Path:
-    """The shipped sample: ``<repo>/data/sample/sentiment``."""
-    return Path(__file__).resolve().parents[2] / "data" / "sample" / "sentiment"
+    """The shipped sample: ``data/sample/sentiment`` of the checkout or of the installed package."""
+    from workbench.resources import bundled
+
+    return (
+        bundled("data/sample/sentiment")
+        or Path(__file__).resolve().parents[2] / "data" / "sample" / "sentiment"
+    )
 
 
 def load_dataset(
