@@ -612,8 +612,8 @@ def _run(
                 # notebook, so the nbconvert exports show them, offline
                 "PLOTLY_RENDERER": os.environ.get("PLOTLY_RENDERER", "plotly_mimetype+notebook"),
             }
-            if settings.config_dir is not None:
-                env["WORKBENCH_CONFIG"] = str(settings.config_dir)
+            if settings.config_source is not None:
+                env["WORKBENCH_CONFIG"] = str(settings.config_source)
             _execute(stage, params, out_nb, env, kernel, timeout, cwd=run_dir)
         except Exception as e:  # papermill raises PapermillExecutionError; anything else is a failure too
             st.update(
@@ -757,8 +757,8 @@ def schedule_lines(
     file = Path(pipeline).expanduser().resolve() if pipeline else default_pipeline_file(settings)
     PipelineSpec.load(file).check_parameters({"since": None}, f"{file}: scheduled runs pass -p since=@last")
     args = [python_bin, "-m", "workbench.cli"]
-    if settings.config_dir is not None:
-        args += ["--config", str(settings.config_dir)]
+    if settings.config_source is not None:
+        args += ["--config", str(settings.config_source)]
     args += ["pipeline", "run", "--pipeline", str(file), "-p", "since=@last"]
     cmd = f"cd {shlex.quote(str(root))} && {shlex.join(args)}"
     log = settings.data_dir / "runs" / "scheduled.log"

@@ -109,7 +109,7 @@ def pipeline_symbols(
     futures = [
         dask_client.submit(
             _pipeline_one,
-            str(settings.config_dir) if settings.config_dir else None,
+            str(settings.config_source) if settings.config_source else None,
             str(settings.data_dir),
             pipeline,
             {**dict(overrides or {}), "symbol": s},
