@@ -255,8 +255,19 @@ class Settings(SettingsFile):
         payload["ml"]["registry"] = str(self.registry_dir)
         payload["ml"]["optuna"]["storage"] = self.optuna_storage
         payload["security"]["secrets_file"] = str(self.secrets_path)
+        payload["strategies"]["paths"] = [str(p) for p in self.strategy_paths]
         payload["data_dir"] = str(self.data_dir)
         return payload
+
+    @property
+    def strategy_paths(self) -> list[Path]:
+        """The folders of ``strategies.paths``: ``{data}`` is the data folder, relative paths are relative to the
+        project root."""
+        out = []
+        for raw in self.strategies.paths:
+            p = Path(str(raw).replace("{data}", str(self.data_dir))).expanduser()
+            out.append((p if p.is_absolute() else self.root / p).resolve())
+        return out
 
 
 # --------------------------------------------------------------------------------------------- loading

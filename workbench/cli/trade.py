@@ -21,7 +21,8 @@ from workbench.cli.app import _errors, _params, _strategy, err, out, settings
 trade_app = typer.Typer(help="Paper and live trading sessions: run, inspect, command.", no_args_is_help=True)
 
 SessionOpt = Annotated[
-    str | None, typer.Option("--session", help="Session name (default: the only session, or the running one).")
+    str | None,
+    typer.Option("--session", help="Session name (default: the only session, or the running one)."),
 ]
 
 
@@ -36,7 +37,9 @@ def _data_dir() -> Path:
 
 def default_session_name(strategy: str, symbols: list[str], timeframe: str) -> str:
     """``<strategy>-<symbol>-<timeframe>``: ``sma_cross-BTCUSDT-5m`` (a file strategy: its file's stem)."""
-    strat = Path(strategy.split(":")[-1] if ":" in strategy and not strategy.endswith(".py") else strategy).stem
+    strat = Path(
+        strategy.split(":")[-1] if ":" in strategy and not strategy.endswith(".py") else strategy
+    ).stem
     syms = "+".join(s.replace("/", "").replace(":", "") for s in symbols)
     return f"{strat}-{syms}-{timeframe}"
 
@@ -52,7 +55,9 @@ def _resolve_session(name: str | None) -> str:
         raise EngineError(f"no trading session under {root}: start one with `workbench trade run`")
     if len(names) == 1:
         return names[0]
-    running = [n for n in names if SessionLock.holder(_data_dir() / "trading" / "locks" / f"session-{n}.lock")]
+    running = [
+        n for n in names if SessionLock.holder(_data_dir() / "trading" / "locks" / f"session-{n}.lock")
+    ]
     if len(running) == 1:
         return running[0]
     raise EngineError(f"several sessions ({', '.join(names)}): name one with --session")
@@ -66,32 +71,59 @@ def _engine_errors():
 
 @trade_app.command("run")
 def trade_run(
-    strategy: Annotated[str, typer.Option("--strategy", help="Built-in name, path.py:Class, or a name from strategies.paths.")],
+    strategy: Annotated[
+        str, typer.Option("--strategy", help="Built-in name, path.py:Class, or a name from strategies.paths.")
+    ],
     exchange: Annotated[str, typer.Option("--exchange", "-e")],
     symbol: Annotated[list[str], typer.Option("--symbol", "-s")],
     timeframe: Annotated[str, typer.Option("--timeframe", "-t")] = "5m",
-    mode: Annotated[str | None, typer.Option("--mode", help="paper or live (default: trading.mode; live only from here).")] = None,
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Strategy parameter name=value.")] = None,
-    size: Annotated[float, typer.Option(help="Fraction of equity the strategy trades (split over symbols).")] = 1.0,
+    mode: Annotated[
+        str | None, typer.Option("--mode", help="paper or live (default: trading.mode; live only from here).")
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Strategy parameter name=value.")
+    ] = None,
+    size: Annotated[
+        float, typer.Option(help="Fraction of equity the strategy trades (split over symbols).")
+    ] = 1.0,
     sl: Annotated[float | None, typer.Option(help="Stop-loss, fraction of the entry price.")] = None,
     tp: Annotated[float | None, typer.Option(help="Take-profit, fraction of the entry price.")] = None,
-    session: Annotated[str | None, typer.Option("--session", help="Session name (default <strategy>-<symbol>-<timeframe>).")] = None,
+    session: Annotated[
+        str | None, typer.Option("--session", help="Session name (default <strategy>-<symbol>-<timeframe>).")
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask to confirm live trading.")] = False,
-    max_seconds: Annotated[float | None, typer.Option("--max-seconds", help="Stop after this long (demos, tests).")] = None,
+    max_seconds: Annotated[
+        float | None, typer.Option("--max-seconds", help="Stop after this long (demos, tests).")
+    ] = None,
 ) -> None:
     """Run a trading session in the foreground (Ctrl-C stops it; a restart resumes from the journal)."""
     with _errors():
         EngineError = _engine_errors()
         try:
             asyncio.run(
-                _run(strategy, exchange, symbol, timeframe, mode, param, size, sl, tp, session, yes, max_seconds)
+                _run(
+                    strategy,
+                    exchange,
+                    symbol,
+                    timeframe,
+                    mode,
+                    param,
+                    size,
+                    sl,
+                    tp,
+                    session,
+                    yes,
+                    max_seconds,
+                )
             )
         except EngineError as e:
             err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
 
-async def _run(strategy, exchange, symbols, timeframe, mode, param, size, sl, tp, session, yes, max_seconds) -> None:
+async def _run(
+    strategy, exchange, symbols, timeframe, mode, param, size, sl, tp, session, yes, max_seconds
+) -> None:
     import time
 
     from workbench.data.exchanges import make_exchange
@@ -107,11 +139,11 @@ async def _run(strategy, exchange, symbols, timeframe, mode, param, size, sl, tp
     if mode not in ("paper", "live"):
         raise EngineError(f"--mode must be paper or live, not {mode!r}")
     if mode == "live" and not _live_from_cli():
-        raise EngineError("live trading needs --mode live on the command line (trading.mode alone is not enough)")
+        raise EngineError(
+            "live trading needs --mode live on the command line (trading.mode alone is not enough)"
+        )
     cls = _strategy(strategy)
     strat = cls(**_params(param))
-    if getattr(strat, "direction", "long") != "long" and mode:
-        pass
     name = session or default_session_name(strategy, symbols, timeframe)
     client = make_exchange(s, exchange, with_credentials=(mode == "live"), flavour="pro")
     info = describe_exchange(client)
@@ -123,15 +155,20 @@ async def _run(strategy, exchange, symbols, timeframe, mode, param, size, sl, tp
     )
     for k, v in (info.get("urls") or {}).items():
         out.print(f"  {k}: {v}", highlight=False)
-    if mode == "live" and not yes:
-        if not typer.confirm(f"Trade LIVE with real orders on {exchange} account {account}?"):
-            raise EngineError("live trading not confirmed")
+    if (
+        mode == "live"
+        and not yes
+        and not typer.confirm(f"Trade LIVE with real orders on {exchange} account {account}?")
+    ):
+        raise EngineError("live trading not confirmed")
     try:
         await client.load_markets()
         exch_now = await client.fetch_time()
     except Exception as e:
         await client.close()
-        raise EngineError(f"{exchange}: cannot reach the exchange: {type(e).__name__}: {str(e)[:200]}") from None
+        raise EngineError(
+            f"{exchange}: cannot reach the exchange: {type(e).__name__}: {str(e)[:200]}"
+        ) from None
     offset = int(exch_now - time.time() * 1000)
     for sym in symbols:
         if sym not in client.markets:
@@ -154,7 +191,9 @@ async def _run(strategy, exchange, symbols, timeframe, mode, param, size, sl, tp
         from workbench.trading.brokers.base import MarketRules
 
         rules = {
-            sym: MarketRules.from_ccxt(client.market(sym), tick_size=client.precisionMode == 4)  # ccxt.TICK_SIZE
+            sym: MarketRules.from_ccxt(
+                client.market(sym), tick_size=client.precisionMode == 4
+            )  # ccxt.TICK_SIZE
             for sym in symbols
         }
         broker: Any = PaperBroker(rules, {quote: tcfg.initial_cash}, taker_fee=opts.fee_taker,
@@ -172,7 +211,9 @@ async def _run(strategy, exchange, symbols, timeframe, mode, param, size, sl, tp
     deadline = None if max_seconds is None else time.monotonic() + max_seconds
     try:
         await engine.start()
-        out.print(f"running: risk {engine.risk.state.value}; journal {engine.journal.path if engine.journal else ''}")
+        out.print(
+            f"running: risk {engine.risk.state.value}; journal {engine.journal.path if engine.journal else ''}"
+        )
         await engine.run(until=(lambda: time.monotonic() >= deadline) if deadline else None)
     finally:
         await engine.stop("stopped")
@@ -214,13 +255,17 @@ def _print_ack(ack: dict, as_json: bool = False) -> None:
     if as_json:
         out.print_json(json.dumps(ack, default=str))
         return
-    (out if ack.get("ok") else err).print(("ok: " if ack.get("ok") else "refused: ") + str(ack.get("message")), highlight=False)
+    (out if ack.get("ok") else err).print(
+        ("ok: " if ack.get("ok") else "refused: ") + str(ack.get("message")), highlight=False
+    )
     if not ack.get("ok"):
         raise typer.Exit(1)
 
 
 @trade_app.command("status")
-def trade_status(session: SessionOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def trade_status(
+    session: SessionOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
     """The session's state: running or not, risk state, equity, positions, open orders."""
     from workbench.trading.engine import session_status
 
@@ -248,7 +293,9 @@ def trade_status(session: SessionOpt = None, as_json: Annotated[bool, typer.Opti
         )  # fmt: skip
         for sym, amt in (st.get("positions") or {}).items():
             out.print(f"  position {sym}: {amt:.8g}", highlight=False)
-        out.print(f"  open orders: {len(st.get('open_orders') or [])}; fills: {st.get('fills')}", highlight=False)
+        out.print(
+            f"  open orders: {len(st.get('open_orders') or [])}; fills: {st.get('fills')}", highlight=False
+        )
 
 
 def _simple(name: str, help_: str, **fixed: Any):
@@ -273,7 +320,9 @@ trade_app.command("stop")(_simple("stop", "Stop the session cleanly (positions a
 @trade_app.command("resume")
 def trade_resume(
     session: SessionOpt = None,
-    clear_halt: Annotated[bool, typer.Option("--clear-halt", help="Clear a HALT (a person's decision).")] = False,
+    clear_halt: Annotated[
+        bool, typer.Option("--clear-halt", help="Clear a HALT (a person's decision).")
+    ] = False,
 ) -> None:
     """Resume a paused session; with --clear-halt, also clear a HALT."""
     with _errors():
@@ -314,7 +363,13 @@ def trade_order(
         if type_ == "limit" and price is None:
             raise ValueError("a limit order needs --price")
         try:
-            _print_ack(_send(session, "order", {"symbol": symbol, "side": side, "amount": amount, "type": type_, "price": price}))
+            _print_ack(
+                _send(
+                    session,
+                    "order",
+                    {"symbol": symbol, "side": side, "amount": amount, "type": type_, "price": price},
+                )
+            )
         except _engine_errors() as e:
             err.print(f"[red]error:[/red] {e}", highlight=False)
             raise typer.Exit(1) from None

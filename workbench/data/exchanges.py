@@ -112,10 +112,9 @@ def make_exchange(
     if flavour == "sync":
         cls = getattr(ccxt, exchange_id)
     else:
-        import ccxt.async_support
-        import ccxt.pro
+        import importlib
 
-        module = ccxt.pro if flavour == "pro" else ccxt.async_support
+        module = importlib.import_module("ccxt.pro" if flavour == "pro" else "ccxt.async_support")
         if not hasattr(module, exchange_id):
             raise ExchangeSetupError(f"{exchange_id!r} has no {flavour} client in ccxt")
         cls = getattr(module, exchange_id)

@@ -211,11 +211,7 @@ def load_file(path: str | Path, class_name: str | None = None) -> type[Strategy]
 def search_paths(settings: Settings) -> list[Path]:
     """The folders of config ``strategies.paths``: ``{data}`` is the data folder, relative paths are relative
     to the project root."""
-    out = []
-    for raw in settings.strategies.paths:
-        p = Path(str(raw).replace("{data}", str(settings.data_dir))).expanduser()
-        out.append((p if p.is_absolute() else settings.root / p).resolve())
-    return out
+    return settings.strategy_paths
 
 
 def discover(paths: Iterable[str | Path]) -> dict[str, tuple[type[Strategy], Path]]:

@@ -36,13 +36,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench.strategies.base import Strategy
 from workbench.trading.brokers.base import MarketRuleError, OrderRejected
-from workbench.trading.feeds import MarketFeed, fetch_closed_candles
 from workbench.trading.journal import Journal, journal_path, session_dir
 from workbench.trading.orders import OrderManager, client_order_id
 from workbench.trading.portfolio import Portfolio
 from workbench.trading.risk import RiskManager, RiskState, RiskView
+
+from workbench.strategies.base import Strategy
+from workbench.trading.feeds import MarketFeed, fetch_closed_candles
 from workbench.trading.strategy import Bar, CandleAdapter, CandleTracker, Intent
 from workbench.types import Fill, Order, OrderStatus, OrderType, Side, Timeframe
 
@@ -95,7 +96,9 @@ class SessionLock:
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise EngineError(f"{self.what} is already running (pid {holder}); one session at a time") from None
+            raise EngineError(
+                f"{self.what} is already running (pid {holder}); one session at a time"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         os.fsync(fd)
@@ -321,7 +324,9 @@ class TradingEngine:
     def _closed(self, b: Bar) -> None:
         assert self.journal is not None
         self.adapter.add(b)
-        self.journal.record_candle(b.symbol, self.spec.timeframe, [b.ts, b.open, b.high, b.low, b.close, b.volume])
+        self.journal.record_candle(
+            b.symbol, self.spec.timeframe, [b.ts, b.open, b.high, b.low, b.close, b.volume]
+        )
 
     async def _on_candles(self, symbol: str, rows: list[list[float]]) -> None:
         tr = self.trackers[symbol]
@@ -336,7 +341,9 @@ class TradingEngine:
         if closed:
             bar_ms = closed[-1].ts
             if self.adapter.ready(bar_ms):
-                await self._decide(bar_ms, opens={s: self.opens.get(s, self.prices.get(s)) for s in self.spec.symbols})
+                await self._decide(
+                    bar_ms, opens={s: self.opens.get(s, self.prices.get(s)) for s in self.spec.symbols}
+                )
 
     async def _on_price(self, symbol: str, last: float, **kw: Any) -> None:
         bar = kw.pop("bar", None)
@@ -360,7 +367,9 @@ class TradingEngine:
         if t - self._last_snapshot >= self.opt.snapshot_every_s:
             self._last_snapshot = t
             self.journal.record_price(self.now_ms(), symbol, last)
-            self.journal.record_equity(self.now_ms(), eq, cash=self.portfolio.balances.get(self.opt.quote, 0.0))
+            self.journal.record_equity(
+                self.now_ms(), eq, cash=self.portfolio.balances.get(self.opt.quote, 0.0)
+            )
 
     async def _drain_paper_fills(self) -> None:
         pending = getattr(self, "_paper_fills", None)
@@ -401,7 +410,9 @@ class TradingEngine:
     async def _decide(self, bar_ms: int, opens: dict[str, float | None] | None) -> None:
         assert self.journal is not None
         if opens is None or any(v is None for v in opens.values()):
-            opens = {s: self.prices.get(s) or self.adapter.frame(s)["close"].iloc[-1] for s in self.spec.symbols}
+            opens = {
+                s: self.prices.get(s) or self.adapter.frame(s)["close"].iloc[-1] for s in self.spec.symbols
+            }
         if self.paused:
             self.adapter.last_bar = bar_ms
             self._save_state()
@@ -426,14 +437,18 @@ class TradingEngine:
             amount = min(amount, max(position, 0.0))
         return rules.round_amount(amount)
 
-    async def _execute(self, intent: Intent, *, seq: int, positions: dict[str, float], tag: str = "strategy") -> None:
+    async def _execute(
+        self, intent: Intent, *, seq: int, positions: dict[str, float], tag: str = "strategy"
+    ) -> None:
         assert self.journal is not None and self.orders is not None
         amount = self._sized(intent, positions.get(intent.symbol, 0.0))
         cid = client_order_id(self.spec.name, self.spec.strategy, intent.symbol, intent.bar_ms, seq)
         if cid in self.orders.orders:
             return  # decided and sent before a restart: never twice
         if amount <= 0:
-            self.journal.record_risk(self.now_ms(), "skipped", f"{intent.symbol}: nothing to trade after rounding")
+            self.journal.record_risk(
+                self.now_ms(), "skipped", f"{intent.symbol}: nothing to trade after rounding"
+            )
             return
         order = Order(cid, intent.symbol, intent.side, OrderType.MARKET, amount, created_ms=self.now_ms(),
                       updated_ms=self.now_ms(), tag=tag, reduce_only=intent.reason != "signal" and intent.side is Side.SELL)  # fmt: skip
@@ -529,10 +544,14 @@ class TradingEngine:
                 msg = "paused: the strategy sends no new orders"
             elif name == "resume":
                 if args.get("clear_halt"):
-                    for e in self.risk.clear_halt(args.get("reason") or "cleared by a person", ts_ms=self.now_ms()):
+                    for e in self.risk.clear_halt(
+                        args.get("reason") or "cleared by a person", ts_ms=self.now_ms()
+                    ):
                         self.journal.record_risk(e.ts_ms, e.event, e.reason, **e.extra())
                 elif self.risk.state is RiskState.HALTED:
-                    raise EngineError("the session is HALTED: resume needs --clear-halt (a person's decision)")
+                    raise EngineError(
+                        "the session is HALTED: resume needs --clear-halt (a person's decision)"
+                    )
                 elif self.risk.state is RiskState.REDUCING:
                     for e in self.risk.resume(ts_ms=self.now_ms()):
                         self.journal.record_risk(e.ts_ms, e.event, e.reason, **e.extra())
@@ -544,7 +563,9 @@ class TradingEngine:
                 await self.orders.cancel_all()
                 if args.get("flatten"):
                     await self.flatten("halt")
-                msg = "HALTED: open orders canceled" + (", positions flattened" if args.get("flatten") else "")
+                msg = "HALTED: open orders canceled" + (
+                    ", positions flattened" if args.get("flatten") else ""
+                )
             elif name == "flatten":
                 await self.orders.cancel_all()
                 done = await self.flatten("flatten")
@@ -676,7 +697,9 @@ class TradingEngine:
                     await self._backfill()
                     await self._reconcile("reconnect")
                 elif kind == "stale":
-                    self.journal.record_risk(self.now_ms(), "stale_feed", f"{symbol}: no update for {payload:.0f} s")
+                    self.journal.record_risk(
+                        self.now_ms(), "stale_feed", f"{symbol}: no update for {payload:.0f} s"
+                    )
                 elif kind == "fresh":
                     self.journal.log("info", f"{symbol}: feed updates again")
                 elif kind == "timer":
@@ -714,7 +737,9 @@ def session_status(data_dir: Path, name: str) -> dict[str, Any]:
             "risk_state": last_state.get("risk"),
             "equity": eq,
             "positions": export["positions"],
-            "open_orders": [o["client_order_id"] for o in export["orders"] if OrderStatus(o["status"]).is_open],
+            "open_orders": [
+                o["client_order_id"] for o in export["orders"] if OrderStatus(o["status"]).is_open
+            ],
             "orders": len(export["orders"]),
             "fills": len(export["fills"]),
             "last_seq": j.last_seq(),

@@ -83,7 +83,9 @@ class MarketFeed:
     def start(self) -> None:
         ws = bool(self.client.has.get("watchOHLCV"))
         for s in self.symbols:
-            self._tasks.append(asyncio.create_task(self._candles(s) if ws else self._poll(s), name=f"ohlcv {s}"))
+            self._tasks.append(
+                asyncio.create_task(self._candles(s) if ws else self._poll(s), name=f"ohlcv {s}")
+            )
             if self.book and self.client.has.get("watchOrderBook"):
                 self._tasks.append(asyncio.create_task(self._books(s), name=f"book {s}"))
         self._tasks.append(asyncio.create_task(self._watchdog(), name="stale watchdog"))

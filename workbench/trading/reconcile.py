@@ -17,7 +17,7 @@ The summary also compares the final equity (relative difference).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["compare"]
@@ -70,7 +70,11 @@ def compare(
     summary = (
         f"{len(rows)} fills: "
         + ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
-        + (f"; final equity backtest {eq_b:,.2f}, session {eq_s:,.2f} (rel. diff {rel:.2e})" if rel is not None else "")
+        + (
+            f"; final equity backtest {eq_b:,.2f}, session {eq_s:,.2f} (rel. diff {rel:.2e})"
+            if rel is not None
+            else ""
+        )
         + ("; OK" if ok else "; DIFFERENT")
     )
     return {"ok": ok, "rows": rows, "counts": counts, "equity_rel_diff": rel, "summary": summary}

@@ -264,7 +264,14 @@ class CandleAdapter:
             if d == 0.0:
                 continue
             intents.append(
-                Intent(s, Side.BUY if d > 0 else Side.SELL, abs(d), opens[s], bar_ms + self.tf.ms, t / (self.size or 1))
+                Intent(
+                    s,
+                    Side.BUY if d > 0 else Side.SELL,
+                    abs(d),
+                    opens[s],
+                    bar_ms + self.tf.ms,
+                    t / (self.size or 1),
+                )
             )
         intents.sort(key=lambda i: i.side is Side.BUY)  # sells first, as in the backtest
         return intents

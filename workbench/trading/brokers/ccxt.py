@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 import ccxt
-
 from workbench.trading.brokers.base import (
     BrokerUnavailable,
     DuplicateOrder,
@@ -25,6 +24,7 @@ from workbench.trading.brokers.base import (
     OrderRejected,
     UnknownOutcome,
 )
+
 from workbench.types import Fill, Order, OrderStatus, OrderType, Side, TimeInForce
 
 __all__ = ["CcxtBroker", "order_from_ccxt"]
@@ -93,7 +93,9 @@ class CcxtBroker:
                 m = self.client.market(symbol)
             except ccxt.BadSymbol:
                 raise OrderRejected(f"{self.client.id}: unknown market {symbol!r}") from None
-            self._rules[symbol] = MarketRules.from_ccxt(m, tick_size=self.client.precisionMode == ccxt.TICK_SIZE)
+            self._rules[symbol] = MarketRules.from_ccxt(
+                m, tick_size=self.client.precisionMode == ccxt.TICK_SIZE
+            )
         return self._rules[symbol]
 
     # ------------------------------------------------------------------ orders
@@ -114,7 +116,7 @@ class CcxtBroker:
             raise BrokerUnavailable(f"{self.client.id}: rate limited: {_short(e)}") from None
         except (ccxt.InvalidOrder, ccxt.InsufficientFunds, ccxt.BadRequest, ccxt.PermissionDenied) as e:
             msg = _short(e)
-            if "Duplicate order" in msg or "-2010" in msg and "uplicate" in msg:
+            if "Duplicate order" in msg or ("-2010" in msg and "uplicate" in msg):
                 raise DuplicateOrder(f"{self.client.id}: {msg}") from None
             raise OrderRejected(f"{self.client.id}: {msg}") from None
         except ccxt.AuthenticationError as e:

@@ -23,8 +23,9 @@ import asyncio
 import itertools
 from collections.abc import Callable, Iterable, Mapping
 
-from workbench.sim.fills import market_price
 from workbench.trading.brokers.base import MarketRules, OrderRejected
+
+from workbench.sim.fills import market_price
 from workbench.types import Fill, Order, OrderStatus, OrderType, Side, TimeInForce
 
 __all__ = ["PaperBroker"]
@@ -101,14 +102,18 @@ class PaperBroker:
             self._cross(o.symbol, self._last.get(o.symbol), None, taker=True)
             o = self._orders[o.client_order_id]
             if o.time_in_force in (TimeInForce.IOC, TimeInForce.FOK) and o.status.is_open:
-                self._orders[o.client_order_id] = o.with_status(OrderStatus.EXPIRED, ts_ms=now, reason="IOC/FOK")
+                self._orders[o.client_order_id] = o.with_status(
+                    OrderStatus.EXPIRED, ts_ms=now, reason="IOC/FOK"
+                )
         self._ref.pop(order.symbol, None)
         return self._orders[o.client_order_id]
 
     async def cancel(self, order: Order) -> Order:
         o = self._orders.get(order.client_order_id)
         if o is None or not o.status.is_open:
-            raise OrderRejected(f"paper: order {order.client_order_id} is not open (-2011 Unknown order sent.)")
+            raise OrderRejected(
+                f"paper: order {order.client_order_id} is not open (-2011 Unknown order sent.)"
+            )
         o = o.with_status(OrderStatus.CANCELED, ts_ms=self.clock())
         self._orders[o.client_order_id] = o
         return o
@@ -117,10 +122,14 @@ class PaperBroker:
         return self._orders.get(order.client_order_id)
 
     async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
-        return [o for o in self._orders.values() if o.status.is_open and (symbol is None or o.symbol == symbol)]
+        return [
+            o for o in self._orders.values() if o.status.is_open and (symbol is None or o.symbol == symbol)
+        ]
 
     async def fetch_fills(self, symbol: str, since_ms: int | None) -> list[Fill]:
-        return [f for f in self._fills if f.symbol == symbol and (since_ms is None or f.timestamp >= since_ms)]
+        return [
+            f for f in self._fills if f.symbol == symbol and (since_ms is None or f.timestamp >= since_ms)
+        ]
 
     async def fetch_balances(self) -> dict[str, float]:
         return dict(self.balances)
@@ -201,7 +210,12 @@ class PaperBroker:
             )
 
     def _cross(
-        self, symbol: str, low: float | None, high: float | None, volume: float | None = None, taker: bool = False
+        self,
+        symbol: str,
+        low: float | None,
+        high: float | None,
+        volume: float | None = None,
+        taker: bool = False,
     ) -> None:
         if low is None and high is None:
             return
