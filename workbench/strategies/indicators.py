@@ -14,8 +14,8 @@ Warm-up rules (``bars``; the test ``tests/test_warmup.py`` checks each on real d
   running sums, so a long history and a short buffer agree to rounding (~1e-13 relative), not bit for bit.
 - A recursive smoother (EMA, Wilder's RSI/ATR) depends on the whole history; its seed's weight decays as
   ``(1 - alpha)^k``. :func:`smoothing_bars` is the ``k`` after which that weight is below ``SMOOTHING_TOL``
-  (1e-10), so a buffer of ``lookback + smoothing_bars(alpha)`` bars gives the full-history value within 1e-9
-  relative (TA-Lib's "unstable period", chosen per period instead of set globally with
+  (1e-12: RSI near 0 or 100 amplifies its seed's error ~1000x), so a buffer of ``lookback +
+  smoothing_bars(alpha)`` bars gives the full-history value within 1e-9 relative (TA-Lib's "unstable period", chosen per period instead of set globally with
   ``talib.set_unstable_period``). Wilder: ``alpha = 1 / period``; EMA: ``alpha = 2 / (period + 1)``.
 - A strategy that holds a state (hysteresis: enter on one level, exit on another; a breakout held until the
   exit channel) depends on the last bar where its state was decided regardless of the state before (an
@@ -54,7 +54,7 @@ __all__ = [
     "smoothing_bars",
 ]
 
-SMOOTHING_TOL = 1e-10
+SMOOTHING_TOL = 1e-12
 """A recursive smoother's warm-up ends when its seed's weight falls below this."""
 
 STATE_MEMORY = 10

@@ -188,14 +188,27 @@ def pairs_spread(close_a: np.ndarray, close_b: np.ndarray, window: int) -> tuple
     la, lb = np.log(close_a), np.log(close_b)
     beta = _rolling_ols_beta(la, lb, window)
     spread = la - beta * lb
-    z = (spread - talib.SMA(spread, window)) / talib.STDDEV(spread, window, 1.0)
+    mean = _window_mean(spread, window)
+    sd = np.sqrt(np.maximum(_window_mean(spread * spread, window) - mean * mean, 0.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = (spread - mean) / sd
     return beta, z
+
+
+def _window_mean(a: np.ndarray, window: int) -> np.ndarray:
+    """Mean of the trailing ``window`` values (NaN before), each window summed afresh: unlike a running sum
+    (TA-Lib's SMA), the value depends on the window's values only, so a short buffer and the full history
+    give the same bits (the hedge ratio is a position size, not only a sign)."""
+    out = np.full(a.shape[0], np.nan)
+    if a.shape[0] >= window:
+        out[window - 1 :] = np.lib.stride_tricks.sliding_window_view(a, window).mean(axis=-1)
+    return out
 
 
 def _rolling_ols_beta(y: np.ndarray, x: np.ndarray, window: int) -> np.ndarray:
     """Slope of y on x over the trailing ``window`` bars (inclusive of the current bar)."""
-    mx, my = talib.SMA(x, window), talib.SMA(y, window)
-    mxy, mxx = talib.SMA(x * y, window), talib.SMA(x * x, window)
+    mx, my = _window_mean(x, window), _window_mean(y, window)
+    mxy, mxx = _window_mean(x * y, window), _window_mean(x * x, window)
     var = mxx - mx * mx
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(var > 0, (mxy - mx * my) / var, np.nan)
