@@ -97,7 +97,7 @@ def test_warmup_buffer_gives_the_full_history_decision(name, tf, btc, btc5m) -> 
 @pytest.mark.parametrize("name", ["bollinger", "breakout"])
 def test_stateful_strategies_need_their_state_memory(name, btc) -> None:
     """The test above can fail: with only the indicators' warm-up, a held position is forgotten (RSI's own
-    smoothing warm-up, ~21x the period, already holds its state's memory)."""
+    smoothing warm-up, ~27x the period, already holds its state's memory)."""
     s = get_strategy(name)()
     short = max(i.bars for i in s.indicators().values())
     assert short < s.warmup()
@@ -112,7 +112,7 @@ def test_stateful_strategies_need_their_state_memory(name, btc) -> None:
 @pytest.mark.parametrize("name", list(SINGLE))
 def test_each_declared_indicator_needs_its_bars(name, btc) -> None:
     """An indicator computed on its ``bars`` closed candles equals the full history's within 1e-9 relative
-    (RSI: Wilder's smoothing needs ~21x the period on top of the first value)."""
+    (RSI: Wilder's smoothing needs ~27x the period on top of the first value)."""
     for params in SINGLE[name]:
         for label, ind in get_strategy(name)(**params).indicators().items():
             full = ind(btc)

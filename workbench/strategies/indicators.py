@@ -15,16 +15,17 @@ Warm-up rules (``bars``; the test ``tests/test_warmup.py`` checks each on real d
 - A recursive smoother (EMA, Wilder's RSI/ATR) depends on the whole history; its seed's weight decays as
   ``(1 - alpha)^k``. :func:`smoothing_bars` is the ``k`` after which that weight is below ``SMOOTHING_TOL``
   (1e-12: RSI near 0 or 100 amplifies its seed's error ~1000x), so a buffer of ``lookback +
-  smoothing_bars(alpha)`` bars gives the full-history value within 1e-9 relative (TA-Lib's "unstable period", chosen per period instead of set globally with
-  ``talib.set_unstable_period``). Wilder: ``alpha = 1 / period``; EMA: ``alpha = 2 / (period + 1)``.
+  smoothing_bars(alpha)`` bars gives the full-history value within 1e-9 relative (TA-Lib's "unstable
+  period", chosen per period instead of set globally with ``talib.set_unstable_period``). Wilder:
+  ``alpha = 1 / period``; EMA: ``alpha = 2 / (period + 1)``.
 - A strategy that holds a state (hysteresis: enter on one level, exit on another; a breakout held until the
   exit channel) depends on the last bar where its state was decided regardless of the state before (an
   entry, or a bar where both exits hold). Such a strategy adds ``STATE_MEMORY`` (10) times its longest
-  lookback to its indicators' warm-up. On Binance BTC/USDT 1h (2021-2026) and 5m (2024) the longest such
-  run was below 3x the lookback for every built-in parameter set we measured (Bollinger 1.9x, RSI 10x the
-  period but inside its 22x smoothing warm-up, breakout 2.7x), so 10x leaves a wide margin; it is a
-  bound on real data, not a proof: a position held longer than that without any entry or exit signal can
-  differ from the backtest's.
+  lookback to its indicators' warm-up. On Binance BTC/USDT 1h (2021-2026) and 5m (2024), for the parameter
+  sets measured, the longest run without such a bar was 1.9x the window for Bollinger and 2.7x the longest
+  channel for the breakout; RSI's reached 10x the period, inside its own ~27x smoothing warm-up. 10x leaves a
+  wide margin, but it is a bound measured on real data, not a proof: a position held longer than that
+  without any entry or exit signal can differ from the backtest's.
 - Exact ties are the one documented exception: a cross whose two lines are exactly equal, or a z-score that
   is exactly on a level, keeps the previous state, and rounding can put a buffer's value on the other side.
 

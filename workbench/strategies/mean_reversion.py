@@ -3,7 +3,7 @@ spread. Each returns a target position per bar (NaN in warm-up), decided at the 
 
 All three hold a state (enter on one level, exit on another), so their warm-up adds ``STATE_MEMORY`` times the
 lookback to the indicators' own: Bollinger ``window``, RSI ``period + 1`` plus Wilder's smoothing warm-up
-(``smoothing_bars(1 / period)``, about 21x the period), pairs ``2 * window - 1`` (the hedge ratio's window,
+(``smoothing_bars(1 / period)``, about 27x the period), pairs ``2 * window - 1`` (the hedge ratio's window,
 then the z-score's over the spread). The pairs strategy also needs the bar its position opened on (the
 hedge ratio is held from there); the same memory covers it."""
 
