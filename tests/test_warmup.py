@@ -86,7 +86,7 @@ def test_warmup_buffer_gives_the_full_history_decision(name, tf, btc, btc5m) -> 
         s = cls(**params)
         w = s.warmup()
         bad = []
-        for t in cut_points(len(data), w - 1, 40, seed=i):
+        for t in cut_points(len(data), w - 1, 80, seed=i):
             buffered = last(s.target(data.iloc[t - w + 1 : t + 1]))
             full = last(s.target(data.iloc[: t + 1]))
             if not same(buffered, full):

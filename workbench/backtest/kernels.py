@@ -1,4 +1,5 @@
-"""Fused, cached numba kernels for parameter sweeps of the built-in strategies.
+"""Fused, cached numba kernels for parameter sweeps of the strategies that declare one (``FUSED``, named by
+``Strategy.sweep_kernel``; the built-ins do).
 
 One pass per combination computes the strategy's state from precomputed indicator rows, simulates the
 portfolio and accumulates its metrics; combinations run in parallel (``prange``) and nothing of size
