@@ -43,7 +43,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -54,11 +54,19 @@ from workbench.sim.portfolio import simulate_portfolio
 from workbench.strategies.base import Strategy
 from workbench.types import Timeframe
 
+if TYPE_CHECKING:
+    from workbench.config import TradingConfig
+
 __all__ = ["BacktestConfig", "BacktestResult", "align", "run_backtest", "targets_for"]
 
 
 class BacktestConfig(BaseModel):
-    """How orders are sized, priced and charged. Frozen; unknown keys are errors."""
+    """How orders are sized, priced and charged. Frozen; unknown keys are errors.
+
+    The field defaults are the code's (taker fee 0.1%, no slippage). The costs a session trades with are in
+    ``trading.yml``; :meth:`from_trading` takes them from there (``fees.taker``, ``slippage_bps``), which is
+    what the CLI does, so a backtest and a paper session are charged alike unless told otherwise.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -73,6 +81,14 @@ class BacktestConfig(BaseModel):
     sl_stop: float | None = Field(None, gt=0, lt=1)
     tp_stop: float | None = Field(None, gt=0)
     trailing: bool = False
+
+    @classmethod
+    def from_trading(cls, trading: TradingConfig, **overrides: Any) -> BacktestConfig:
+        """The costs of ``trading`` (taker fee: every backtest fill is a market order; ``slippage_bps`` / 1e4),
+        then ``overrides`` (any field; ``None`` values are ignored, so unset CLI options fall through)."""
+        base: dict[str, Any] = {"fees": trading.fees.taker, "slippage": trading.slippage_bps / 10_000}
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**base)
 
     @property
     def has_stops(self) -> bool:

@@ -1,4 +1,5 @@
-"""Fused, cached numba kernels for parameter sweeps of the built-in strategies.
+"""Fused, cached numba kernels for parameter sweeps of the strategies that declare one (``FUSED``, named by
+``Strategy.sweep_kernel``; the built-ins do).
 
 One pass per combination computes the strategy's state from precomputed indicator rows, simulates the
 portfolio and accumulates its metrics; combinations run in parallel (``prange``) and nothing of size
@@ -253,3 +254,14 @@ def sweep_states(open_, high, low, close, states, cfg):
     for c in prange(nc):
         simulate(open_, high, low, close, states[c], cfg, res[c])
     return res
+
+
+# the fused kernels a strategy can declare (``Strategy.sweep_kernel``, see workbench.strategies.indicators):
+# kernel(open, high, low, close, *tables, *index rows, *scalars, cfg)
+FUSED = {
+    "cross": sweep_sma_cross,  # one table (a line per period); two index rows (fast, slow)
+    "channels": sweep_breakout,  # two tables (upper, lower); two index rows (entry, exit channel)
+    "threshold": sweep_tsmom,  # one table; one index row; one scalar (threshold)
+    "bands": sweep_bands,  # one table (z); one index row; scalars entry, exit
+    "levels": sweep_levels,  # one table (oscillator); one index row; scalars lower, upper, exit
+}

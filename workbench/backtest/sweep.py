@@ -1,6 +1,7 @@
-"""Parameter sweeps: every combination of a grid, evaluated by fused numba kernels for the built-in
-strategies (memory independent of the number of combinations), by a generic state kernel for other
-single-asset strategies, and by ``run_backtest`` per combination for several assets. Every path simulates
+"""Parameter sweeps: every combination of a grid, evaluated by fused numba kernels for the strategies that
+declare one (``Strategy.sweep_kernel``: the kernel reads the strategy's declared indicators, each computed
+once per distinct parameter value; memory independent of the number of combinations), by a generic state
+kernel for other single-asset strategies, and by ``run_backtest`` per combination for several assets. Every path simulates
 with the same bar step (:mod:`workbench.sim.portfolio`), stops and notional sizing included. The best combination's Sharpe is deflated for the number of combinations tried."""
 
 from __future__ import annotations
@@ -14,14 +15,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import talib
 
 from workbench.backtest import kernels as K
 from workbench.backtest.engine import BacktestConfig, _utc, run_backtest
 from workbench.backtest.metrics import deflated_sharpe, periods_per_year
 from workbench.strategies.base import ParamError, Strategy, get_strategy
-from workbench.strategies.mean_reversion import bollinger_z
-from workbench.strategies.momentum import donchian
 
 __all__ = ["SweepResult", "expand_grid", "parse_grid", "sweep"]
 
@@ -117,11 +115,6 @@ class SweepResult:
         }
 
 
-def _index_of(values: Sequence[int]) -> tuple[list[int], dict[int, int]]:
-    uniq = sorted(set(values))
-    return uniq, {v: i for i, v in enumerate(uniq)}
-
-
 def sweep(
     data: pd.DataFrame | Mapping[str, pd.DataFrame],
     strategy: str | type[Strategy],
@@ -205,42 +198,9 @@ def _kernel_sweep(
     )
     px = (o, h, lo, cl)
     full = [cls.make_params(p).model_dump() for p in combos]
-    name = cls.name
-    if name == "sma_cross":
-        uniq, at = _index_of([p["fast"] for p in full] + [p["slow"] for p in full])
-        table = np.vstack([talib.SMA(cl, w) for w in uniq])
-        fi = np.array([at[p["fast"]] for p in full])
-        si = np.array([at[p["slow"]] for p in full])
-        return K.sweep_sma_cross(*px, table, fi, si, cfg), "numba:sma_cross"
-    if name == "breakout":
-        uniq, at = _index_of([p["window"] for p in full] + [p["exit_window"] for p in full])
-        chans = [donchian(h, lo, w) for w in uniq]  # exactly the strategy's channels
-        up = np.vstack([u for u, _ in chans])
-        dn = np.vstack([d for _, d in chans])
-        wi = np.array([at[p["window"]] for p in full])
-        xi = np.array([at[p["exit_window"]] for p in full])
-        return K.sweep_breakout(*px, up, dn, wi, xi, cfg), "numba:breakout"
-    if name == "tsmom":
-        uniq, at = _index_of([p["lookback"] for p in full])
-        ret = np.vstack([talib.ROCR(cl, w) - 1.0 for w in uniq])
-        li = np.array([at[p["lookback"]] for p in full])
-        th = np.array([p["threshold"] for p in full], dtype="float64")
-        return K.sweep_tsmom(*px, ret, li, th, cfg), "numba:tsmom"
-    if name == "bollinger":
-        uniq, at = _index_of([p["window"] for p in full])
-        z = np.vstack([bollinger_z(cl, w) for w in uniq])
-        zi = np.array([at[p["window"]] for p in full])
-        en = np.array([p["entry"] for p in full], dtype="float64")
-        ex = np.array([p["exit"] for p in full], dtype="float64")
-        return K.sweep_bands(*px, z, zi, en, ex, cfg), "numba:bollinger"
-    if name == "rsi_reversion":
-        uniq, at = _index_of([p["period"] for p in full])
-        rsi = np.vstack([talib.RSI(cl, w) for w in uniq])
-        ri = np.array([at[p["period"]] for p in full])
-        lo_ = np.array([p["lower"] for p in full], dtype="float64")
-        up_ = np.array([p["upper"] for p in full], dtype="float64")
-        ex = np.array([p["exit"] for p in full], dtype="float64")
-        return K.sweep_levels(*px, rsi, ri, lo_, up_, ex, cfg), "numba:rsi_reversion"
+    if cls.sweep_kernel is not None:
+        res = _fused(c, px, cls, full, cfg)
+        return res, f"numba:{cls.name}"
     # any other single-asset strategy: its own target() per combination, simulated in chunks
     out = np.empty((len(full), len(K.METRICS)))
     chunk = 256
@@ -248,6 +208,47 @@ def _kernel_sweep(
         states = np.vstack([cls(**p).target(c).to_numpy(dtype="float64") for p in full[i : i + chunk]])
         out[i : i + chunk] = K.sweep_states(*px, states, cfg)
     return out, "numba:generic"
+
+
+def _fused(c: pd.DataFrame, px, cls: type[Strategy], full: list[dict[str, Any]], cfg: np.ndarray):
+    """Run the strategy's declared fused kernel: each distinct indicator (by its declaration's key) computed
+    once, one table per output, an index row per indicator; then checked against ``target()`` on the first
+    combination, so a declaration that does not reproduce the strategy is refused, never reported."""
+    spec = cls.sweep_kernel
+    assert spec is not None
+    kernel = K.FUSED.get(spec.kernel)
+    if kernel is None:
+        raise ParamError(
+            f"strategy {cls.name!r} declares sweep kernel {spec.kernel!r}; kernels: {', '.join(K.FUSED)}"
+        )
+    strategies = [cls(**p) for p in full]
+    rows: dict[Any, int] = {}
+    values: list[tuple[np.ndarray, ...]] = []
+    index = {n: np.empty(len(full), dtype=np.int64) for n in spec.indicators}
+    for i, s in enumerate(strategies):
+        decl = s.indicators()
+        for n in spec.indicators:
+            ind = decl[n]
+            if ind.key not in rows:
+                v = ind(c)
+                rows[ind.key] = len(values)
+                values.append(v if isinstance(v, tuple) else (v,))
+            index[n][i] = rows[ind.key]
+    if len({len(v) for v in values}) != 1:
+        raise ParamError(
+            f"strategy {cls.name!r}: the indicators of sweep kernel {spec.kernel!r} differ in outputs"
+        )
+    tables = [np.vstack([v[j] for v in values]) for j in range(len(values[0]))]
+    scalars = [np.array([p[n] for p in full], dtype="float64") for n in spec.scalars]
+    res = kernel(*px, *tables, *(index[n] for n in spec.indicators), *scalars, cfg)
+    ref = K.sweep_states(*px, strategies[0].target(c).to_numpy(dtype="float64")[None, :], cfg)[0]
+    if not np.array_equal(res[0], ref, equal_nan=True):
+        raise RuntimeError(
+            f"strategy {cls.name!r}: its sweep kernel {spec.kernel!r} does not reproduce target() "
+            f"(params {full[0]}: kernel {dict(zip(K.METRICS, res[0].tolist(), strict=True))}, target "
+            f"{dict(zip(K.METRICS, ref.tolist(), strict=True))}); fix or remove its sweep_kernel"
+        )
+    return res
 
 
 def _engine_sweep(

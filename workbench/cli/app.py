@@ -411,8 +411,14 @@ StartOpt = Annotated[
 ]
 EndOpt = Annotated[str | None, typer.Option("--end", help="End, exclusive.")]
 ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-p", help="name=value; repeatable.")]
-FeesOpt = Annotated[float, typer.Option(help="Taker fee per fill, fraction of notional.")]
-SlipOpt = Annotated[float, typer.Option(help="Slippage, fraction of the open price.")]
+FeesOpt = Annotated[
+    float | None,
+    typer.Option(help="Taker fee per fill, fraction of notional [default: trading.yml fees.taker]."),
+]
+SlipOpt = Annotated[
+    float | None,
+    typer.Option(help="Slippage, fraction of the open price [default: trading.yml slippage_bps / 10000]."),
+]
 DirectionOpt = Annotated[str, typer.Option(help="long, short or both.")]
 
 
@@ -459,9 +465,10 @@ def _slice(data, start, end):
 
 
 def _bt_config(**kw):
+    """The backtest settings: costs from trading.yml unless given (one cost model for backtests and sessions)."""
     from workbench.backtest.engine import BacktestConfig
 
-    return BacktestConfig(**{k: v for k, v in kw.items() if v is not None})
+    return BacktestConfig.from_trading(settings().trading, **kw)
 
 
 @app.command("strategies")
@@ -504,8 +511,8 @@ def backtest(
     start: StartOpt = None,
     end: EndOpt = None,
     param: ParamOpt = None,
-    fees: FeesOpt = 0.001,
-    slippage: SlipOpt = 0.0,
+    fees: FeesOpt = None,
+    slippage: SlipOpt = None,
     direction: DirectionOpt = "long",
     size: Annotated[
         float, typer.Option(help="Fraction of equity (or quote per asset with --notional).")
@@ -579,8 +586,8 @@ def sweep(
     timeframe: TimeframeOpt = "1h",
     start: StartOpt = None,
     end: EndOpt = None,
-    fees: FeesOpt = 0.001,
-    slippage: SlipOpt = 0.0,
+    fees: FeesOpt = None,
+    slippage: SlipOpt = None,
     direction: DirectionOpt = "long",
     metric: Annotated[str, typer.Option(help="Rank by this metric.")] = "sharpe",
     top: Annotated[int, typer.Option(help="Rows to show.")] = 20,
@@ -640,8 +647,8 @@ def optimize(
     storage: Annotated[str | None, typer.Option(help="Optuna RDB URL (default: ml.optuna.storage).")] = None,
     start: StartOpt = None,
     end: EndOpt = None,
-    fees: FeesOpt = 0.001,
-    slippage: SlipOpt = 0.0,
+    fees: FeesOpt = None,
+    slippage: SlipOpt = None,
     direction: DirectionOpt = "long",
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="Fix a parameter: name=value.")
@@ -759,7 +766,7 @@ def train(
     force: Annotated[
         bool, typer.Option("--force", help="With --promote: promote even if it loses to a baseline.")
     ] = False,
-    fees: FeesOpt = 0.001,
+    fees: FeesOpt = None,
     json_out: Annotated[Path | None, typer.Option("--json")] = None,
 ) -> None:
     """Train a price model: out-of-sample scores beside baselines, an OOS backtest, and a registered version."""

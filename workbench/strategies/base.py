@@ -22,6 +22,8 @@ from typing import Any, ClassVar
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from workbench.strategies.indicators import Indicator, SweepKernel
+
 __all__ = [
     "Param",
     "ParamError",
@@ -64,12 +66,17 @@ class Strategy(ABC):
     """Base class. Subclasses set ``name``, ``Params`` and implement :meth:`target`.
 
     ``assets``: how many aligned assets :meth:`target` takes: 1 (a Candles frame) or 2 (pairs; a dict of two).
+
+    Subclasses also declare their indicators (:meth:`indicators`) and their warm-up (:meth:`warmup`, the
+    closed candles the live engine keeps), and optionally ``sweep_kernel``, the fused numba kernel that
+    reproduces :meth:`target` from the indicator rows (see :mod:`workbench.strategies.indicators`).
     """
 
     name: ClassVar[str]
     Params: ClassVar[type[Params]]
     assets: ClassVar[int] = 1
     description: ClassVar[str] = ""
+    sweep_kernel: ClassVar[SweepKernel | None] = None
 
     def __init__(self, **params: Any) -> None:
         self.params = self.make_params(params)
@@ -102,6 +109,32 @@ class Strategy(ABC):
         self, data: pd.DataFrame | Mapping[str, pd.DataFrame], features: pd.DataFrame | None = None
     ) -> pd.Series | pd.DataFrame:
         """Target position per bar, decided at the bar's close (Series for one asset, DataFrame for several)."""
+
+    def indicators(self) -> dict[str, Indicator]:
+        """The strategy's indicators with this instance's parameters, by name (none by default).
+
+        :meth:`target` should compute its indicators by calling these declarations, so that sweeps and
+        charts use the same values."""
+        return {}
+
+    def warmup(self) -> int:
+        """Closed candles that :meth:`target` needs so that its value at the last bar equals the one computed
+        on the full history (the live engine keeps this many). Default: the longest declared indicator's
+        ``bars``, which is right for a strategy whose decision depends on the last bar's indicators only;
+        a strategy that holds a state (hysteresis) must add its memory (see ``STATE_MEMORY``). A strategy
+        that declares no indicators must override this: no warm-up is guessed."""
+        ind = self.indicators()
+        if not ind:
+            raise NotImplementedError(
+                f"strategy {self.name!r} declares no indicators and no warmup(): override warmup() with "
+                "the number of closed candles its target needs"
+            )
+        return max(i.bars for i in ind.values())
+
+    def indicator_frame(self, data: pd.DataFrame | Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+        """Every declared indicator's values on ``data`` (columns ``name`` or ``name.output``), for charts."""
+        frames = [spec.frame(data, name) for name, spec in self.indicators().items()]
+        return pd.concat(frames, axis=1) if frames else pd.DataFrame(index=getattr(data, "index", None))
 
     @classmethod
     def search_space(cls) -> dict[str, dict[str, Any]]:

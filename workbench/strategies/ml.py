@@ -2,7 +2,10 @@
 
 ``features['prediction']`` holds, per bar, the probability of an up move over the model's horizon (a
 direction model) decided at that bar's close; NaN means no prediction (e.g. outside the out-of-sample
-segments), and the strategy is flat there. Long above ``upper``, short below ``lower``, flat in between."""
+segments), and the strategy is flat there. Long above ``upper``, short below ``lower``, flat in between.
+
+Warm-up: one candle (the decision reads the current bar's prediction only). The predictions' own warm-up (the
+model's feature windows) is the prediction service's, which computes features from the candles it is given."""
 
 from __future__ import annotations
 
@@ -26,6 +29,9 @@ class MLStrategy(Strategy):
         def check(self) -> None:
             if self.lower > self.upper:
                 raise ValueError(f"lower ({self.lower}) must not exceed upper ({self.upper})")
+
+    def warmup(self) -> int:
+        return 1
 
     def target(self, data, features=None):
         if features is None or "prediction" not in features:

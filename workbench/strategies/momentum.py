@@ -2,6 +2,10 @@
 
 All return a target position in {-1, 0, +1} per bar (NaN during warm-up), decided at the bar's close.
 Long-only or short-only trading is the backtest's ``direction`` setting, not the strategy's.
+
+Warm-up (closed candles for the last bar's decision to equal the full history's): the cross and
+time-series momentum depend on the last bar's indicators only (``slow`` bars; ``lookback + 1``); the
+breakout holds its position until the exit channel, so it adds ``STATE_MEMORY`` times its longest channel.
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ import pandas as pd
 import talib
 
 from workbench.strategies.base import Param, Params, Strategy, register
+from workbench.strategies.indicators import STATE_MEMORY, I, SweepKernel
 from workbench.strategies.signals import cross_state, hysteresis
 
-__all__ = ["Breakout", "SmaCross", "TimeSeriesMomentum", "donchian"]
+__all__ = ["Breakout", "SmaCross", "TimeSeriesMomentum", "donchian", "lookback_return"]
 
 
 def _series(values: np.ndarray, like: pd.DataFrame, name: str) -> pd.Series:
@@ -35,10 +40,18 @@ class SmaCross(Strategy):
             if self.fast >= self.slow:
                 raise ValueError(f"fast ({self.fast}) must be shorter than slow ({self.slow})")
 
-    def target(self, data, features=None):
-        c = data["close"].to_numpy(dtype="float64")
+    sweep_kernel = SweepKernel("cross", ("fast", "slow"))
+
+    def indicators(self):
         p = self.params
-        return _series(cross_state(talib.SMA(c, p.fast), talib.SMA(c, p.slow)), data, self.name)
+        return {
+            "fast": I(talib.SMA, "close", bars=p.fast, timeperiod=p.fast, overlay=True),
+            "slow": I(talib.SMA, "close", bars=p.slow, timeperiod=p.slow, overlay=True),
+        }
+
+    def target(self, data, features=None):
+        ind = self.indicators()
+        return _series(cross_state(ind["fast"](data), ind["slow"](data)), data, self.name)
 
 
 @register
@@ -54,13 +67,35 @@ class Breakout(Strategy):
         window: int = Param(20, low=2, high=500, step=1, doc="entry channel, bars")
         exit_window: int = Param(10, low=2, high=500, step=1, doc="exit channel, bars")
 
-    def target(self, data, features=None):
-        h = data["high"].to_numpy(dtype="float64")
-        lo = data["low"].to_numpy(dtype="float64")
-        c = data["close"].to_numpy(dtype="float64")
+    sweep_kernel = SweepKernel("channels", ("entry", "exit"))
+
+    def indicators(self):
         p = self.params
-        up, dn = donchian(h, lo, p.window)
-        xup, xdn = donchian(h, lo, p.exit_window)
+        out = ("upper", "lower")
+        return {
+            "entry": I(
+                donchian, "high", "low", bars=p.window + 1, window=p.window, outputs=out, overlay=True
+            ),
+            "exit": I(
+                donchian,
+                "high",
+                "low",
+                bars=p.exit_window + 1,
+                window=p.exit_window,
+                outputs=out,
+                overlay=True,
+            ),
+        }
+
+    def warmup(self) -> int:
+        longest = max(self.params.window, self.params.exit_window)
+        return longest + 1 + STATE_MEMORY * longest
+
+    def target(self, data, features=None):
+        c = data["close"].to_numpy(dtype="float64")
+        ind = self.indicators()
+        up, dn = ind["entry"](data)
+        xup, xdn = ind["exit"](data)
         valid = ~np.isnan(up) & ~np.isnan(xup)
         state = hysteresis(c > up, c < xdn, c < dn, c > xup, valid)
         return _series(state, data, self.name)
@@ -91,9 +126,19 @@ class TimeSeriesMomentum(Strategy):
         lookback: int = Param(168, low=2, high=2000, step=1, doc="bars")
         threshold: float = Param(0.0, low=0.0, high=0.5, doc="minimum |return| to take a side")
 
+    sweep_kernel = SweepKernel("threshold", ("return",), scalars=("threshold",))
+
+    def indicators(self):
+        n = self.params.lookback
+        return {"return": I(lookback_return, "close", bars=n + 1, lookback=n)}
+
     def target(self, data, features=None):
-        c = data["close"].to_numpy(dtype="float64")
-        r = talib.ROCR(c, self.params.lookback) - 1.0
+        r = self.indicators()["return"](data)
         th = self.params.threshold
         out = np.where(np.isnan(r), np.nan, np.where(r > th, 1.0, np.where(r < -th, -1.0, 0.0)))
         return _series(out, data, self.name)
+
+
+def lookback_return(close: np.ndarray, lookback: int) -> np.ndarray:
+    """close / close ``lookback`` bars before - 1 (TA-Lib ROCR - 1; NaN for the first ``lookback`` bars)."""
+    return talib.ROCR(close, lookback) - 1.0
