@@ -94,6 +94,8 @@ class PaperBroker:
         except ValueError as e:
             raise OrderRejected(f"paper: {e}") from None
         now = self.clock()
+        if order.status is OrderStatus.INITIALIZED:  # the order manager sends SUBMITTED orders; tests may not
+            order = order.with_status(OrderStatus.SUBMITTED, ts_ms=now)
         o = order.with_status(OrderStatus.ACCEPTED, ts_ms=now, exchange_order_id=f"P{next(self._ids)}")
         self._orders[o.client_order_id] = o
         if o.type is OrderType.MARKET:
