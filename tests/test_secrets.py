@@ -583,3 +583,42 @@ def test_redact_leaves_ordinary_fields_alone() -> None:
         "OK-ACCESS-SIGN": "***",
     }
     assert sec.redact("signal=5&sign=abc&token:xyz") == "signal=5&sign=***&token:***"
+
+
+def test_redact_data_for_snapshots() -> None:
+    sec.register_secret("known-secret-4711")
+    snap = {
+        "exchange": "binance",
+        "ccxt": {"apiKey": "abcd", "headers": {"X-MBX-APIKEY": "k1"}, "timeout": 2000, "secret": None},
+        "notes": ["uses known-secret-4711", 3],
+        "pair": ("a", "password=xyz9"),
+    }
+    assert sec.redact_data(snap) == {
+        "exchange": "binance",
+        "ccxt": {"apiKey": "***", "headers": {"X-MBX-APIKEY": "***"}, "timeout": 2000, "secret": None},
+        "notes": ["uses ***", 3],
+        "pair": ("a", "password=***"),
+    }
+
+
+def test_guard_client_scrubs_async_client_errors(signed_fake) -> None:
+    """The async client (the engine's broker uses ccxt.async_support / ccxt.pro) guarded the same way."""
+    import asyncio
+
+    import ccxt.async_support as accxt
+
+    async def main() -> str:
+        ex = sec.guard_client(
+            accxt.binance({**signed_fake.ccxt_config(), "apiKey": API_KEY, "secret": API_SECRET})
+        )
+        try:
+            await ex.fetch_balance()
+            raise AssertionError("no error")
+        except Exception as e:
+            return "".join(traceback.format_exception(e))
+        finally:
+            await ex.close()
+
+    signed_fake.echo = True
+    text = asyncio.run(main())
+    assert "Invalid API-key ***" in text and API_KEY not in text and API_SECRET not in text

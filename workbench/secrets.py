@@ -70,7 +70,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from workbench.config import Settings
+from workbench.config import Settings, is_secret_key
 
 __all__ = [
     "CREDENTIAL_FIELDS",
@@ -88,6 +88,7 @@ __all__ = [
     "master_key",
     "open_store",
     "redact",
+    "redact_data",
     "register_secret",
     "resolve_credentials",
     "scrub_exception",
@@ -568,6 +569,29 @@ def redact(text: object) -> str:
     s = quoted.sub(lambda m: f"{m['q']}{m['name']}{m['q']}{m['sep']}{m['v']}{_MASK}{m['v']}", s)
     s = plain.sub(lambda m: m[0] if m["val"] == _MASK else f"{m['name']}{m['sep']}{_MASK}", s)
     return userinfo.sub(lambda m: f"{m['pre']}{_MASK}{m['post']}", s)
+
+
+def _secret_field(key: object) -> bool:
+    k = str(key).lower()
+    return is_secret_key(key) or k == "sign" or any(k.endswith(f) for f in _fields)
+
+
+def redact_data(data: Any) -> Any:
+    """A copy of JSON-like ``data`` (dicts, lists, strings, numbers) with the value of every credential-named
+    key (``apiKey``, ``X-MBX-APIKEY``, ``secret``, ``password``, ...) replaced by ``***`` and every string
+    passed through :func:`redact`: for config snapshots, journal metadata and reports."""
+    if isinstance(data, Mapping):
+        return {
+            k: (_MASK if v not in (None, "") and _secret_field(k) else redact_data(v))
+            for k, v in data.items()
+        }
+    if isinstance(data, list):
+        return [redact_data(v) for v in data]
+    if isinstance(data, tuple):
+        return tuple(redact_data(v) for v in data)
+    if isinstance(data, str):
+        return redact(data)
+    return data
 
 
 class RedactingFilter(logging.Filter):
