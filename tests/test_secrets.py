@@ -12,6 +12,7 @@ import logging
 import os
 import pty
 import select
+import signal
 import stat
 import subprocess
 import sys
@@ -164,6 +165,36 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     ]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
     assert sec.SecretsStore(path, MASTER).names() == sorted(f"{w}.k{i}" for w in "abc" for i in range(4))
+
+
+def test_sigkill_mid_writes_leaves_a_whole_store(tmp_path: Path) -> None:
+    """A writer killed at any instant leaves the old or the new store: it opens, and holds a prefix of the
+    writes; the next write sweeps a killed writer's temp file."""
+    path = tmp_path / "secrets.enc"
+    code = (
+        "import sys; from workbench.secrets import SecretsStore\n"
+        "s = SecretsStore(sys.argv[1], sys.argv[2])\n"
+        "for i in range(10_000): s.set(f'k.n{i:05d}', 'value-' + str(i))\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(path), MASTER], env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if path.is_file() and len(sec.SecretsStore(path, MASTER).names()) >= 5:
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    names = sec.SecretsStore(path, MASTER).names()
+    assert len(names) >= 5 and names == [f"k.n{i:05d}" for i in range(len(names))]
+    (tmp_path / ".secrets.enc.99999.tmp").write_bytes(b"half a store")
+    store = sec.SecretsStore(path, MASTER)
+    store.set("k.after", "value-after")
+    assert not list(tmp_path.glob("*.tmp")) and "k.after" in store.names()
 
 
 # ------------------------------------------------------------------------------------- resolution
@@ -547,6 +578,10 @@ def test_describe_exchange_for_the_banner(tmp_path: Path, signed_fake) -> None:
     info = sec.describe_exchange(pro)
     assert info["hosts"] == sorted({base, ws}) and info["urls"]["ws.spot"].startswith(ws + "/")
     assert info["account"] == "vmPU…8A" and info["sandbox"] is False and API_SECRET not in json.dumps(info)
+    banner = sec.format_banner(info)
+    assert banner.splitlines()[:2] == ["exchange binance  mode ?", "account  vmPU…8A"]
+    assert f"url      {base}  (public, private, " in banner and f"url      {ws}  (ws.spot, " in banner
+    assert API_KEY not in banner
     from_config = sec.describe_exchange(
         {**signed_fake.ccxt_config(), "apiKey": "short"}, exchange_id="binance"
     )

@@ -82,6 +82,7 @@ __all__ = [
     "credentials_from_env",
     "describe_exchange",
     "env_secret_values",
+    "format_banner",
     "guard_client",
     "install_redaction",
     "mask_key",
@@ -318,7 +319,12 @@ class SecretsStore:
             os.close(fd)
 
     def _write(self, secrets: dict[str, str]) -> None:
+        """Seal ``secrets`` into the file; the caller holds the lock (so any temp file left is a killed writer's)."""
         from cryptography.fernet import Fernet
+
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
 
         if self._kdf is None:
             salt = os.urandom(16)
@@ -785,3 +791,22 @@ def describe_exchange(
         "hosts": sorted({_host(u) for u in flat.values()}),
         "urls": dict(sorted(flat.items())),
     }
+
+
+def format_banner(info: Mapping[str, Any]) -> str:
+    """:func:`describe_exchange`'s result as the lines a session prints when it starts."""
+    lines = [
+        f"exchange {info.get('exchange')}  mode {info.get('mode') or '?'}"
+        + ("  (sandbox)" if info.get("sandbox") else ""),
+        f"account  {info.get('account')}",
+    ]
+    urls = info.get("urls") or {}
+    for host in info.get("hosts") or []:
+        first = ("public", "private", "ws.spot", "spot", "ws")  # what a spot session uses, then the rest
+        used = sorted(
+            (k for k, u in urls.items() if _host(u) == host),
+            key=lambda k: (first.index(k) if k in first else len(first), k),
+        )
+        shown = ", ".join(used[:4]) + (f", +{len(used) - 4} more" if len(used) > 4 else "")
+        lines.append(f"url      {host}  ({shown})")
+    return redact("\n".join(lines))
