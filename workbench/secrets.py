@@ -572,9 +572,13 @@ def redact(text: object) -> str:
     if not s:
         return s
     quoted, plain, userinfo = _compile()
-    s = quoted.sub(lambda m: f"{m['q']}{m['name']}{m['q']}{m['sep']}{m['v']}{_MASK}{m['v']}", s)
-    s = plain.sub(lambda m: m[0] if m["val"] == _MASK else f"{m['name']}{m['sep']}{_MASK}", s)
-    return userinfo.sub(lambda m: f"{m['pre']}{_MASK}{m['post']}", s)
+    lower = s.lower()  # the patterns run only where they can match: a multi-MB DEBUG body stays cheap
+    if "sign" in lower or any(f in lower for f in _fields):
+        s = quoted.sub(lambda m: f"{m['q']}{m['name']}{m['q']}{m['sep']}{m['v']}{_MASK}{m['v']}", s)
+        s = plain.sub(lambda m: m[0] if m["val"] == _MASK else f"{m['name']}{m['sep']}{_MASK}", s)
+    if "@" in s and "://" in s:
+        s = userinfo.sub(lambda m: f"{m['pre']}{_MASK}{m['post']}", s)
+    return s
 
 
 def _secret_field(key: object) -> bool:
