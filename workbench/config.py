@@ -168,9 +168,11 @@ class SecurityConfig(_Model):
     secrets_file: str = "secrets.enc"
     """Encrypted secrets store, relative to the data folder."""
     master_key_env: str = "WORKBENCH_MASTER_KEY"
+    """The variable holding the store's master key; unset: a passphrase is asked at the terminal."""
     api_key_env_prefix: str = "WORKBENCH"
     """Keys come from ``{prefix}_{EXCHANGE}_API_KEY``, ``..._SECRET`` and ``..._PASSWORD``."""
     redact: tuple[str, ...] = ("apiKey", "secret", "password", "token", "privateKey")
+    """Further field names whose values the redactor masks in logs and messages (``workbench.secrets``)."""
 
 
 class WorkbenchFile(_Model):

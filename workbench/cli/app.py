@@ -82,6 +82,9 @@ def settings() -> Settings:
             format="%(levelname)s %(name)s: %(message)s",
             stream=sys.stderr,
         )
+        from workbench.secrets import env_secret_values, install_redaction
+
+        install_redaction(env_secret_values(state.settings), names=state.settings.security.redact)
     return state.settings
 
 

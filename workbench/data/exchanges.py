@@ -3,20 +3,23 @@
 Per exchange, any ccxt constructor option comes from ``exchanges.<id>.ccxt`` in ``config/workbench.yml``;
 ``urls`` (deep-merged into ccxt's own table) points a client at another host, and ``base_url`` rewrites the
 host of every URL at once (how tests and the replay exchange point the real client at loopback).
-Credentials come only from the environment: ``WORKBENCH_<EXCHANGE>_API_KEY``, ``_SECRET``, ``_PASSWORD``.
+Credentials (``with_credentials=True``) come from the environment (``WORKBENCH_<EXCHANGE>_API_KEY``,
+``_SECRET``, ``_PASSWORD``), else from the encrypted secrets store (``<exchange>.apiKey``, ...): see
+``workbench.secrets.resolve_credentials``. Every client is passed through ``workbench.secrets.guard_client``:
+its verbose output, its logger and the exceptions of its HTTP layer are redacted.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
-import os
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import ccxt
 
+from workbench import secrets
 from workbench.config import ConfigError, Settings
 
 __all__ = ["ExchangeSetupError", "check_exchange_ids", "credentials_from_env", "exchange_ids", "make_exchange", "redact"]
@@ -55,24 +58,15 @@ def check_exchange_ids(settings: Settings) -> None:
 
 
 def credentials_from_env(exchange_id: str, settings: Settings, env: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = os.environ if env is None else env
-    prefix = f"{settings.security.api_key_env_prefix}_{exchange_id.upper()}_"
-    out = {}
-    for suffix, option in (("API_KEY", "apiKey"), ("SECRET", "secret"), ("PASSWORD", "password")):
-        value = env.get(prefix + suffix)
-        if value:
-            out[option] = value
-    return out
+    """The credentials of ``exchange_id`` from the environment only (see ``workbench.secrets``)."""
+    return secrets.credentials_from_env(exchange_id, settings, env)
 
 
 def redact(text: str, settings: Settings | None = None, env: Mapping[str, str] | None = None) -> str:
-    """Remove every configured credential value from ``text`` (for logs and error messages)."""
-    env = os.environ if env is None else env
-    prefix = (settings.security.api_key_env_prefix if settings else "WORKBENCH") + "_"
-    for name, value in env.items():
-        if name.startswith(prefix) and name.endswith(("_API_KEY", "_SECRET", "_PASSWORD")) and len(value) >= 4:
-            text = text.replace(value, "***")
-    return text
+    """Remove every credential value (environment, secrets store, master key) and every credential-looking
+    field (``signature=``, ``X-MBX-APIKEY``, ...) from ``text`` (for logs and error messages)."""
+    secrets.register_secret(*secrets.env_secret_values(settings, env))
+    return secrets.redact(text)
 
 
 def _rewrite(url: Any, base: str) -> Any:
@@ -94,13 +88,16 @@ def make_exchange(
     *,
     with_credentials: bool = False,
     env: Mapping[str, str] | None = None,
+    prompt: bool = True,
     flavour: str = "sync",
 ) -> ccxt.Exchange:
     """Build a configured ccxt client for ``exchange_id`` (any id in ``ccxt.exchanges``).
 
+    ``with_credentials``: add the exchange's credentials (environment first, then the secrets store, whose
+    master key comes from ``env`` or, when ``prompt``, a passphrase typed at the terminal).
     ``flavour``: ``"sync"`` (``ccxt``), ``"async"`` (``ccxt.async_support``) or ``"pro"`` (``ccxt.pro``:
-    websocket streams besides the async REST methods). Every flavour gets the same options, URL rewriting and
-    strict JSON parsing."""
+    websocket streams besides the async REST methods). Every flavour gets the same options, URL rewriting,
+    strict JSON parsing and redaction (``guard_client``)."""
     check_exchange_ids(settings)
     if exchange_id not in ccxt.exchanges:
         hint = difflib.get_close_matches(exchange_id, ccxt.exchanges, n=3, cutoff=0.6)
@@ -139,7 +136,7 @@ def make_exchange(
             )
     urls = options.pop("urls", None)
     if with_credentials:
-        options.update(credentials_from_env(exchange_id, settings, env))
+        options.update(secrets.resolve_credentials(exchange_id, settings, env, prompt=prompt))
     ex = cls(options)
     if xcfg.sandbox:
         ex.set_sandbox_mode(True)
@@ -148,7 +145,7 @@ def make_exchange(
     if xcfg.base_url:
         ex.urls = _rewrite(ex.urls, xcfg.base_url)
     _strict_json(ex)
-    return ex
+    return secrets.guard_client(ex)
 
 
 def _strict_json(exchange: ccxt.Exchange) -> None:
