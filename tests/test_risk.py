@@ -484,7 +484,19 @@ AMOUNT_FRACTIONS = (0.0004, 0.003, 0.02, 0.06, 0.12, 0.2, 0.3, 0.45, 0.7, 1.1)  
 REDUCE_FRACTIONS = (0.25, 0.5, 1.0, 1.3)  # of |position|
 LIMIT_OFFSETS = (-0.093, -0.041, -0.012, 0.0, 0.007, 0.026, 0.047, 0.071, 0.23)
 PRICE_MOVES = (0.71, 0.83, 0.91, 0.962, 0.993, 1.004, 1.021, 1.052, 1.1, 1.16)
-TIME_STEPS = (1_000, 3_000, 7_000, 21_000, 45_000, 61_000, 600_000, 3 * 3_600_000, 11 * 3_600_000)
+TIME_STEPS = (
+    1_000,
+    3_000,
+    7_000,
+    21_000,
+    45_000,
+    59_500,
+    60_000,
+    61_000,
+    600_000,
+    3 * 3_600_000,
+    11 * 3_600_000,
+)
 FILL_FRACTIONS = (0.3, 0.5, 1.0)
 
 LIMIT_SETS = (
@@ -680,7 +692,7 @@ class Model:
         """The manager's state equals the model's, and the events returned tell the change at this event."""
         expected = self.expected_state()
         assert self.rm.state is expected, (self.rm.state, expected, self.rm.to_dict())
-        assert self.rm.peak_equity == self.peak
+        assert (self.rm.peak_equity, self.rm.day_start_equity) == (self.peak, self.start)
         changes = [e for e in events if e.is_state_change]
         if before is expected:
             assert not changes, changes
