@@ -14,7 +14,7 @@ States (after nautilus_trader's trading states)
                   cancels every open order and, with ``flatten_on_halt``, closes the positions
                   (:attr:`RiskManager.should_flatten`). Entered by a breach of ``max_drawdown`` or
                   ``daily_loss_limit`` at the mark that breaches it (not one event later), by a mark with an
-                  equity that is not a finite number, or by :meth:`~RiskManager.halt`. Only
+                  equity that is not a finite positive number, or by :meth:`~RiskManager.halt`. Only
                   :meth:`~RiskManager.clear_halt` (``workbench trade resume --clear-halt``) leaves it:
                   :meth:`~RiskManager.resume` refuses, and a restart restores it.
     The state is derived from three flags: halted > reducing (by a person, or a stale feed) > active.
