@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
     "CONFIG_FILES",
@@ -128,11 +128,70 @@ class StrategiesConfig(_Model):
     ``{data}`` is the data folder, relative paths are relative to the project root."""
 
 
+class SymbolRiskConfig(_Model):
+    """Per-symbol overrides of the per-order limits (``trading.risk.symbols["BTC/USDT"]``); a key left out
+    (or ``null``) takes the account-wide value. Amounts are in the symbol's base units."""
+
+    max_order_notional: float | None = Field(None, gt=0)
+    price_band: float | None = Field(None, gt=0)
+    min_amount: float | None = Field(None, gt=0)
+    max_amount: float | None = Field(None, gt=0)
+    max_position_fraction: float | None = Field(None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _amounts_ordered(self) -> SymbolRiskConfig:
+        _check_amounts(self.min_amount, self.max_amount)
+        return self
+
+
+def _check_amounts(lo: float | None, hi: float | None) -> None:
+    if lo is not None and hi is not None and lo > hi:
+        raise ValueError(f"min_amount ({lo!r}) is above max_amount ({hi!r})")
+
+
 class RiskConfig(_Model):
+    """The risk limits (``trading.risk``), checked by ``workbench.trading.risk.RiskManager`` before every
+    order, on every fill and on every mark-to-market, across all strategies and manual orders of the account.
+    ``null`` switches an optional limit off. Fractions are of the account's equity (in the quote currency)."""
+
+    max_order_notional: float | None = Field(10_000.0, gt=0)
+    """Largest order value in the quote currency (amount × the limit price, or × the last price)."""
+    price_band: float | None = Field(0.05, gt=0)
+    """Fat finger: a limit price may be at most this fraction away from the last price."""
+    min_amount: float | None = Field(None, gt=0)
+    """Smallest order amount, base units (set it per symbol: a BTC amount is not an ETH amount)."""
+    max_amount: float | None = Field(None, gt=0)
+    """Largest order amount, base units."""
     max_position_fraction: float = Field(0.25, gt=0, le=1)
+    """Largest position per symbol (total over strategies and manual orders, open orders included) / equity."""
     max_gross_exposure: float = Field(1.0, gt=0)
-    max_drawdown: float = Field(0.2, gt=0, le=1)
+    """Sum over symbols of |position| × last price (open orders included) / equity."""
+    max_open_orders: int | None = Field(20, ge=1)
+    """Working orders at the venue, all symbols together."""
+    max_orders_per_minute: int | None = Field(30, ge=1)
+    """New orders in any 60 s window."""
     daily_loss_limit: float = Field(0.05, gt=0, le=1)
+    """Kill switch: loss since the UTC day's starting equity, as a fraction of it."""
+    max_drawdown: float = Field(0.2, gt=0, le=1)
+    """Kill switch: fall below the peak equity (trailing, kept across restarts), as a fraction of the peak."""
+    stale_feed_s: float | None = Field(60.0, gt=0)
+    """No price update for this long moves the state to REDUCING (back to ACTIVE when updates resume)."""
+    flatten_on_halt: bool = False
+    """On HALTED, close the positions with market orders (else only cancel the open orders)."""
+    symbols: dict[str, SymbolRiskConfig] = Field(default_factory=dict)
+    """Per-symbol overrides of max_order_notional, price_band, min_amount, max_amount, max_position_fraction."""
+
+    @model_validator(mode="after")
+    def _amounts_ordered(self) -> RiskConfig:
+        _check_amounts(self.min_amount, self.max_amount)
+        for symbol, o in self.symbols.items():
+            lo = o.min_amount if o.min_amount is not None else self.min_amount
+            hi = o.max_amount if o.max_amount is not None else self.max_amount
+            try:
+                _check_amounts(lo, hi)
+            except ValueError as e:
+                raise ValueError(f"symbols.{symbol}: {e}") from None
+        return self
 
 
 class FeesConfig(_Model):
