@@ -38,7 +38,7 @@ from typing import Any
 
 from workbench.trading.brokers.base import MarketRuleError, OrderRejected
 from workbench.trading.journal import Journal, journal_path, session_dir
-from workbench.trading.orders import OrderManager, client_order_id
+from workbench.trading.orders import OrderManager, client_order_id, manual_order_id
 from workbench.trading.portfolio import Portfolio
 from workbench.trading.risk import RiskManager, RiskState, RiskView
 
@@ -184,11 +184,14 @@ class TradingEngine:
         self._seq_in_bar: dict[int, int] = {}
         self._locks: list[SessionLock] = []
         self.events = 0
+        self.market_ms = 0
 
     # ------------------------------------------------------------------ clock
 
     def now_ms(self) -> int:
-        return int(time.time() * 1000) + self.offset_ms
+        """The exchange's clock: the local clock corrected by the offset measured at start, and never before the
+        newest candle seen (a replay exchange's clock runs at its replay speed; its candles carry its time)."""
+        return max(int(time.time() * 1000) + self.offset_ms, self.market_ms)
 
     # ------------------------------------------------------------------ start and stop
 
@@ -240,7 +243,8 @@ class TradingEngine:
         j = self.journal
         assert j is not None
         j.record_state(self.now_ms(), "STARTING", f"pid {os.getpid()}", risk=self.risk.state.value)
-        self.orders = OrderManager(j, self.broker, self.spec.name)
+        self.orders = OrderManager(j, self.broker, self.spec.name, clock_ms=self.now_ms, fill_listener=self._apply_fill)
+        j.meta_set("markets", {s: {"amount_step": self.broker.market(s).amount_step} for s in self.spec.symbols})
         await self.broker.connect()
         if hasattr(self.broker, "restore"):
             self.broker.restore(j.orders().values(), j.fills())
@@ -265,7 +269,14 @@ class TradingEngine:
     async def _reconcile(self, why: str) -> None:
         """Open orders queried at the venue, missed fills booked, balances compared (live)."""
         assert self.orders is not None and self.journal is not None
-        await self.orders.recover()
+        report = await self.orders.recover()
+        if not report.ok:
+            self.journal.record_risk(self.now_ms(), "unreconciled", "; ".join(report.problems)[:2000])
+            raise EngineError(
+                f"session {self.spec.name!r}: orders could not be reconciled with the venue ({why}): "
+                + "; ".join(report.problems[:5])
+                + ". Trading refused until they are"
+            )
         since = self.journal.last_fill_ts()
         for s in self.spec.symbols:
             for f in await self.broker.fetch_fills(s, None if since is None else since - 60_000):
@@ -282,9 +293,12 @@ class TradingEngine:
                 )
 
     def _book_fill(self, f: Fill) -> None:
-        assert self.journal is not None and self.orders is not None
-        if not self.orders.on_fill(f):
-            return  # known already
+        """A fill seen at the venue: recorded once by the order manager, which then calls :meth:`_apply_fill`."""
+        assert self.orders is not None
+        self.orders.on_fill(f)
+
+    def _apply_fill(self, f: Fill) -> None:
+        assert self.journal is not None
         self.portfolio.apply(f)
         self.journal.record_position(
             f.timestamp, f.symbol, self.portfolio.position(f.symbol).amount, tag=f.tag
@@ -330,6 +344,8 @@ class TradingEngine:
 
     async def _on_candles(self, symbol: str, rows: list[list[float]]) -> None:
         tr = self.trackers[symbol]
+        if rows:
+            self.market_ms = max(self.market_ms, int(rows[-1][0]))
         closed = tr.update(rows, now_ms=None)
         for b in closed:
             self._closed(b)
@@ -460,14 +476,11 @@ class TradingEngine:
         try:
             rules.check(order.amount, order.price or ref_price or self.prices.get(order.symbol))
         except MarketRuleError as e:
-            denied = order.with_status(OrderStatus.DENIED, ts_ms=self.now_ms(), reason=str(e))
-            self.journal.record_order(denied)
             self.journal.record_risk(self.now_ms(), "refused", str(e), client_order_id=order.client_order_id)
-            return denied
+            return self.orders.deny(order, str(e))
         decision = self.risk.check(order, self._view())
         if not decision.ok:
-            denied = order.with_status(OrderStatus.DENIED, ts_ms=self.now_ms(), reason=decision.reason)
-            self.journal.record_order(denied)
+            denied = self.orders.deny(order, decision.reason)
             e = decision.event(order, self.now_ms(), self.risk.state)
             self.journal.record_risk(e.ts_ms, e.event, e.reason, **e.extra())
             return denied
@@ -503,14 +516,17 @@ class TradingEngine:
         if self.opt.flatten_on_halt or getattr(self.risk, "should_flatten", False):
             await self.flatten("halt")
 
-    async def flatten(self, why: str) -> list[Order]:
+    async def flatten(self, why: str, key: int | None = None) -> list[Order]:
+        """Close every position at market (reduce-only). ``key``: the command's journal sequence number, so a
+        command handled again after a crash makes the same orders (never twice)."""
+        key = self.now_ms() if key is None else key
         out = []
         for s in self.spec.symbols:
             pos = self.portfolio.position(s).amount
             amount = self.broker.market(s).round_amount(max(pos, 0.0))
             if amount <= 0:
                 continue
-            cid = client_order_id(self.spec.name, "flatten", s, self.now_ms(), 0)
+            cid = client_order_id(self.spec.name, "flatten", s, key, 0)
             o = Order(cid, s, Side.SELL, OrderType.MARKET, amount, created_ms=self.now_ms(), tag="manual",
                       reduce_only=True, reason=why)  # fmt: skip
             out.append(await self._submit(o, ref_price=self.prices.get(s)))
@@ -562,17 +578,17 @@ class TradingEngine:
                     self.journal.record_risk(e.ts_ms, e.event, e.reason, **e.extra())
                 await self.orders.cancel_all()
                 if args.get("flatten"):
-                    await self.flatten("halt")
+                    await self.flatten("halt", key=row.seq)
                 msg = "HALTED: open orders canceled" + (
                     ", positions flattened" if args.get("flatten") else ""
                 )
             elif name == "flatten":
                 await self.orders.cancel_all()
-                done = await self.flatten("flatten")
+                done = await self.flatten("flatten", key=row.seq)
                 msg = f"flatten: {len(done)} order(s)"
             elif name == "cancel-all":
                 n = await self.orders.cancel_all()
-                msg = f"cancel-all: {n if isinstance(n, int) else 'done'}"
+                msg = f"cancel-all: {len(n)} order(s) canceled"
             elif name == "cancel":
                 await self.orders.cancel(args["client_order_id"])
                 msg = f"cancel sent for {args['client_order_id']}"
@@ -581,18 +597,16 @@ class TradingEngine:
                 amount = self.broker.market(s).round_amount(max(self.portfolio.position(s).amount, 0.0))
                 if amount <= 0:
                     raise EngineError(f"no position in {s} to close")
-                o = Order(client_order_id(self.spec.name, "close", s, self.now_ms(), 0), s, Side.SELL,
+                o = Order(client_order_id(self.spec.name, "close", s, row.seq, 0), s, Side.SELL,
                           OrderType.MARKET, amount, created_ms=self.now_ms(), tag="manual", reduce_only=True)  # fmt: skip
                 r = await self._submit(o, ref_price=self.prices.get(s))
                 ok = r.status is not OrderStatus.DENIED
                 msg = f"close {s}: {r.status.value}" + (f" ({r.reason})" if r.reason else "")
                 extra = {"order": r.client_order_id}
             elif name == "order":
-                n = int(self.journal.meta_get("manual_seq") or 0) + 1
-                self.journal.meta_set("manual_seq", n)
                 typ = OrderType(args.get("type", "market"))
                 o = Order(
-                    client_order_id(self.spec.name, "manual", args["symbol"], n, 0),
+                    manual_order_id(self.spec.name, args["symbol"], row.seq),
                     args["symbol"],
                     Side(args["side"]),
                     typ,
