@@ -116,7 +116,7 @@ class _Stream:
     last_top: tuple | None = None
 
 
-@dataclass
+@dataclass(eq=False)
 class _WsConn:
     ws: web.WebSocketResponse
     request: web.Request
@@ -330,6 +330,11 @@ class ReplayExchange:
             finally:
                 with contextlib.suppress(Exception):
                     loop.run_until_complete(self.stop())
+                pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+                for t in pending:
+                    t.cancel()
+                with contextlib.suppress(Exception):
+                    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
                 with contextlib.suppress(Exception):
                     loop.run_until_complete(loop.shutdown_asyncgens())
                 loop.close()
