@@ -55,7 +55,9 @@ def signed_get(x: ReplayExchange, path: str, params: dict, *, secret: str | None
     """A hand-signed request, for what ccxt would never send (stale timestamps)."""
     q = "&".join(f"{k}={v}" for k, v in params.items())
     sig = hmac.new((secret or x.secret).encode(), q.encode(), hashlib.sha256).hexdigest()
-    req = urllib.request.Request(f"{x.base_url}{path}?{q}&signature={sig}", headers={"X-MBX-APIKEY": x.api_key})
+    req = urllib.request.Request(
+        f"{x.base_url}{path}?{q}&signature={sig}", headers={"X-MBX-APIKEY": x.api_key}
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.status, json.loads(r.read())
@@ -192,9 +194,11 @@ def test_market_orders_are_priced_by_the_shared_fill_model(ex):
     px = ex.markets["BTCUSDT"].price(START)
     cash0 = c.fetch_balance()["USDT"]["free"]
     o = c.create_order("BTC/USDT", "market", "buy", 0.05)
-    cash1, units, price, fee = market_fill(cash0, 0.05, px, taker, slip)
+    cash1, _, price, fee = market_fill(cash0, 0.05, px, taker, slip)
     assert o["status"] == "closed" and o["filled"] == 0.05
-    assert o["average"] == pytest.approx(price, rel=1e-12) and o["fee"]["cost"] == pytest.approx(fee, abs=1e-8)
+    assert o["average"] == pytest.approx(price, rel=1e-12) and o["fee"]["cost"] == pytest.approx(
+        fee, abs=1e-8
+    )
     assert o["fee"]["currency"] == "USDT"
     bal = c.fetch_balance()
     assert bal["USDT"]["free"] == pytest.approx(cash1, abs=1e-8) and bal["BTC"]["free"] == pytest.approx(0.05)
@@ -202,11 +206,15 @@ def test_market_orders_are_priced_by_the_shared_fill_model(ex):
     px2 = ex.markets["BTCUSDT"].price(START + 60_000)
     s = c.create_order("BTC/USDT", "market", "sell", 0.05)
     cash2, _, price2, fee2 = market_fill(cash1, -0.05, px2, taker, slip)
-    assert s["average"] == pytest.approx(price2, rel=1e-12) and s["fee"]["cost"] == pytest.approx(fee2, abs=1e-8)
+    assert s["average"] == pytest.approx(price2, rel=1e-12) and s["fee"]["cost"] == pytest.approx(
+        fee2, abs=1e-8
+    )
     bal = c.fetch_balance()
     assert bal["USDT"]["free"] == pytest.approx(cash2, abs=1e-7) and bal["BTC"]["free"] == pytest.approx(0.0)
     trades = c.fetch_my_trades("BTC/USDT")
-    assert [t["side"] for t in trades] == ["buy", "sell"] and all(t["takerOrMaker"] == "taker" for t in trades)
+    assert [t["side"] for t in trades] == ["buy", "sell"] and all(
+        t["takerOrMaker"] == "taker" for t in trades
+    )
 
 
 def test_limit_order_rests_locks_funds_and_fills_at_its_price_when_the_path_touches_it(ex):
@@ -246,7 +254,11 @@ def test_marketable_limit_fills_at_once_as_taker_and_cancel_releases_funds(ex):
     assert c.fetch_balance()["BTC"]["used"] == pytest.approx(0.01)
     cancelled = c.cancel_order(far["id"], "BTC/USDT")
     assert cancelled["status"] == "canceled"
-    assert c.fetch_balance()["BTC"] == {"free": pytest.approx(0.01), "used": 0.0, "total": pytest.approx(0.01)}
+    assert c.fetch_balance()["BTC"] == {
+        "free": pytest.approx(0.01),
+        "used": 0.0,
+        "total": pytest.approx(0.01),
+    }
     with pytest.raises(ccxt.OrderNotFound, match="-2011"):
         c.cancel_order(far["id"], "BTC/USDT")  # not open any more
     with pytest.raises(ccxt.OrderNotFound, match="-2013"):

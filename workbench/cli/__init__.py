@@ -8,6 +8,6 @@ from workbench.cli.app import app, main, settings
 
 __all__ = ["app", "main", "settings"]
 
-from workbench.cli import replay as _replay  # noqa: E402
+from workbench.cli import replay as _replay
 
 _replay.register(app)

@@ -25,28 +25,42 @@ def _balances(items: list[str]) -> dict[str, float]:
 
 
 def replay_exchange(
-    symbol: Annotated[list[str], typer.Option("--symbol", "-s", help="Spot symbol to replay, e.g. BTC/USDT; repeatable.")],
-    timeframe: Annotated[str, typer.Option("--timeframe", "-t", help="Stored candle timeframe to replay.")] = "5m",
+    symbol: Annotated[
+        list[str], typer.Option("--symbol", "-s", help="Spot symbol to replay, e.g. BTC/USDT; repeatable.")
+    ],
+    timeframe: Annotated[
+        str, typer.Option("--timeframe", "-t", help="Stored candle timeframe to replay.")
+    ] = "5m",
     start: Annotated[
-        str | None, typer.Option("--start", help="Replay start (ISO date/time UTC or epoch ms); default: 200 bars in.")
+        str | None,
+        typer.Option("--start", help="Replay start (ISO date/time UTC or epoch ms); default: 200 bars in."),
     ] = None,
     speed: Annotated[
-        float, typer.Option("--speed", help="Replay seconds per wall second (0: paused; step via /_replay/clock).")
+        float,
+        typer.Option("--speed", help="Replay seconds per wall second (0: paused; step via /_replay/clock)."),
     ] = 1.0,
     port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0: any free port).")] = 8765,
     source_exchange: Annotated[
         str, typer.Option("--source-exchange", help="Exchange whose stored candles are replayed.")
     ] = "binance",
-    api_key: Annotated[str | None, typer.Option("--api-key", help="Test API key (default: generated).")] = None,
-    secret: Annotated[str | None, typer.Option("--secret", help="Test API secret (default: generated).")] = None,
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", help="Test API key (default: generated).")
+    ] = None,
+    secret: Annotated[
+        str | None, typer.Option("--secret", help="Test API secret (default: generated).")
+    ] = None,
     balance: Annotated[
         list[str] | None,
-        typer.Option("--balance", help="Starting balance ASSET=AMOUNT; repeatable (default: trading.yml cash)."),
+        typer.Option(
+            "--balance", help="Starting balance ASSET=AMOUNT; repeatable (default: trading.yml cash)."
+        ),
     ] = None,
     state: Annotated[
         Path | None, typer.Option("--state", help="Persist orders, balances and clock to this JSON file.")
     ] = None,
-    fault_rate: Annotated[float, typer.Option("--fault-rate", help="Share of REST requests given a fault.")] = 0.0,
+    fault_rate: Annotated[
+        float, typer.Option("--fault-rate", help="Share of REST requests given a fault.")
+    ] = 0.0,
     faults: Annotated[
         str,
         typer.Option(
@@ -56,14 +70,22 @@ def replay_exchange(
         ),
     ] = "",
     fault_seed: Annotated[int, typer.Option("--fault-seed", help="Seed of the random faults.")] = 0,
-    maker_fee: Annotated[float | None, typer.Option("--maker-fee", help="Default: trading.yml fees.maker.")] = None,
-    taker_fee: Annotated[float | None, typer.Option("--taker-fee", help="Default: trading.yml fees.taker.")] = None,
+    maker_fee: Annotated[
+        float | None, typer.Option("--maker-fee", help="Default: trading.yml fees.maker.")
+    ] = None,
+    taker_fee: Annotated[
+        float | None, typer.Option("--taker-fee", help="Default: trading.yml fees.taker.")
+    ] = None,
     slippage_bps: Annotated[
         float | None, typer.Option("--slippage-bps", help="Market-order slippage (default: trading.yml).")
     ] = None,
-    spread_ticks: Annotated[int, typer.Option("--spread-ticks", help="Synthetic book: ask - bid in ticks.")] = 1,
+    spread_ticks: Annotated[
+        int, typer.Option("--spread-ticks", help="Synthetic book: ask - bid in ticks.")
+    ] = 1,
     book_levels: Annotated[int, typer.Option("--book-levels", help="Synthetic book: levels per side.")] = 20,
-    book_qty: Annotated[float, typer.Option("--book-qty", help="Synthetic book: base amount at the best level.")] = 0.5,
+    book_qty: Annotated[
+        float, typer.Option("--book-qty", help="Synthetic book: base amount at the best level.")
+    ] = 0.5,
 ) -> None:
     """Serve stored candles as a live Binance spot exchange on 127.0.0.1 (REST + websocket, signed orders)."""
     import asyncio

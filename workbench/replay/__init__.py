@@ -73,7 +73,7 @@ orders, partial fills by volume, rate limits, other timeframes than the one repl
 
 from workbench.replay.clock import ReplayClock
 from workbench.replay.market import BookParams, MarketSeries
-from workbench.replay.server import FAULT_KINDS, ReplayError, ReplayExchange
+from workbench.replay.server import FAULT_KINDS, ReplayError, ReplayExchange, ccxt_config
 from workbench.replay.venue import ApiError, Venue
 
 __all__ = [
@@ -85,4 +85,5 @@ __all__ = [
     "ReplayError",
     "ReplayExchange",
     "Venue",
+    "ccxt_config",
 ]

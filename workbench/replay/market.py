@@ -13,6 +13,7 @@ bar's open the price jumps to that bar's open; in a gap in the data the price st
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -138,7 +139,7 @@ class MarketSeries:
             j = int(np.searchsorted(self.ts, t, side="right")) - 1
             return None if j < 0 else float(self.c[j])
         pts = self.points(i)
-        for (ta, pa), (tb, pb) in zip(pts, pts[1:], strict=False):
+        for (ta, pa), (tb, pb) in itertools.pairwise(pts):
             if t < tb:
                 return pa + (pb - pa) * (t - ta) / (tb - ta)
         return pts[-1][1]
@@ -221,7 +222,13 @@ class MarketSeries:
         assert p is not None
         prev = self.price(self._trade_time(tid - 1)[1]) if tid > 1 else p
         qty = max(self.step, self.round_qty(float(self.v[i]) / self.trades_per_bar))
-        return {"id": tid, "time": t, "price": p, "qty": qty, "buyer_maker": bool(prev is not None and p < prev)}
+        return {
+            "id": tid,
+            "time": t,
+            "price": p,
+            "qty": qty,
+            "buyer_maker": bool(prev is not None and p < prev),
+        }
 
     def last_trade_id(self, now: int) -> int:
         """Id of the latest synthetic trade at or before ``now`` (0: none yet)."""
@@ -248,7 +255,9 @@ class MarketSeries:
         return [self.trade(tid) for tid in range(first, last + 1)]
 
     # ------------------------------------------------------------------ synthetic book
-    def book(self, uid: int, params: BookParams) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    def book(
+        self, uid: int, params: BookParams
+    ) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
         """(bids, asks) of the synthetic book with update id ``uid`` (replay time ``uid * step_ms``)."""
         p = self.price(uid * params.step_ms)
         if p is None:

@@ -32,7 +32,7 @@ from workbench.replay.market import BookParams, MarketSeries, fmt
 from workbench.replay.venue import ApiError, ReplayOrder, ReplayTrade, Venue
 from workbench.types import Timeframe, to_ms
 
-__all__ = ["FAULT_KINDS", "ReplayExchange", "ReplayError"]
+__all__ = ["FAULT_KINDS", "ReplayError", "ReplayExchange", "ccxt_config"]
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,9 @@ class ReplayExchange:
         recv_window_max_ms: int = 60_000,
     ):
         if host not in ("127.0.0.1", "localhost", "::1"):
-            raise ReplayError(f"replay exchange: serves on loopback only (its admin API is unauthenticated), got {host!r}")
+            raise ReplayError(
+                f"replay exchange: serves on loopback only (its admin API is unauthenticated), got {host!r}"
+            )
         trading = trading or TradingConfig()
         tf = Timeframe.parse(timeframe)
         self.timeframe = tf.value
@@ -252,7 +254,9 @@ class ReplayExchange:
 
     # ------------------------------------------------------------------ data
     @staticmethod
-    def _load(data: Any, symbols: Sequence[str] | None, timeframe: str, exchange: str) -> dict[str, pd.DataFrame]:
+    def _load(
+        data: Any, symbols: Sequence[str] | None, timeframe: str, exchange: str
+    ) -> dict[str, pd.DataFrame]:
         from workbench.data.store import Store, StoreError
 
         if isinstance(data, Store):
@@ -276,7 +280,9 @@ class ReplayExchange:
                     raise ReplayError(f"replay exchange: no candles given for {', '.join(missing)}")
                 frames = {s: frames[s] for s in symbols}
             return frames
-        raise ReplayError(f"replay exchange: data must be a Store or a mapping symbol -> candles, got {type(data)}")
+        raise ReplayError(
+            f"replay exchange: data must be a Store or a mapping symbol -> candles, got {type(data)}"
+        )
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> int:
@@ -383,25 +389,9 @@ class ReplayExchange:
         that point every URL at this server (with the test keys unless ``keys=False``)."""
         if not self.base_url:
             raise ReplayError("replay exchange: start() it before asking for its ccxt config")
-        ws_base = "ws://" + self.base_url.split("://", 1)[1]
-        api: dict[str, Any] = {k: self.base_url + p for k, p in _CCXT_API_PATHS.items()}
-        api["ws"] = {k: ws_base + p for k, p in _CCXT_WS_PATHS.items()}
-        api["ws"]["ws-api"] = {k: ws_base + p for k, p in _CCXT_WSAPI_PATHS.items()}
-        cfg: dict[str, Any] = {
-            "urls": {"api": api, "test": api, "demo": api},
-            "options": {
-                "fetchMarkets": {"types": ["spot"]},
-                "fetchCurrencies": False,
-                "fetchMargins": False,
-                "adjustForTimeDifference": False,
-                "warnOnFetchOpenOrdersWithoutSymbol": False,
-            },
-            "enableRateLimit": False,
-            "timeout": int(timeout_ms),
-        }
         if keys:
-            cfg["apiKey"], cfg["secret"] = self.api_key, self.secret
-        return cfg
+            return ccxt_config(self.base_url, self.api_key, self.secret, timeout_ms=timeout_ms)
+        return ccxt_config(self.base_url, timeout_ms=timeout_ms)
 
     # ------------------------------------------------------------------ control (thread-safe)
     def now_ms(self) -> int:
@@ -423,7 +413,9 @@ class ReplayExchange:
             self._sync()
         return t
 
-    def inject(self, fault: str, *, path: str | None = None, method: str | None = None, times: int = 1) -> None:
+    def inject(
+        self, fault: str, *, path: str | None = None, method: str | None = None, times: int = 1
+    ) -> None:
         """Queue ``fault`` for the next ``times`` REST requests matching ``path`` (e.g. '/api/v3/order') and
         ``method`` (e.g. 'POST'); None matches any."""
         if fault not in FAULT_KINDS:
@@ -453,7 +445,10 @@ class ReplayExchange:
     def balances(self) -> dict[str, dict[str, float]]:
         with self._lock:
             self._sync()
-            return {a: {"free": self.venue.free[a], "locked": self.venue.locked.get(a, 0.0)} for a in self.venue.free}
+            return {
+                a: {"free": self.venue.free[a], "locked": self.venue.locked.get(a, 0.0)}
+                for a in self.venue.free
+            }
 
     def status(self) -> dict[str, Any]:
         with self._lock:
@@ -469,6 +464,7 @@ class ReplayExchange:
                 "faults_queued": [f.__dict__ for f in self._faults],
                 "fault_rate": self.fault_rate,
                 "websockets": len(self._conns),
+                "streams": sorted({n for c in list(self._conns) for n in list(c.streams)}),
                 "open_orders": len(self.venue.open_orders()),
             }
 
@@ -532,9 +528,11 @@ class ReplayExchange:
         path = request.path
         if path.startswith("/_replay/"):
             return await self._admin(request)
-        if path == "/ws" or path.startswith("/ws/") or path == "/stream" or path.startswith("/stream/"):
-            if request.headers.get("Upgrade", "").lower() == "websocket":
-                return await self._websocket(request)
+        is_ws_path = (
+            path == "/ws" or path.startswith("/ws/") or path == "/stream" or path.startswith("/stream/")
+        )
+        if is_ws_path and request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._websocket(request)
         method = request.method
         try:
             body = await request.text() if method in ("POST", "PUT", "DELETE") else ""
@@ -612,14 +610,18 @@ class ReplayExchange:
             raise ApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
         sig = params.get("signature")
         if not sig:
-            raise ApiError(400, -1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")
+            raise ApiError(
+                400, -1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed."
+            )
         total = _strip_signature(raw_query) + _strip_signature(body)
         expected = hmac.new(self.secret.encode(), total.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, sig.lower()):
             raise ApiError(400, -1022, "Signature for this request is not valid.")
         ts = _int(params, "timestamp")
         if ts is None:
-            raise ApiError(400, -1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.")
+            raise ApiError(
+                400, -1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed."
+            )
         window = _int(params, "recvWindow", 5000)
         assert window is not None
         if window <= 0 or window > self.recv_window_max_ms:
@@ -627,7 +629,9 @@ class ReplayExchange:
         refs = (int(time.time() * 1000), self.clock.now())
         if not any(ts <= ref + 1000 and ref - ts <= window for ref in refs):
             if all(ts > ref + 1000 for ref in refs):
-                raise ApiError(400, -1021, "Timestamp for this request was 1000ms ahead of the server's time.")
+                raise ApiError(
+                    400, -1021, "Timestamp for this request was 1000ms ahead of the server's time."
+                )
             raise ApiError(400, -1021, "Timestamp for this request is outside of the recvWindow.")
 
     # ------------------------------------------------------------------ admin
@@ -682,7 +686,9 @@ class ReplayExchange:
         mid = params.get("symbol")
         if mid is None:
             if required:
-                raise ApiError(400, -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+                raise ApiError(
+                    400, -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."
+                )
             return None
         m = self.markets.get(mid.upper())
         if m is None:
@@ -745,9 +751,19 @@ class ReplayExchange:
             "isSpotTradingAllowed": True,
             "isMarginTradingAllowed": False,
             "filters": [
-                {"filterType": "PRICE_FILTER", "minPrice": tick, "maxPrice": "1000000.00000000", "tickSize": tick},
+                {
+                    "filterType": "PRICE_FILTER",
+                    "minPrice": tick,
+                    "maxPrice": "1000000.00000000",
+                    "tickSize": tick,
+                },
                 {"filterType": "LOT_SIZE", "minQty": step, "maxQty": "9000.00000000", "stepSize": step},
-                {"filterType": "MARKET_LOT_SIZE", "minQty": "0.00000000", "maxQty": "9000.00000000", "stepSize": "0.00000000"},
+                {
+                    "filterType": "MARKET_LOT_SIZE",
+                    "minQty": "0.00000000",
+                    "maxQty": "9000.00000000",
+                    "stepSize": "0.00000000",
+                },
                 {
                     "filterType": "NOTIONAL",
                     "minNotional": fmt(self.venue.min_notional),
@@ -789,7 +805,9 @@ class ReplayExchange:
         assert m is not None
         interval = params.get("interval")
         if interval is None:
-            raise ApiError(400, -1102, "Mandatory parameter 'interval' was not sent, was empty/null, or malformed.")
+            raise ApiError(
+                400, -1102, "Mandatory parameter 'interval' was not sent, was empty/null, or malformed."
+            )
         if interval != self.timeframe:
             raise ApiError(400, -1120, f"Invalid interval: this replay serves {self.timeframe} candles only.")
         limit = _limit(params, 500, 1000)
@@ -1013,7 +1031,9 @@ class ReplayExchange:
         assert m is not None
         side = params.get("side", "").upper()
         if side not in ("BUY", "SELL"):
-            raise ApiError(400, -1102, "Mandatory parameter 'side' was not sent, was empty/null, or malformed.")
+            raise ApiError(
+                400, -1102, "Mandatory parameter 'side' was not sent, was empty/null, or malformed."
+            )
         otype = params.get("type", "").upper()
         if otype not in ("MARKET", "LIMIT", "LIMIT_MAKER"):
             if otype in ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"):
@@ -1062,7 +1082,9 @@ class ReplayExchange:
         oid = _int(params, "orderId")
         cid = params.get("origClientOrderId")
         if oid is None and not cid:
-            raise ApiError(400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
+            raise ApiError(
+                400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!"
+            )
         o = self.venue.find(m.id, oid, cid)
         if o is None:
             raise ApiError(400, missing_code, missing_msg)
@@ -1081,7 +1103,15 @@ class ReplayExchange:
         out["origClientOrderId"] = o.clientOrderId
         out["clientOrderId"] = new_cid or f"cancel{o.orderId:08d}"
         out["transactTime"] = o.updateTime
-        for k in ("stopPrice", "icebergQty", "time", "updateTime", "isWorking", "workingTime", "origQuoteOrderQty"):
+        for k in (
+            "stopPrice",
+            "icebergQty",
+            "time",
+            "updateTime",
+            "isWorking",
+            "workingTime",
+            "origQuoteOrderQty",
+        ):
             out.pop(k)
         return out
 
@@ -1194,7 +1224,9 @@ class ReplayExchange:
             elif method == "LIST_SUBSCRIPTIONS":
                 await conn.ws.send_json({"result": list(conn.streams), "id": rid})
             else:
-                await conn.ws.send_json({"error": {"code": 2, "msg": f"Invalid request: unknown method {method!r}"}, "id": rid})
+                await conn.ws.send_json(
+                    {"error": {"code": 2, "msg": f"Invalid request: unknown method {method!r}"}, "id": rid}
+                )
         except ApiError as exc:
             await conn.ws.send_json({"error": {"code": 2, "msg": exc.msg}, "id": rid})
 
@@ -1287,10 +1319,9 @@ class ReplayExchange:
                         )
                     )
                     s.last_top = top
-            elif s.kind in ("ticker", "miniTicker"):
-                if now != s.last_ms:
-                    out.append((s.name, self._ticker_event(m, now, mini=s.kind == "miniTicker")))
-                    s.last_ms = now
+            elif s.kind in ("ticker", "miniTicker") and now != s.last_ms:
+                out.append((s.name, self._ticker_event(m, now, mini=s.kind == "miniTicker")))
+                s.last_ms = now
         return out
 
     def _kline_event(self, m: MarketSeries, i: int, now: int, *, closed: bool) -> dict[str, Any]:
@@ -1427,6 +1458,36 @@ _ROUTES: dict[str, dict[str, tuple[Handler, bool]]] = {
 # ---------------------------------------------------------------------- helpers
 
 
+def ccxt_config(
+    base_url: str, api_key: str | None = None, secret: str | None = None, *, timeout_ms: int = 10_000
+) -> dict[str, Any]:
+    """Constructor options for ``ccxt.binance`` (sync, async or pro) that point every URL of its tables at the
+    replay exchange at ``base_url`` (e.g. ``http://127.0.0.1:8765``, as ``workbench replay-exchange`` prints),
+    with rate limiting off and spot-only market loading (one ``exchangeInfo`` call)."""
+    base_url = base_url.rstrip("/")
+    ws_base = "ws://" + base_url.split("://", 1)[1]
+    api: dict[str, Any] = {k: base_url + p for k, p in _CCXT_API_PATHS.items()}
+    api["ws"] = {k: ws_base + p for k, p in _CCXT_WS_PATHS.items()}
+    api["ws"]["ws-api"] = {k: ws_base + p for k, p in _CCXT_WSAPI_PATHS.items()}
+    cfg: dict[str, Any] = {
+        "urls": {"api": api, "test": api, "demo": api},
+        "options": {
+            "fetchMarkets": {"types": ["spot"]},
+            "fetchCurrencies": False,
+            "fetchMargins": False,
+            "adjustForTimeDifference": False,
+            "warnOnFetchOpenOrdersWithoutSymbol": False,
+        },
+        "enableRateLimit": False,
+        "timeout": int(timeout_ms),
+    }
+    if api_key is not None:
+        cfg["apiKey"] = api_key
+    if secret is not None:
+        cfg["secret"] = secret
+    return cfg
+
+
 def _iso(ms: int) -> str:
     return pd.Timestamp(int(ms), unit="ms", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -1449,7 +1510,9 @@ def _int(params: Mapping[str, str], name: str, default: int | None = None) -> in
     if raw is None or raw == "":
         return default
     if not re.fullmatch(r"-?[0-9]{1,20}", raw):
-        raise ApiError(400, -1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.")
+        raise ApiError(
+            400, -1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'."
+        )
     return int(raw)
 
 
@@ -1459,7 +1522,9 @@ def _float(params: Mapping[str, str], name: str) -> float | None:
         return None
     if not re.fullmatch(r"[0-9]{1,20}(\.[0-9]{1,20})?", raw):
         raise ApiError(
-            400, -1100, f"Illegal characters found in parameter '{name}'; legal range is '^([0-9]{{1,20}})(\\.[0-9]{{1,20}})?$'."
+            400,
+            -1100,
+            f"Illegal characters found in parameter '{name}'; legal range is '^([0-9]{{1,20}})(\\.[0-9]{{1,20}})?$'.",
         )
     return float(raw)
 

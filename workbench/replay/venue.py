@@ -31,7 +31,6 @@ import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from workbench.replay.market import MarketSeries
 from workbench.sim.fills import market_fill
@@ -255,21 +254,27 @@ class Venue:
             if quantity is None:
                 if quote_qty is None or quote_qty <= 0:
                     raise ApiError(
-                        400, -1102, "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty/null!"
+                        400,
+                        -1102,
+                        "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty/null!",
                     )
                 quantity = m.round_qty(quote_qty / fill_px)
             self._check_filters(m, quantity, None, px)
             tif = "GTC"
         else:
             if price is None:
-                raise ApiError(400, -1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed.")
+                raise ApiError(
+                    400, -1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed."
+                )
             if quantity is None:
                 raise ApiError(
                     400, -1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed."
                 )
             if type == "LIMIT" and time_in_force is None:
                 raise ApiError(
-                    400, -1102, "Mandatory parameter 'timeInForce' was not sent, was empty/null, or malformed."
+                    400,
+                    -1102,
+                    "Mandatory parameter 'timeInForce' was not sent, was empty/null, or malformed.",
                 )
             tif = time_in_force or "GTC"
             if tif not in ("GTC", "IOC", "FOK"):
@@ -311,7 +316,9 @@ class Venue:
         self.orders.append(order)
         if marketable:
             if type == "MARKET":
-                self._fill(order, m, now, ref_px=px, slippage=self.slippage, fee_rate=self.taker_fee, maker=False)
+                self._fill(
+                    order, m, now, ref_px=px, slippage=self.slippage, fee_rate=self.taker_fee, maker=False
+                )
             else:
                 slipped = px * (1 + self.slippage) if buy else px * (1 - self.slippage)
                 fill_px = min(order.price, slipped) if buy else max(order.price, slipped)
