@@ -423,3 +423,43 @@ def test_serves_candles_from_the_store(tmp_path):
         assert rows[-1][0] == pd.Timestamp("2024-03-01", tz="UTC").value // 1_000_000
         assert rows[-2][1:] == list(truth.iloc[-1][["open", "high", "low", "close", "volume"]])
         assert len(c.fetch_order_book("ETH/USDT")["bids"]) == 5
+
+
+def test_recorded_trades_and_book_from_the_store_are_served_and_matched(tmp_path):
+    store = Store(tmp_path / "data")
+    load_sample(store, SAMPLE)  # candles, and 11 minutes of BTC/USDT trades with a 1000-level book snapshot
+    tape = store.read_table(store.key("trades", "binance", "BTC/USDT")).to_pandas()
+    snap = store.read_table(store.key("orderbook", "binance", "BTC/USDT")).to_pandas()
+    t0 = pd.Timestamp("2024-08-08T23:54:30Z").value // 1_000_000
+    x = ReplayExchange(store, ["BTC/USDT"], "5m", t0, speed=0)
+    with x.run_in_thread():
+        c = client(x)
+        seen = tape[tape["ts"] <= t0]
+        got = c.fetch_trades("BTC/USDT", limit=20)
+        assert [t["id"] for t in got] == list(seen["id"].iloc[-20:])
+        assert [t["price"] for t in got] == list(seen["price"].iloc[-20:])
+        last = float(seen["price"].iloc[-1])
+        assert c.fetch_ticker("BTC/USDT")["last"] == last
+        book = c.fetch_order_book("BTC/USDT", 1000)
+        bids = snap[snap["side"] == "bid"].sort_values("level")
+        assert len(book["bids"]) == 1000 and book["bids"][0] == [
+            bids["price"].iloc[0],
+            bids["amount"].iloc[0],
+        ]
+        o = c.create_order("BTC/USDT", "market", "buy", 0.01)
+        assert o["average"] == pytest.approx(last * (1 + x.venue.slippage), rel=1e-12)
+        # a resting buy fills when a recorded trade prints at or below it
+        later = tape[tape["ts"] > t0]
+        level = float(later["price"].iloc[:2000].min())
+        hit = int(later.loc[later["price"] <= level, "ts"].iloc[0])
+        rest = c.create_order("BTC/USDT", "limit", "buy", 0.01, level)
+        x.advance(hit - t0 - 1)
+        assert c.fetch_order(rest["id"], "BTC/USDT")["status"] == "open"
+        x.advance(1)
+        done = c.fetch_order(rest["id"], "BTC/USDT")
+        assert done["status"] == "closed" and done["lastTradeTimestamp"] == hit and done["average"] == level
+        # after the tape the trades are synthetic again, and the book too once the snapshot has aged out
+        x.clock.set(int(tape["ts"].max()) + 60_000)
+        after = c.fetch_trades("BTC/USDT", limit=5)
+        assert all(int(t["id"]) < int(tape["id"].astype("int64").min()) for t in after)
+        assert len(c.fetch_order_book("BTC/USDT")["bids"]) == x.book.levels

@@ -97,6 +97,13 @@ class MarketSeries:
         self.tick = round(10.0**-self.price_decimals, self.price_decimals)
         self.step = round(10.0**-self.qty_decimals, self.qty_decimals)
         self.trades_per_bar = max(1, int(trades_per_bar))
+        self.rt_ts = np.empty(0, dtype=np.int64)  # recorded trades (the tape), empty when none
+        self.rt_id = np.empty(0, dtype=np.int64)
+        self.rt_p = self.rt_q = np.empty(0, dtype=float)
+        self.rt_m = np.empty(0, dtype=bool)
+        self.rb: list[tuple[int, list[tuple[float, float]], list[tuple[float, float]]]] = []
+        self.rb_ts = np.empty(0, dtype=np.int64)
+        self.book_hold_ms = 60_000
 
     # ------------------------------------------------------------------ time -> bar
     @property
@@ -151,10 +158,78 @@ class MarketSeries:
         """Down to the lot step (with a little slack for float noise)."""
         return round(math.floor(q / self.step + 1e-9) * self.step, self.qty_decimals)
 
-    def price(self, t: int) -> float | None:
-        """The current price at ``t``: the path rounded to the tick; None before the data."""
+    def path_price(self, t: int) -> float | None:
+        """The candle path at ``t`` rounded to the tick; None before the data."""
         p = self.raw_price(t)
         return None if p is None else self.round_price(p)
+
+    def price(self, t: int) -> float | None:
+        """The current price at ``t``: the last recorded trade inside the recorded tape, else the candle path
+        rounded to the tick; None before the data."""
+        if self.in_tape(t):
+            return float(self.rt_p[int(np.searchsorted(self.rt_ts, t, side="right")) - 1])
+        return self.path_price(t)
+
+    # ------------------------------------------------------------------ recorded trades and books
+    def set_recorded(
+        self, trades: pd.DataFrame | None = None, books: pd.DataFrame | None = None, *, hold_ms: int = 60_000
+    ) -> None:
+        """Serve recorded trades (store ``trades`` rows: ts, id, price, amount, side) and order-book snapshots
+        (store ``orderbook`` rows: ts, side, level, price, amount) where they exist. Inside the tape
+        (first..last recorded trade) the recorded trades replace the synthetic ones and set the current price;
+        a snapshot is the book from its time until the next one or ``hold_ms`` later."""
+        if trades is not None and len(trades):
+            t = trades.sort_values(
+                ["ts", "id"], key=lambda c: pd.to_numeric(c, errors="coerce"), kind="stable"
+            )
+            try:
+                ids = pd.to_numeric(t["id"]).to_numpy(dtype=np.int64)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(
+                    f"replay exchange: recorded {self.symbol} trades need integer ids: {exc}"
+                ) from exc
+            self.rt_ts = t["ts"].to_numpy(dtype=np.int64)
+            self.rt_id = ids
+            self.rt_p = np.array([self.round_price(x) for x in t["price"].to_numpy(dtype=float)])
+            self.rt_q = t["amount"].to_numpy(dtype=float)
+            self.rt_m = (
+                t["side"].astype(str) == "sell"
+            ).to_numpy()  # the taker sold: the buyer was the maker
+        if books is not None and len(books):
+            snaps = []
+            for ts, g in books.groupby("ts", sort=True):
+                g = g.sort_values("level")
+                bids = [
+                    (float(p), float(q)) for p, q in g.loc[g["side"] == "bid", ["price", "amount"]].to_numpy()
+                ]
+                asks = [
+                    (float(p), float(q)) for p, q in g.loc[g["side"] == "ask", ["price", "amount"]].to_numpy()
+                ]
+                if bids and asks:
+                    snaps.append((int(ts), bids, asks))
+            self.rb = snaps
+            self.rb_ts = np.array([x[0] for x in snaps], dtype=np.int64)
+        self.book_hold_ms = int(hold_ms)
+
+    def in_tape(self, t: int) -> bool:
+        return len(self.rt_ts) > 0 and int(self.rt_ts[0]) <= t <= int(self.rt_ts[-1])
+
+    def _tape_trade(self, j: int) -> dict:
+        return {
+            "id": int(self.rt_id[j]),
+            "time": int(self.rt_ts[j]),
+            "price": float(self.rt_p[j]),
+            "qty": float(self.rt_q[j]),
+            "buyer_maker": bool(self.rt_m[j]),
+        }
+
+    def recorded_book(self, t: int) -> tuple[list[tuple[float, float]], list[tuple[float, float]]] | None:
+        if not len(self.rb_ts):
+            return None
+        j = int(np.searchsorted(self.rb_ts, t, side="right")) - 1
+        if j < 0 or t >= int(self.rb_ts[j]) + self.book_hold_ms:
+            return None
+        return self.rb[j][1], self.rb[j][2]
 
     def partial(self, i: int, t: int) -> tuple[float, float, float, float, float]:
         """(open, high, low, close, volume) of bar ``i`` as formed at ``t`` (the full bar when ``t`` >= its close)."""
@@ -191,8 +266,28 @@ class MarketSeries:
         return out
 
     def first_touch(self, a: int, b: int, level: float, buy: bool) -> int | None:
-        """The first time in ``[a, b]`` at which the path is at or through ``level`` (at or below it for a
-        buy, at or above it for a sell), or None."""
+        """The first time in ``[a, b]`` at which the price is at or through ``level`` (at or below it for a
+        buy, at or above it for a sell), or None: on the candle path, and inside the recorded tape on the
+        recorded trades."""
+        if not len(self.rt_ts) or b < self.rt_ts[0] or a > self.rt_ts[-1]:
+            return self._path_touch(a, b, level, buy)
+        f, last = int(self.rt_ts[0]), int(self.rt_ts[-1])
+        if a < f:
+            hit = self._path_touch(a, f - 1, level, buy)
+            if hit is not None:
+                return hit
+        lo = max(a, f)
+        j0 = max(0, int(np.searchsorted(self.rt_ts, lo, side="right")) - 1)  # the trade in force at lo
+        j1 = int(np.searchsorted(self.rt_ts, min(b, last), side="right"))
+        for j in range(j0, j1):
+            p = self.rt_p[j]
+            if (p <= level) if buy else (p >= level):
+                return max(lo, int(self.rt_ts[j]))
+        if b > last:
+            return self._path_touch(last + 1, b, level, buy)
+        return None
+
+    def _path_touch(self, a: int, b: int, level: float, buy: bool) -> int | None:
         pts = self.path_between(a, b)
         if not pts:
             return None
@@ -218,9 +313,9 @@ class MarketSeries:
     def trade(self, tid: int) -> dict:
         """Synthetic trade ``tid``: the path's price at its time; the aggressor sold when the price ticked down."""
         i, t = self._trade_time(tid)
-        p = self.price(t)
+        p = self.path_price(t)
         assert p is not None
-        prev = self.price(self._trade_time(tid - 1)[1]) if tid > 1 else p
+        prev = self.path_price(self._trade_time(tid - 1)[1]) if tid > 1 else p
         qty = max(self.step, self.round_qty(float(self.v[i]) / self.trades_per_bar))
         return {
             "id": tid,
@@ -248,17 +343,55 @@ class MarketSeries:
             i, k = i + 1, 0
         return i * self.trades_per_bar + int(k) + 1
 
-    def trades(self, after_ms: int, upto_ms: int, limit: int) -> list[dict]:
-        """Synthetic trades with ``after_ms < time <= upto_ms``, oldest first, at most the last ``limit``."""
+    def _synthetic(self, after_ms: int, upto_ms: int, limit: int, oldest: bool) -> list[dict]:
+        if upto_ms <= after_ms:
+            return []
+        first = max(1, self.first_trade_id_from(after_ms + 1))
         last = self.last_trade_id(upto_ms)
-        first = max(1, self.first_trade_id_from(after_ms + 1), last - limit + 1)
+        if oldest:
+            last = min(last, first + limit - 1)
+        else:
+            first = max(first, last - limit + 1)
         return [self.trade(tid) for tid in range(first, last + 1)]
+
+    def trades(self, after_ms: int, upto_ms: int, limit: int, *, oldest: bool = False) -> list[dict]:
+        """Trades with ``after_ms < time <= upto_ms`` in time order: at most ``limit``, the latest ones (or the
+        oldest with ``oldest=True``). Synthetic, except inside the recorded tape, where the recorded ones."""
+        if not len(self.rt_ts) or upto_ms < self.rt_ts[0] or after_ms >= self.rt_ts[-1]:
+            return self._synthetic(after_ms, upto_ms, limit, oldest)
+        f, last = int(self.rt_ts[0]), int(self.rt_ts[-1])
+        j0 = int(np.searchsorted(self.rt_ts, after_ms, side="right"))
+        j1 = int(np.searchsorted(self.rt_ts, upto_ms, side="right"))
+        pieces = [
+            self._synthetic(after_ms, min(upto_ms, f - 1), limit, oldest),
+            [
+                self._tape_trade(j)
+                for j in (range(j0, min(j1, j0 + limit)) if oldest else range(max(j0, j1 - limit), j1))
+            ],
+            self._synthetic(max(after_ms, last), upto_ms, limit, oldest),
+        ]
+        out = [t for piece in pieces for t in piece]
+        return out[:limit] if oldest else out[-limit:]
+
+    def trade_time(self, tid: int) -> int | None:
+        """When trade ``tid`` (recorded or synthetic) happened; None for an unknown id."""
+        if len(self.rt_id):
+            hit = np.flatnonzero(self.rt_id == tid)
+            if len(hit):
+                return int(self.rt_ts[hit[0]])
+        if 1 <= tid <= len(self.ts) * self.trades_per_bar:
+            return self._trade_time(tid)[1]
+        return None
 
     # ------------------------------------------------------------------ synthetic book
     def book(
         self, uid: int, params: BookParams
     ) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
-        """(bids, asks) of the synthetic book with update id ``uid`` (replay time ``uid * step_ms``)."""
+        """(bids, asks) of the book with update id ``uid`` (replay time ``uid * step_ms``): a recorded snapshot
+        where one is in force, else the synthetic book around the current price."""
+        recorded = self.recorded_book(uid * params.step_ms)
+        if recorded is not None:
+            return recorded
         p = self.price(uid * params.step_ms)
         if p is None:
             return [], []

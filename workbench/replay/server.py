@@ -133,7 +133,9 @@ class ReplayExchange:
     column). ``start``: the replay time to begin at (ISO string, datetime or epoch ms; default 200 bars after
     the latest first candle). ``speed``: replay ms per wall ms (0 = the clock only moves by :meth:`advance`).
     Fees and slippage default to ``trading`` (``config/trading.yml``: ``fees.maker``, ``fees.taker``,
-    ``slippage_bps``); balances to ``{quote_currency: initial_cash}``.
+    ``slippage_bps``); balances to ``{quote_currency: initial_cash}``. Recorded trades and order-book
+    snapshots (store ``trades``/``orderbook`` series, or the ``trades``/``books`` mappings in the store's
+    layout) are served where they exist, unless ``recorded=False``.
     """
 
     def __init__(
@@ -163,6 +165,10 @@ class ReplayExchange:
         fault_seed: int = 0,
         timeout_fault_s: float = 12.0,
         recv_window_max_ms: int = 60_000,
+        trades: Mapping[str, pd.DataFrame] | None = None,
+        books: Mapping[str, pd.DataFrame] | None = None,
+        recorded: bool = True,
+        book_hold_ms: int = 60_000,
     ):
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ReplayError(
@@ -179,6 +185,12 @@ class ReplayExchange:
                 m = MarketSeries(sym, tf.ms, df, trades_per_bar=trades_per_bar)
             except ValueError as exc:
                 raise ReplayError(str(exc)) from exc
+            if recorded:
+                rec_trades, rec_books = self._recorded(data, sym, exchange, trades, books)
+                try:
+                    m.set_recorded(rec_trades, rec_books, hold_ms=book_hold_ms)
+                except (ValueError, KeyError) as exc:
+                    raise ReplayError(f"replay exchange: recorded data for {sym}: {exc}") from exc
             self.markets[m.id] = m
         if not self.markets:
             raise ReplayError("replay exchange: no symbols to serve")
@@ -283,6 +295,26 @@ class ReplayExchange:
         raise ReplayError(
             f"replay exchange: data must be a Store or a mapping symbol -> candles, got {type(data)}"
         )
+
+    @staticmethod
+    def _recorded(
+        data: Any,
+        symbol: str,
+        exchange: str,
+        trades: Mapping[str, pd.DataFrame] | None,
+        books: Mapping[str, pd.DataFrame] | None,
+    ) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+        """Recorded trades and order-book snapshots of ``symbol``: given, or from the store when it has them."""
+        from workbench.data.store import Store
+
+        t = (trades or {}).get(symbol)
+        b = (books or {}).get(symbol)
+        if isinstance(data, Store):
+            if t is None and data.manifest(data.key("trades", exchange, symbol)) is not None:
+                t = data.read_table(data.key("trades", exchange, symbol)).to_pandas()
+            if b is None and data.manifest(data.key("orderbook", exchange, symbol)) is not None:
+                b = data.read_table(data.key("orderbook", exchange, symbol)).to_pandas()
+        return t, b
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> int:
@@ -861,11 +893,14 @@ class ReplayExchange:
         now = self.clock.now()
         upto = now if end is None else min(now, end)
         if from_id is not None:
-            last = min(m.last_trade_id(upto), from_id + limit - 1)
-            trades = [m.trade(tid) for tid in range(max(1, from_id), last + 1)]
-            trades = [t for t in trades if start is None or t["time"] >= start]
+            t_from = m.trade_time(from_id)
+            if t_from is None:
+                return []
+            since = max(t_from, start) if start is not None else t_from
+            trades = m.trades(since - 1, upto, limit + 64, oldest=True)
+            trades = [t for t in trades if t["time"] > t_from or t["id"] >= from_id][:limit]
         elif start is not None:
-            trades = m.trades(start - 1, upto, 10**9)[:limit]
+            trades = m.trades(start - 1, upto, limit, oldest=True)
         else:
             trades = m.trades(upto - DAY_MS, upto, limit)
         return self._trade_objs(m, trades, agg=True)
@@ -908,6 +943,7 @@ class ReplayExchange:
         bids, asks = m.book(now // self.book.step_ms, self.book)
         first_id = m.first_trade_id_from(now - DAY_MS)
         last_id = m.last_trade_id(now)
+        last_trade = m.trades(now - DAY_MS, now, 1)
         return {
             "symbol": m.id,
             "priceChange": fmt(last - o),
@@ -915,7 +951,7 @@ class ReplayExchange:
             "weightedAvgPrice": fmt(qvol / vol if vol else last),
             "prevClosePrice": fmt(m.c[first - 1] if first > 0 else o),
             "lastPrice": fmt(last),
-            "lastQty": fmt(m.trade(last_id)["qty"] if last_id else 0.0),
+            "lastQty": fmt(last_trade[0]["qty"] if last_trade else 0.0),
             "bidPrice": fmt(bids[0][0] if bids else last),
             "bidQty": fmt(bids[0][1] if bids else 0.0),
             "askPrice": fmt(asks[0][0] if asks else last),
