@@ -404,11 +404,19 @@ def test_a_restart_with_persistence_keeps_orders_balances_keys_and_clock(frames,
         assert int(new["id"]) == int(rest["id"]) + 1  # ids continue
 
 
-def test_a_corrupt_state_file_is_a_clear_error(frames, tmp_path):
+def test_a_corrupt_or_mismatched_state_file_is_a_clear_error(frames, tmp_path):
     state = tmp_path / "venue.json"
     state.write_text("{not json")
     with pytest.raises(ReplayError, match="cannot read state file"):
         ReplayExchange(frames, start=START, state_path=state)
+    state.unlink()
+    x = ReplayExchange(frames, start=START, speed=0, state_path=state)
+    with x.run_in_thread():
+        c = client(x)
+        px = x.markets["ETHUSDT"].price(START)
+        c.create_order("ETH/USDT", "limit", "buy", 0.01, round(px * 0.9, 2))
+    with pytest.raises(ReplayError, match="open orders on ETHUSDT, which this replay does not serve"):
+        ReplayExchange(frames, ["BTC/USDT"], start=START, state_path=state)
 
 
 def test_serves_candles_from_the_store(tmp_path):

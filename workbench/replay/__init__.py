@@ -32,8 +32,16 @@ Trades, book
     side one tick apart, level ``j`` holding ``qty·(1 + j/2)``. The book is recomputed every ``step_ms`` replay
     milliseconds and its update id is ``replay_ms // step_ms``: REST ``/api/v3/depth`` gives ``lastUpdateId``
     and the ``depthUpdate`` stream gives contiguous ``U``/``u`` ranges per connection, so ccxt's diff-depth sync
-    holds. Recorded trades and order-book snapshots in the store are not replayed yet (the store's sample holds
-    11 minutes of them; the candles drive everything).
+    holds.
+
+Recorded trades and books
+    Where the store holds recorded trades for a symbol (``trades`` series), they are served inside their span
+    (first to last recorded trade, "the tape") instead of the synthetic ones, with their recorded ids, and the
+    current price there is the last recorded trade (so ticker, book and matching follow the tape; klines stay
+    the recorded candles). A recorded order-book snapshot (``orderbook`` series) is the book from its time
+    until the next snapshot or ``book_hold_ms`` (60 s) later; its update id is still ``replay_ms // step_ms``.
+    Trade ids are therefore not monotonic across the tape's edges; ``fromId`` finds the trade by id and pages
+    on in time order.
 
 Streams
     Websocket at ``/ws`` (and ``/ws/<n>``, the path ccxt.pro uses; ``/stream?streams=...`` for combined

@@ -16,6 +16,7 @@ import re
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,7 +253,8 @@ class ReplayExchange:
         self.recv_window_max_ms = int(recv_window_max_ms)
         self._lock = threading.RLock()
         self._faults: list[_Fault] = []
-        self.requests: list[tuple[str, str]] = []  # (method, path) of every REST request, for tests
+        # (method, path) of the latest REST requests, for tests and the status page; bounded
+        self.requests: deque[tuple[str, str]] = deque(maxlen=10_000)
         self.base_url = ""
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -150,6 +150,12 @@ class Venue:
             self.keys = raw.get("keys")
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"replay exchange: state file {self.state_path} is malformed: {exc!r}") from exc
+        unknown = sorted({o.symbol for o in self.orders if o.is_open and o.symbol not in self.markets})
+        if unknown:
+            raise ValueError(
+                f"replay exchange: state file {self.state_path} has open orders on {', '.join(unknown)}, "
+                "which this replay does not serve: add those symbols or use another state file"
+            )
         for m in self.markets.values():
             for a in (m.base, m.quote):
                 self.free.setdefault(a, 0.0)
