@@ -88,6 +88,12 @@ def test_clock_speed_pause_advance_and_end():
     assert c.now() == 195_000
     c.advance(10**9)
     assert c.now() == 1_000_000 and c.finished
+    held = ReplayClock(5_000, speed=10, wall=lambda: wall[0], running=False)
+    wall[0] += 3.0  # e.g. loading data: the replay has not begun
+    assert held.now() == 5_000
+    held.begin()
+    wall[0] += 1.0
+    assert held.now() == 15_000
 
 
 def test_price_path_reaches_high_and_low_and_closes_at_close(frames):

@@ -70,6 +70,9 @@ def replay_exchange(
         ),
     ] = "",
     fault_seed: Annotated[int, typer.Option("--fault-seed", help="Seed of the random faults.")] = 0,
+    timeout_fault_s: Annotated[
+        float, typer.Option("--timeout-fault-s", help="How long a timeout fault holds the answer (s).")
+    ] = 12.0,
     maker_fee: Annotated[
         float | None, typer.Option("--maker-fee", help="Default: trading.yml fees.maker.")
     ] = None,
@@ -115,6 +118,7 @@ def replay_exchange(
             fault_rate=fault_rate,
             faults=fault_list,
             fault_seed=fault_seed,
+            timeout_fault_s=timeout_fault_s,
         )
 
         async def serve() -> None:

@@ -22,7 +22,10 @@ class ReplayClock:
         *,
         end_ms: int | None = None,
         wall: Callable[[], float] = time.time,
+        running: bool = True,
     ):
+        """``running=False``: the clock holds at ``start_ms`` until :meth:`begin` (a server calls it once it
+        is listening, so loading data does not eat into the replay)."""
         if speed < 0:
             raise ValueError(f"replay clock: speed must be >= 0, got {speed}")
         self._wall = wall
@@ -31,11 +34,14 @@ class ReplayClock:
         self._anchor_wall = wall()
         self._speed = float(speed)
         self._paused = False
+        self._begun = bool(running)
         self.end_ms = end_ms
         self._listeners: list[Callable[[], None]] = []
 
     def _raw(self) -> float:
-        if self._paused or self._speed == 0:
+        if not self._begun:
+            self._anchor_wall = self._wall()
+        if self._paused or self._speed == 0 or not self._begun:
             return float(self._anchor_ms)
         return self._anchor_ms + (self._wall() - self._anchor_wall) * 1000.0 * self._speed
 
@@ -62,6 +68,13 @@ class ReplayClock:
         t = int(self._raw())
         self._anchor_ms = t if self.end_ms is None else min(t, self.end_ms)
         self._anchor_wall = self._wall()
+
+    def begin(self) -> None:
+        """Start counting wall time from now (no-op when already running)."""
+        with self._lock:
+            if not self._begun:
+                self._anchor_wall = self._wall()
+                self._begun = True
 
     def on_change(self, fn: Callable[[], None]) -> None:
         """Call ``fn`` (from the changing thread) after every pause, resume, speed change or advance."""

@@ -243,7 +243,7 @@ class ReplayExchange:
         self.secret = secret or keys.get("secret") or secrets.token_hex(32)
         self.venue.keys = {"api_key": self.api_key, "secret": self.secret}
 
-        self.clock = ReplayClock(start_ms, speed, end_ms=end)
+        self.clock = ReplayClock(start_ms, speed, end_ms=end, running=False)
         self.start_ms = start_ms
         self.book = book or BookParams()
         self.host, self.port = host, int(port)
@@ -331,6 +331,7 @@ class ReplayExchange:
         self._runner = runner
         self.port = int(runner.addresses[0][1])
         self.base_url = f"http://{self.host}:{self.port}"
+        self.clock.begin()
         self._spawn(self._ticker())
         return self.port
 
