@@ -39,13 +39,13 @@ def frames() -> dict[str, pd.DataFrame]:
 @pytest.fixture
 def ex(frames, tmp_path):
     x = ReplayExchange(
-        frames, timeframe="5m", start=START, speed=0, timeout_fault_s=1.5, state_path=tmp_path / "state.json"
+        frames, timeframe="5m", start=START, speed=0, timeout_fault_s=3.0, state_path=tmp_path / "state.json"
     )
     with x.run_in_thread():
         yield x
 
 
-def client(x: ReplayExchange, timeout_ms: int = 3000) -> ccxt.binance:
+def client(x: ReplayExchange, timeout_ms: int = 10_000) -> ccxt.binance:
     c = ccxt.binance(x.ccxt_config(timeout_ms=timeout_ms))
     c.load_markets()
     return c
@@ -319,10 +319,11 @@ def test_balance_and_filters_are_checked(ex):
 )
 def test_each_fault_reaches_ccxt_as_its_exception(ex, fault, exc, accepted):
     assert fault in FAULT_KINDS
-    c = client(ex, timeout_ms=700)
+    c = client(ex)  # a generous timeout for the calls that must succeed
+    quick = client(ex, timeout_ms=1500)  # gives up before a timeout fault (3 s) answers
     ex.inject(fault, path="/api/v3/order", method="POST")
     with pytest.raises(exc):
-        c.create_order("BTC/USDT", "market", "buy", 0.001, None, {"clientOrderId": "f-1"})
+        quick.create_order("BTC/USDT", "market", "buy", 0.001, None, {"clientOrderId": "f-1"})
     # the order exists at the venue exactly when the fault came after it was accepted: query, never resend
     if accepted:
         assert c.fetch_order(None, "BTC/USDT", {"origClientOrderId": "f-1"})["status"] == "closed"
