@@ -11,3 +11,7 @@ __all__ = ["app", "main", "settings"]
 from workbench.cli import secrets as _secrets
 
 _secrets.register(app)
+
+from workbench.cli import replay as _replay
+
+_replay.register(app)
