@@ -243,8 +243,12 @@ class TradingEngine:
         j = self.journal
         assert j is not None
         j.record_state(self.now_ms(), "STARTING", f"pid {os.getpid()}", risk=self.risk.state.value)
-        self.orders = OrderManager(j, self.broker, self.spec.name, clock_ms=self.now_ms, fill_listener=self._apply_fill)
-        j.meta_set("markets", {s: {"amount_step": self.broker.market(s).amount_step} for s in self.spec.symbols})
+        self.orders = OrderManager(
+            j, self.broker, self.spec.name, clock_ms=self.now_ms, fill_listener=self._apply_fill
+        )
+        j.meta_set(
+            "markets", {s: {"amount_step": self.broker.market(s).amount_step} for s in self.spec.symbols}
+        )
         await self.broker.connect()
         if hasattr(self.broker, "restore"):
             self.broker.restore(j.orders().values(), j.fills())
