@@ -24,6 +24,7 @@ call:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections import defaultdict
 from dataclasses import replace
@@ -40,6 +41,11 @@ from workbench.types import Fill, Order, OrderStatus, OrderType, Side
 S = OrderStatus
 
 
+class Died(BaseException):
+    """The process dies here (a SIGKILL at this point): nothing after it runs, the journal keeps what was
+    committed. A BaseException, so that no ``except Exception`` of the code under test swallows it."""
+
+
 class VirtualClock:
     """A clock in ms that moves only when someone sleeps on it: the tests are deterministic and fast."""
 
@@ -50,7 +56,7 @@ class VirtualClock:
         return self.t
 
     def advance(self, seconds: float) -> None:
-        self.t += int(round(seconds * 1000))
+        self.t += round(seconds * 1000)
 
     async def sleep(self, seconds: float) -> None:
         self.advance(seconds)
@@ -94,10 +100,8 @@ class FakeVenue:
             if arrive > now:
                 keep.append((arrive, sent, order))
             elif arrive - sent <= self.recv_window_ms:
-                try:
+                with contextlib.suppress(OrderRejected):  # a duplicate open id: refused, as at the venue
                     self.place(order)
-                except OrderRejected:
-                    pass
         self.in_flight = keep
 
     def place(self, order: Order) -> Order:
@@ -138,7 +142,9 @@ class FakeVenue:
         filled = o.filled + amount
         avg = px if not o.filled else ((o.avg_price or px) * o.filled + px * amount) / filled
         done = filled >= o.amount * (1 - 1e-12)
-        status = S.FILLED if done else (o.status if o.status in (S.CANCELED, S.EXPIRED) else S.PARTIALLY_FILLED)
+        status = (
+            S.FILLED if done else (o.status if o.status in (S.CANCELED, S.EXPIRED) else S.PARTIALLY_FILLED)
+        )
         self.orders[xid] = replace(o, filled=filled, avg_price=avg, status=status)
         self.balances[base] += f.signed_amount
         self.balances[quote] -= f.signed_amount * px
@@ -154,7 +160,11 @@ class FakeVenue:
         px = self.prices[symbol]
         out = []
         for xid, o in list(self.orders.items()):
-            if o.symbol != symbol or o.status not in (S.ACCEPTED, S.PARTIALLY_FILLED) or o.type is not OrderType.LIMIT:
+            if (
+                o.symbol != symbol
+                or o.status not in (S.ACCEPTED, S.PARTIALLY_FILLED)
+                or o.type is not OrderType.LIMIT
+            ):
                 continue
             if (o.side is Side.BUY and px <= o.price) or (o.side is Side.SELL and px >= o.price):
                 out.append(self.execute(xid, o.remaining))
@@ -164,6 +174,17 @@ class FakeVenue:
         self._arrivals()
         xid = self.by_cid.get(cid)
         return None if xid is None else self.orders[xid]
+
+    def deliver(self, om, twice: bool = False) -> int:
+        """Push the executions not yet pushed (as a websocket would, with the client id); ``twice``: each
+        one is pushed again (a reconnect replays). Returns how many the order manager found new."""
+        out, self.undelivered = self.undelivered, []
+        n = 0
+        for f in out:
+            n += om.on_fill(f)
+            if twice:
+                n += om.on_fill(f)
+        return n
 
     def take(self, op: str) -> str | None:
         q = self.faults[op]
@@ -177,7 +198,9 @@ class FakeBroker:
 
     def __init__(self, venue: FakeVenue, rules: dict[str, MarketRules] | None = None) -> None:
         self.venue = venue
-        self.rules = rules or {s: MarketRules(s, amount_step=1e-5, price_step=0.01, min_notional=5.0) for s in venue.prices}
+        self.rules = rules or {
+            s: MarketRules(s, amount_step=1e-5, price_step=0.01, min_notional=5.0) for s in venue.prices
+        }
         self.calls: defaultdict[str, int] = defaultdict(int)
 
     async def connect(self) -> None:
@@ -187,6 +210,8 @@ class FakeBroker:
         return None
 
     def market(self, symbol: str) -> MarketRules:
+        if self.venue.take("market") == "die":
+            raise Died("before SUBMITTED was journalled")
         return self.rules[symbol]
 
     def _common(self, op: str) -> None:
@@ -204,6 +229,8 @@ class FakeBroker:
         v = self.venue
         v._arrivals()
         f = v.take("submit")
+        if f == "die_before":
+            raise Died("before the POST")
         if f == "unavailable":
             raise BrokerUnavailable("connection refused")
         if f == "reject":
@@ -213,8 +240,12 @@ class FakeBroker:
         if f is not None and f.startswith("delayed:"):
             now = v.clock.now_ms()
             v.in_flight.append((now + int(f.split(":", 1)[1]), now, order))
-            raise UnknownOutcome("-1007 Timeout waiting for response from backend server. Send status unknown")
+            raise UnknownOutcome(
+                "-1007 Timeout waiting for response from backend server. Send status unknown"
+            )
         placed = v.place(order)
+        if f == "die_after":
+            raise Died("after the POST, before the answer was journalled")
         if f in ("timeout_after_accept", "-1007", "drop"):
             raise UnknownOutcome(f"{f}: the answer was lost")
         if f == "crash":
@@ -240,6 +271,8 @@ class FakeBroker:
             cur = v.orders[xid]
         if cur.status in (S.ACCEPTED, S.PARTIALLY_FILLED):
             v.orders[xid] = replace(cur, status=S.CANCELED)
+        if f == "die_after_cancel":
+            raise Died("after the cancel, before its answer was journalled")
         if f == "timeout_after_cancel":
             raise UnknownOutcome("cancel: the answer was lost")
         return v.orders[xid]

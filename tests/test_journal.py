@@ -32,7 +32,9 @@ CTX = mp.get_context("fork")  # fast children; each opens its own connection
 
 
 def _order(cid: str = "c1", **kw) -> Order:
-    base = dict(client_order_id=cid, symbol="BTC/USDT", side=Side.BUY, type=OrderType.LIMIT, amount=0.5, price=100.0)
+    base = dict(
+        client_order_id=cid, symbol="BTC/USDT", side=Side.BUY, type=OrderType.LIMIT, amount=0.5, price=100.0
+    )
     return Order(**{**base, **kw})
 
 
@@ -101,7 +103,7 @@ def test_opening_newer_or_foreign_files_fails_naming_the_file(tmp_path: Path) ->
 
     garbage = tmp_path / "garbage.sqlite"
     garbage.write_bytes(b"this is not a database at all" * 100)
-    with pytest.raises(JournalError, match="garbage.sqlite"):
+    with pytest.raises(JournalError, match=r"garbage\.sqlite"):
         Journal(garbage)
 
     with pytest.raises(JournalError, match="no such journal"):
@@ -126,7 +128,7 @@ def test_append_read_follow_by_seq(tmp_path: Path) -> None:
         with pytest.raises(JournalError, match="unknown row kind 'nope'"):
             j.append("nope", {})
         # a batch is all or nothing: a bad row (NaN is not JSON) writes nothing
-        with pytest.raises(JournalError, match="equity row.*not JSON"):
+        with pytest.raises(JournalError, match=r"equity row.*not JSON"):
             j.append_many([("log", {"m": 1}), ("equity", {"equity": float("nan")})])
         assert j.last_seq() == 4
 
@@ -142,7 +144,9 @@ def test_orders_latest_state_fills_once(tmp_path: Path) -> None:
         o2 = o.with_fill(f)
         assert j.record_fill(f, o2) is True
         assert j.record_fill(f, o2) is False  # once only; nothing written
-        assert j.record_fill(_fill("1", "a", amount=0.2)) is False  # same trade id: a duplicate whatever it says
+        assert (
+            j.record_fill(_fill("1", "a", amount=0.2)) is False
+        )  # same trade id: a duplicate whatever it says
         assert j.record_fill(_fill("1", "x", symbol="ETH/USDT")) is True  # trade ids are per symbol
         orders = j.orders()
         assert list(orders) == ["a", "b"]
@@ -177,9 +181,15 @@ def test_secrets_never_reach_the_file(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite"
     secret = "S3CR3T-abcdefghijklmnop"
     with Journal(path) as j:
-        j.meta_set("config", {"exchanges": {"binance": {"ccxt": {"apiKey": secret, "secret": secret, "timeout": 5}}}})
+        j.meta_set(
+            "config", {"exchanges": {"binance": {"ccxt": {"apiKey": secret, "secret": secret, "timeout": 5}}}}
+        )
         j.append("log", {"level": "info", "message": "connect", "params": [{"api_secret": secret}]})
-        assert j.meta_get("config")["exchanges"]["binance"]["ccxt"] == {"apiKey": "***", "secret": "***", "timeout": 5}
+        assert j.meta_get("config")["exchanges"]["binance"]["ccxt"] == {
+            "apiKey": "***",
+            "secret": "***",
+            "timeout": 5,
+        }
         assert j.read()[0].data["params"] == [{"api_secret": "***"}]
         with pytest.raises(JournalError):
             j.meta_set("schema_version", 99)
@@ -205,7 +215,12 @@ def test_commands_pending_ack_and_wait(tmp_path: Path) -> None:
         b = j.send_command("order", {"symbol": "BTC/USDT", "amount": 1}, "dashboard")
         pend = j.pending_commands()
         assert [p.key for p in pend] == [a, b]
-        assert pend[1].data == {"id": b, "name": "order", "args": {"symbol": "BTC/USDT", "amount": 1}, "source": "dashboard"}
+        assert pend[1].data == {
+            "id": b,
+            "name": "order",
+            "args": {"symbol": "BTC/USDT", "amount": 1},
+            "source": "dashboard",
+        }
         assert j.ack(a, True, "paused") is not None
         assert j.ack(a, False, "again") is None  # answered once
         assert [p.key for p in j.pending_commands()] == [b]
@@ -232,7 +247,10 @@ def test_export_shape(tmp_path: Path) -> None:
         j.record_risk(11, "refused", "max_order_notional: 2000 > 1000", limit="max_order_notional")
         out = j.export()
     assert set(out) == {"orders", "fills", "risk_events", "equity", "positions"}
-    assert {k: out["orders"][0][k] for k in ("client_order_id", "exchange_order_id", "symbol", "side", "type", "amount", "status")} == {
+    assert {
+        k: out["orders"][0][k]
+        for k in ("client_order_id", "exchange_order_id", "symbol", "side", "type", "amount", "status")
+    } == {
         "client_order_id": "a",
         "exchange_order_id": None,
         "symbol": "BTC/USDT",
@@ -242,7 +260,10 @@ def test_export_shape(tmp_path: Path) -> None:
         "status": "FILLED",
     }
     f = out["fills"][0]
-    assert {k: f[k] for k in ("timestamp", "client_order_id", "symbol", "side", "amount", "price", "fee", "fee_currency")} == {
+    assert {
+        k: f[k]
+        for k in ("timestamp", "client_order_id", "symbol", "side", "amount", "price", "fee", "fee_currency")
+    } == {
         "timestamp": 1001,
         "client_order_id": "a",
         "symbol": "BTC/USDT",

@@ -15,7 +15,9 @@ from workbench.trading.portfolio import Portfolio
 from workbench.types import Fill, Side
 
 
-def _fill(tid: str, side: Side, amount: float, price: float, fee: float = 0.0, ccy: str = "USDT", **kw) -> Fill:
+def _fill(
+    tid: str, side: Side, amount: float, price: float, fee: float = 0.0, ccy: str = "USDT", **kw
+) -> Fill:
     return Fill(
         client_order_id=kw.pop("cid", "c"),
         symbol=kw.pop("symbol", "BTC/USDT"),
@@ -126,7 +128,11 @@ def test_rebuild_from_a_journal_equals_the_live_portfolio(tmp_path: Path) -> Non
     live = Portfolio("USDT", {"USDT": 5000.0})
     with Journal(tmp_path / "j.sqlite") as j:
         for i, (side, amt, px, fee, ccy) in enumerate(
-            [(Side.BUY, 1.0, 100.0, 0.1, "USDT"), (Side.BUY, 0.5, 90.0, 0.0005, "BTC"), (Side.SELL, 1.2, 110.0, 0.1, "USDT")]
+            [
+                (Side.BUY, 1.0, 100.0, 0.1, "USDT"),
+                (Side.BUY, 0.5, 90.0, 0.0005, "BTC"),
+                (Side.SELL, 1.2, 110.0, 0.1, "USDT"),
+            ]
         ):
             f = _fill(str(i), side, amt, px, fee, ccy, ts=i)
             assert j.record_fill(f)
@@ -155,13 +161,17 @@ def test_equity_change_is_pnl_less_fees(seq: list, btc: float, eth: float, bnb: 
     p = Portfolio("USDT", {"USDT": 10_000.0, "BNB": 2.0})
     for i, (sym, side, amt, px, fee_kind, tag) in enumerate(seq):
         base = sym.split("/")[0]
-        ccy, fee = {"quote": ("USDT", amt * px * 0.001), "base": (base, amt * 0.001), "BNB": ("BNB", amt * 0.0001)}[
-            fee_kind
-        ]
+        ccy, fee = {
+            "quote": ("USDT", amt * px * 0.001),
+            "base": (base, amt * 0.001),
+            "BNB": ("BNB", amt * 0.0001),
+        }[fee_kind]
         p.apply(_fill(str(i), side, amt, px, fee, ccy, symbol=sym, tag=tag))
     prices = {"BTC/USDT": btc, "ETH/USDT": eth, "BNB/USDT": bnb}
     gain = p.equity(prices) - p.initial_equity(prices)
-    assert gain == pytest.approx(p.realized_pnl + p.unrealized_pnl(prices) - p.fees_paid(prices), rel=1e-9, abs=1e-6)
+    assert gain == pytest.approx(
+        p.realized_pnl + p.unrealized_pnl(prices) - p.fees_paid(prices), rel=1e-9, abs=1e-6
+    )
     for sym in ("BTC/USDT", "ETH/USDT"):
         parts = p.position(sym, "strategy").amount + p.position(sym, "manual").amount
         assert p.position(sym).amount == pytest.approx(parts, abs=1e-9)

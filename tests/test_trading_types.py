@@ -22,7 +22,9 @@ S = OrderStatus
 
 
 def _order(**kw) -> Order:
-    base = dict(client_order_id="c", symbol="BTC/USDT", side=Side.BUY, type=OrderType.LIMIT, amount=1.0, price=100.0)
+    base = dict(
+        client_order_id="c", symbol="BTC/USDT", side=Side.BUY, type=OrderType.LIMIT, amount=1.0, price=100.0
+    )
     return Order(**{**base, **kw})
 
 
@@ -129,7 +131,7 @@ def test_position_base_fee_keeps_dust_and_adds_on_held_amount() -> None:
 
 def test_position_fee_in_a_third_asset_needs_its_value() -> None:
     f = _fill(1.0, 100.0, fee=0.0005, fee_currency="BNB")
-    with pytest.raises(ValueError, match="charged in BNB.*fee_quote"):
+    with pytest.raises(ValueError, match=r"charged in BNB.*fee_quote"):
         Position("BTC/USDT").apply(f)
     p = Position("BTC/USDT").apply(f, fee_quote=0.15)
     assert p.fees == 0.15 and p.amount == 1.0

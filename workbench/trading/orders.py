@@ -106,6 +106,7 @@ class RecoveryReport:
     abandoned: list[str] = field(default_factory=list)
     """INITIALIZED orders (never sent) marked DENIED."""
     fills_recovered: int = 0
+    """Fills found at the venue that the journal did not have."""
     external: list[Order] = field(default_factory=list)
     """Open orders at the venue that this session did not place (left alone)."""
     problems: list[str] = field(default_factory=list)
@@ -156,6 +157,8 @@ class OrderManager:
         self._by_exchange_id: dict[str, str] = {}
         self._fill_keys: set[str] = set()
         self._external_fills: set[str] = set()
+        self.fills_recorded = 0
+        """New fills journalled by this manager."""
         self.unresolved: set[str] = set()
         """Orders whose state at the venue could not be established (yet)."""
         self.problems: list[str] = []
@@ -399,6 +402,7 @@ class OrderManager:
             self._fill_keys.add(key)
             return False
         self._fill_keys.add(key)
+        self.fills_recorded += 1
         if after is not None:
             self.orders[after.client_order_id] = after
             self.unresolved.discard(after.client_order_id)
@@ -494,6 +498,7 @@ class OrderManager:
     async def recover(self) -> RecoveryReport:
         """Reload from the journal and reconcile with the venue (see the module docstring)."""
         rep = RecoveryReport()
+        fills_before = self.fills_recorded
         self.orders = self.journal.orders()
         self._by_exchange_id = {o.exchange_order_id: c for c, o in self.orders.items() if o.exchange_order_id}
         fills = self.journal.fills()
@@ -533,7 +538,7 @@ class OrderManager:
             created = [o.created_ms for o in self.orders.values() if o.symbol == sym]
             since = (last if last is not None else min(created)) - FILL_LOOKBACK_MS
             try:
-                rep.fills_recovered += await self._fetch_fills(sym, since)
+                await self._fetch_fills(sym, since)
             except (BrokerError, OSError, TimeoutError) as e:
                 rep.problems.append(f"{sym}: fills since {since} could not be fetched ({e})")
         try:
@@ -542,6 +547,7 @@ class OrderManager:
             ]
         except (BrokerError, OSError, TimeoutError) as e:
             rep.problems.append(f"open orders could not be fetched ({e})")
+        rep.fills_recovered = self.fills_recorded - fills_before
         for o in rep.external:
             self.journal.log(
                 "info",
