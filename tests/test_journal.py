@@ -463,3 +463,46 @@ def test_commands_from_another_process_are_acknowledged(tmp_path: Path) -> None:
         finally:
             if eng.is_alive():
                 eng.kill()
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_journal_export(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    home = tmp_path / "data"
+    with Journal(journal_path(home, "sma_cross-BTC/USDT-5m")) as j:
+        o = _order("a", type=OrderType.MARKET, price=None, amount=0.1).with_status(OrderStatus.SUBMITTED)
+        j.record_order(o)
+        j.record_fill(_fill("1", "a"), o.with_fill(_fill("1", "a")))
+        j.record_equity(5, 10_000.0)
+    env = {k: v for k, v in os.environ.items() if k not in ("WORKBENCH_HOME", "WORKBENCH_CONFIG")}
+    env["PYTHONPATH"] = str(root)
+    cmd = [sys.executable, "-m", "workbench.cli", "--home", str(home), "journal", "export"]
+    out = tmp_path / "out" / "export.json"
+    p = subprocess.run(
+        [*cmd, "--session", "sma_cross-BTC/USDT-5m", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr
+    assert "1 orders, 1 fills" in p.stderr
+    data = json.loads(out.read_text())
+    assert data["orders"][0]["status"] == "FILLED" and data["positions"] == {"BTC/USDT": 0.1}
+    assert data["equity"] == [{"timestamp": 5, "equity": 10_000.0}]
+    p = subprocess.run(
+        [*cmd, "--session", "nope", "--out", str(tmp_path / "x.json")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+        timeout=300,
+    )
+    assert p.returncode == 1 and "no journal for session 'nope'" in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "x.json").exists()

@@ -7,3 +7,7 @@ registers its commands on it from a module of its own (``register(app)``), impor
 from workbench.cli.app import app, main, settings
 
 __all__ = ["app", "main", "settings"]
+
+from workbench.cli import journal as _journal
+
+_journal.register(app)
