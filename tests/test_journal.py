@@ -155,6 +155,15 @@ def test_orders_latest_state_fills_once(tmp_path: Path) -> None:
         assert len(j.read(kinds="fill")) == 2
         assert j.last_fill_ts() == 1001
         assert j.has_fill("BTC/USDT", "1") and not j.has_fill("BTC/USDT", "2")
+        with pytest.raises(JournalError, match=r"already recorded.*fill BTC/USDT\|1"):
+            j.append("fill", fill_to_dict(f), key="BTC/USDT|1")  # the unique key holds for raw appends too
+
+
+def test_synchronous_normal_is_an_option(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.sqlite", synchronous="normal") as j:
+        assert j._db.execute("PRAGMA synchronous").fetchone()[0] == 1
+    with pytest.raises(JournalError, match="FULL or NORMAL"):
+        Journal(tmp_path / "k.sqlite", synchronous="OFF")
 
 
 def test_record_dict_roundtrip() -> None:

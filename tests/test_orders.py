@@ -181,6 +181,8 @@ def test_market_rule_breach_is_denied_and_never_sent(tmp_path: Path) -> None:
     assert rig.rows(o.client_order_id) == ["INITIALIZED", "DENIED"]
     r = rig.om.deny(rig.order(amount=1.0), "max_order_notional: 100 > 50")
     assert r.status is S.DENIED and rig.broker.calls["submit"] == 0
+    sent = run(rig.om.submit(rig.order(amount=1.0, price=90.0)))
+    assert rig.om.deny(sent, "too late") == sent  # already at the venue: left as it is
 
 
 @pytest.mark.parametrize("fault", ["timeout_after_accept", "-1007", "drop", "crash"])
@@ -446,6 +448,8 @@ async def _soak(rig: Rig, rng: random.Random, steps: int) -> None:
                     rig.venue.faults["fetch_order"].append("fail")
                 if rng.random() < 0.05:
                     rig.venue.faults["market"].append("die")
+                if rng.random() < 0.1:
+                    rig.venue.faults["fetch_fills"].append("fail")
                 await om.submit(o)
             elif r < 0.55 and om.open_orders():
                 f = rng.choice(CANCEL_FAULTS)
@@ -503,3 +507,24 @@ def test_fault_soak_no_duplicate_order_no_lost_fill(tmp_path: Path, seed: int) -
     pf = Portfolio.from_fills("USDT", {"USDT": 100_000.0}, rig.journal.fills())
     assert pf.reconcile(venue.balances, tolerance=1e-6) == []
     assert rig.journal.integrity_check() == "ok"
+
+
+def test_fills_missing_when_a_session_dies_are_fetched_after_the_restart(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    o = run(rig.om.submit(rig.order(amount=1.0, price=95.0)))
+    rig.venue.faults["cancel"].append("late_fill:0.5")
+    rig.venue.faults["fetch_fills"].append("fail")
+    c = run(rig.om.cancel(o))
+    assert (
+        c.status is S.CANCELED and c.filled == 0.0
+    )  # the venue says 0.5 filled; its trades could not be read
+    # later fills in the symbol move the journal's last fill time on; then the session dies
+    rig.clock.advance(600)
+    m = run(rig.om.submit(rig.order(amount=1.0)))
+    assert m.status is S.FILLED
+    rig.clock.advance(600)
+    om = rig.new_om()
+    rep = run(om.recover())
+    assert rep.ok, rep.problems
+    assert om.get(o.client_order_id).filled == pytest.approx(0.5)
+    assert {fill_key(f) for f in rig.journal.fills()} == {fill_key(f) for f in rig.venue.fills}

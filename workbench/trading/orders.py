@@ -43,8 +43,10 @@ anything else happens:
 - ``recover`` at start: orders reloaded from the journal; INITIALIZED ones (never sent) are DENIED ("never sent");
   every open order (SUBMITTED, ACCEPTED, PARTIALLY_FILLED, PENDING_CANCEL) is queried at the venue; fills since the
   last journalled one are fetched for every symbol the session traded; open orders at the venue with ids the
-  session does not know are reported as external and left alone. The :class:`RecoveryReport` says what could not
-  be reconciled (``ok`` is ``False`` then, and the engine refuses to trade).
+  session does not know are reported as external and left alone; orders whose state or fills could not be
+  established before (kept in the journal's meta, ``orders.unresolved``) are queried again even when closed
+  (a canceled order's late fill). The :class:`RecoveryReport` says what could not be reconciled (``ok`` is
+  ``False`` then, and the engine refuses to trade).
 """
 
 from __future__ import annotations
@@ -77,6 +79,8 @@ CLIENT_ID_RE: Final = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 _PREFIX_BAD: Final = re.compile(r"[^A-Za-z0-9_-]")
 _EPS: Final = 1e-9
 _S = OrderStatus
+UNRESOLVED_META: Final = "orders.unresolved"
+"""Journal meta key: the client ids whose state or fills at the venue are not established yet."""
 FILL_LOOKBACK_MS: Final = 60_000
 """Fills are fetched from this long before the last journalled one (or the order's creation): clock skew."""
 
@@ -172,6 +176,17 @@ class OrderManager:
             self._by_exchange_id[order.exchange_order_id] = order.client_order_id
         return order
 
+    def _unresolve(self, cid: str) -> None:
+        """Remember (in the journal's meta, so that a restart knows too) that ``cid`` needs another look."""
+        if cid not in self.unresolved:
+            self.unresolved.add(cid)
+            self.journal.meta_set(UNRESOLVED_META, sorted(self.unresolved))
+
+    def _resolved(self, cid: str) -> None:
+        if cid in self.unresolved:
+            self.unresolved.discard(cid)
+            self.journal.meta_set(UNRESOLVED_META, sorted(self.unresolved))
+
     def _problem(self, message: str) -> None:
         log.warning(message)
         self.problems.append(message)
@@ -196,10 +211,12 @@ class OrderManager:
     # ------------------------------------------------------------------------------------------ submit
 
     def deny(self, order: Order, reason: str) -> Order:
-        """Journal ``order`` as refused before sending (risk, market rules); it is never sent."""
+        """Journal ``order`` as refused before sending (risk, market rules); it is never sent. An id already
+        past INITIALIZED (sent in an earlier life of the session) is left as it is and returned."""
         cur = self.orders.get(order.client_order_id)
         if cur is not None and cur.status is not _S.INITIALIZED:
-            raise OrderStateError(f"order {order.client_order_id} is {cur.status.value}: too late to deny it")
+            log.info("order %s is already %s: not denied", order.client_order_id, cur.status.value)
+            return cur
         now = self._clock()
         if cur is None:
             cur = self._set(replace(order, created_ms=order.created_ms or now, updated_ms=now))
@@ -267,7 +284,7 @@ class OrderManager:
         for attempt in range(self.resolve_attempts):
             cur = self.orders[cid]
             if cur.status is not _S.SUBMITTED:  # an update or a fill answered meanwhile
-                self.unresolved.discard(cid)
+                self._resolved(cid)
                 return cur
             try:
                 venue = await self.broker.fetch_order(cur)
@@ -275,17 +292,17 @@ class OrderManager:
                 log.info("order %s: query failed (%s), retrying", cid, e)
             else:
                 if venue is not None:
-                    self.unresolved.discard(cid)
+                    self._resolved(cid)
                     return await self._apply_venue(cid, venue)
                 if not_sent or self._clock() - cur.updated_ms >= self.outcome_window_ms:
-                    self.unresolved.discard(cid)
+                    self._resolved(cid)
                     return self._set(
                         cur.with_status(_S.REJECTED, ts_ms=self._clock(), reason="not found at the venue")
                     )
             if attempt + 1 < self.resolve_attempts:
                 await self._sleep(delay)
                 delay = min(delay * 2, self.backoff_max_s)
-        self.unresolved.add(cid)
+        self._unresolve(cid)
         self.journal.log(
             "warning", f"order {cid}: outcome still unknown after {self.resolve_attempts} queries"
         )
@@ -304,7 +321,7 @@ class OrderManager:
                 except _Unreachable:
                     out.append(cur)
                     continue
-                self.unresolved.discard(cid)
+                self._resolved(cid)
                 out.append(cur if venue is None else await self._apply_venue(cid, venue))
         return out
 
@@ -333,9 +350,13 @@ class OrderManager:
             self.orders[cid] = cur
             dirty = True
         if venue.filled > cur.filled + _EPS * max(cur.amount, 1.0):
-            await self._fetch_fills(cur.symbol, since_ms=cur.created_ms - FILL_LOOKBACK_MS)
+            try:
+                await self._fetch_fills(cur.symbol, since_ms=cur.created_ms - FILL_LOOKBACK_MS)
+            except (BrokerError, OSError, TimeoutError) as e:
+                log.info("order %s: fills could not be fetched (%s)", cid, e)
             cur = self.orders[cid]
             if venue.filled > cur.filled + _EPS * max(cur.amount, 1.0):
+                self._unresolve(cid)  # resolve_pending / recover fetch them again
                 self.journal.log(
                     "warning",
                     f"order {cid}: the venue reports {venue.filled} filled, fills seen for {cur.filled}",
@@ -405,7 +426,6 @@ class OrderManager:
         self.fills_recorded += 1
         if after is not None:
             self.orders[after.client_order_id] = after
-            self.unresolved.discard(after.client_order_id)
         else:
             self._problem(f"fill {key} recorded, but order {cur.client_order_id} cannot take it: {problem}")
         if self.fill_listener is not None:
@@ -436,11 +456,11 @@ class OrderManager:
             try:
                 venue = await self._query(cur)
             except _Unreachable as u:
-                self.unresolved.add(cid)
+                self._unresolve(cid)
                 self.journal.log("warning", f"cancel of {cid}: {u}")
                 return self.orders[cid]
             if venue is None:
-                self.unresolved.add(cid)
+                self._unresolve(cid)
                 self._problem(f"cancel of {cid}: the venue does not know the order ({e})")
                 return self.orders[cid]
         assert venue is not None
@@ -507,8 +527,9 @@ class OrderManager:
             if o.status is _S.INITIALIZED:
                 self.deny(o, "never sent (the session stopped before sending it)")
                 rep.abandoned.append(cid)
+        self.unresolved = {c for c in self.journal.meta_get(UNRESOLVED_META, []) if c in self.orders}
         for cid, o in list(self.orders.items()):
-            if not o.status.is_open:
+            if not o.status.is_open and cid not in self.unresolved:
                 continue
             rep.checked += 1
             before = o
@@ -521,14 +542,17 @@ class OrderManager:
                     venue = await self._query(o)
                 except _Unreachable as e:
                     rep.problems.append(str(e))
-                    self.unresolved.add(cid)
+                    self._unresolve(cid)
                     continue
                 if venue is None:
                     rep.problems.append(
                         f"order {cid} ({o.status.value} in the journal) is unknown at the venue"
                     )
-                    self.unresolved.add(cid)
+                    self._unresolve(cid)
                     continue
+                self._resolved(
+                    cid
+                )  # set again by _apply_venue if the venue still tells more than the journal
                 after = await self._apply_venue(cid, venue)
             if after != before:
                 rep.changed.append(cid)
