@@ -63,6 +63,9 @@ def test_client_order_id_is_deterministic_and_fits_binance() -> None:
     assert a != client_order_id("sma_cross-BTC/USDT-5m", "sma_cross", BTC, 1_717_200_000_000, 1)
     m = manual_order_id("s", BTC, 17)
     assert m.startswith("manual.") and m == manual_order_id("s", BTC, 17) != manual_order_id("s", BTC, 18)
+    # parts that would run together if simply joined stay apart
+    assert client_order_id("a\x1fb", "c", BTC, 1, 1) != client_order_id("a", "b\x1fc", BTC, 1, 1)
+    assert client_order_id("ab", "c", BTC, 1, 1) != client_order_id("a", "bc", BTC, 1, 1)
     weird = client_order_id("ß" * 100, "my strategy/with spaces and ünïcode" * 3, "X" * 80, 2**62, 10**12)
     assert len(weird) <= 36 and re.fullmatch(r"[.A-Z:/a-z0-9_-]{1,36}", weird)
 
@@ -528,3 +531,35 @@ def test_fills_missing_when_a_session_dies_are_fetched_after_the_restart(tmp_pat
     assert rep.ok, rep.problems
     assert om.get(o.client_order_id).filled == pytest.approx(0.5)
     assert {fill_key(f) for f in rig.journal.fills()} == {fill_key(f) for f in rig.venue.fills}
+
+
+def test_order_updates_from_the_venue(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    o = run(rig.om.submit(rig.order(amount=1.0, price=95.0)))
+    xid = o.exchange_order_id
+    rig.venue.execute(xid, 1.0)  # filled; the update arrives before the trade push
+    up = rig.venue.orders[xid]
+    got = run(rig.om.on_order_update(up))
+    assert got.status is S.FILLED and got.filled == 1.0  # the fills were fetched, not taken from the update
+    stale = Order(
+        o.client_order_id, BTC, Side.BUY, OrderType.LIMIT, 1.0, 95.0, status=S.ACCEPTED, exchange_order_id=xid
+    )
+    assert run(rig.om.on_order_update(stale)).status is S.FILLED  # never backwards
+    # an update that names only the exchange id (the client id lost) still finds its order
+    p = run(rig.om.submit(rig.order(amount=1.0, price=90.0)))
+    anon = Order(
+        "x",
+        BTC,
+        Side.BUY,
+        OrderType.LIMIT,
+        1.0,
+        90.0,
+        status=S.CANCELED,
+        exchange_order_id=p.exchange_order_id,
+    )
+    assert run(rig.om.on_order_update(anon)).status is S.CANCELED
+    other = Order(
+        "not-ours", BTC, Side.BUY, OrderType.LIMIT, 1.0, 90.0, status=S.ACCEPTED, exchange_order_id="zz"
+    )
+    assert run(rig.om.on_order_update(other)) is None
+    assert len(rig.journal.fills()) == 1

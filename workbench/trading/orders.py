@@ -54,6 +54,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -88,7 +89,8 @@ FILL_LOOKBACK_MS: Final = 60_000
 def client_order_id(session: str, strategy: str, symbol: str, bar_ms: int, seq: int) -> str:
     """The deterministic client order id of the ``seq``-th order of ``strategy`` in ``symbol`` on the bar that
     opens at ``bar_ms`` in ``session`` (see the module docstring)."""
-    raw = "\x1f".join((str(session), str(strategy), str(symbol), str(int(bar_ms)), str(int(seq))))
+    # JSON keeps the parts apart whatever characters they hold
+    raw = json.dumps([str(session), str(strategy), str(symbol), int(bar_ms), int(seq)], ensure_ascii=False)
     digest = base64.b32encode(hashlib.blake2b(raw.encode(), digest_size=15).digest()).decode().lower()
     prefix = _PREFIX_BAD.sub("_", str(strategy))[:10] or "o"
     cid = f"{prefix}.{digest}"

@@ -15,6 +15,7 @@ Contract of every broker (asyncio; one broker object per session):
 - ``cancel(order)`` returns the venue's view after the cancel (CANCELED, or FILLED when it filled first); it raises
   :class:`OrderRejected` when the venue does not know the order or it is no longer open (Binance -2011), and
   :class:`UnknownOutcome` / :class:`BrokerUnavailable` as above.
+- ``market(symbol)`` returns the market's rules; it raises ``KeyError`` for a symbol the venue does not list.
 - ``fetch_order(order)`` looks the order up **by client order id**; ``None`` means the venue does not know it.
 - ``fetch_fills(symbol, since_ms)`` returns the account's executions in ``symbol`` since ``since_ms`` (ccxt
   ``fetch_my_trades``), each with the client order id of its order where the venue tells it.
