@@ -474,6 +474,66 @@ def test_commands_from_another_process_are_acknowledged(tmp_path: Path) -> None:
                 eng.kill()
 
 
+# ------------------------------------------------------------------------------ processes: writer lock
+
+
+def _lock_holder(path: str, fd: int) -> None:
+    j = Journal(path)
+    j.lock_writer()
+    os.write(fd, b"locked\n")
+    while True:
+        time.sleep(1)
+
+
+def test_one_engine_per_journal_and_a_killed_one_releases_it(tmp_path: Path) -> None:
+    path = str(tmp_path / "j.sqlite")
+    Journal(path).close()
+    rfd, wfd = os.pipe()
+    p = CTX.Process(target=_lock_holder, args=(path, wfd))
+    p.start()
+    os.close(wfd)
+    try:
+        with os.fdopen(rfd, "rb", buffering=0) as rf:
+            assert rf.readline() == b"locked\n"
+        with Journal(path) as j:
+            with pytest.raises(
+                JournalError, match=rf"another process \(pid {p.pid}\) is running this session"
+            ):
+                j.lock_writer()
+            j.send_command("pause")  # writing commands needs no lock
+            os.kill(p.pid, signal.SIGKILL)
+            p.join(30)
+            j.lock_writer()  # the kernel dropped the dead engine's lock
+        with Journal(path) as again:
+            again.lock_writer()  # close() released it
+        with Journal(path, readonly=True) as r, pytest.raises(JournalError, match="read-only"):
+            r.lock_writer()
+    finally:
+        if p.is_alive():
+            p.kill()
+
+
+def test_latest_row_and_async_wait(tmp_path: Path) -> None:
+    import asyncio
+
+    with Journal(tmp_path / "j.sqlite") as j:
+        assert j.latest("state") is None
+        j.record_state(1, "HALTED", "max_drawdown 0.21 > 0.2", risk={"state": "HALTED"})
+        j.record_state(2, "ACTIVE", "started")
+        j.append("log", {"m": 1})
+        assert j.latest("state").data["state"] == "ACTIVE"
+        assert j.latest("state", key="HALTED").data["risk"] == {"state": "HALTED"}
+        c = j.send_command("status")
+
+        async def answer_later() -> dict | None:
+            waiter = asyncio.create_task(j.wait_ack_async(c, timeout_s=30))
+            await asyncio.sleep(0)
+            j.ack(c, True, "ok")
+            return await waiter
+
+        assert asyncio.run(answer_later())["message"] == "ok"
+
+
 # ------------------------------------------------------------------------------------------------- CLI
 
 

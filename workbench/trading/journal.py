@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sqlite3
 import threading
@@ -42,7 +43,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final
 
 from workbench.config import is_secret_key
 from workbench.types import Fill, Order, OrderStatus, OrderType, Side, TimeInForce
@@ -281,6 +282,7 @@ class Journal:
             raise JournalError(f"{self.path}: synchronous must be FULL or NORMAL, not {synchronous!r}")
         self.synchronous = synchronous.upper()
         self._lock = threading.RLock()
+        self._writer_lock: IO[str] | None = None
         if readonly and not self.path.is_file():
             raise JournalError(f"{self.path}: no such journal")
         if not readonly:
@@ -370,6 +372,35 @@ class Journal:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            if self._writer_lock is not None:
+                self._writer_lock.close()  # releases the flock
+                self._writer_lock = None
+
+    def lock_writer(self) -> None:
+        """Take the session's writer lock (``journal.sqlite.lock``, an exclusive ``flock``): one engine per
+        journal. Raises :class:`JournalError` naming the holder's pid when another process has it. Released by
+        :meth:`close` or when the process dies, SIGKILL included (the kernel drops the lock)."""
+        import fcntl
+
+        if self.readonly:
+            raise JournalError(f"{self.path}: opened read-only")
+        if self._writer_lock is not None:
+            return
+        f = open(self.path.with_name(self.path.name + ".lock"), "a+")  # noqa: SIM115 (held while open)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            f.close()
+            raise JournalError(
+                f"{self.path}: another process (pid {holder}) is running this session; stop it first"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        self._writer_lock = f
 
     def __enter__(self) -> Journal:
         return self
@@ -437,6 +468,17 @@ class Journal:
     def last_seq(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM journal").fetchone()[0])
+
+    def latest(self, kind: str, key: str | None = None) -> JournalRow | None:
+        """The last row of ``kind`` (and ``key``), e.g. the risk state to restore after a restart."""
+        sql = "SELECT seq, ts, kind, key, data FROM journal WHERE kind = ?"
+        args: list[Any] = [kind]
+        if key is not None:
+            sql += " AND key = ?"
+            args.append(key)
+        with self._lock:
+            row = self._db.execute(sql + " ORDER BY seq DESC LIMIT 1", args).fetchone()
+        return None if row is None else JournalRow(row[0], row[1], row[2], row[3], json.loads(row[4]))
 
     def integrity_check(self) -> str:
         with self._lock:
@@ -603,6 +645,19 @@ class Journal:
             if got is not None or time.monotonic() >= deadline:
                 return got
             time.sleep(min(poll_s, max(deadline - time.monotonic(), 0.0)))
+
+    async def wait_ack_async(
+        self, command_id: str, timeout_s: float, poll_s: float = 0.05
+    ) -> dict[str, Any] | None:
+        """:meth:`wait_ack` for an event loop (a dashboard's kernel): waits without blocking it."""
+        import asyncio
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            got = self.get_ack(command_id)
+            if got is not None or time.monotonic() >= deadline:
+                return got
+            await asyncio.sleep(min(poll_s, max(deadline - time.monotonic(), 0.0)))
 
     # ------------------------------------------------------------------------------------------- export
 
