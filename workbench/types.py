@@ -6,6 +6,7 @@ Pure: no I/O, no exchange client. Everything here is safe to import from anywher
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -355,16 +356,20 @@ class Order:
             raise ValueError(
                 f"fill {fill.trade_id} belongs to {fill.client_order_id}, not {self.client_order_id}"
             )
+        if fill.symbol != self.symbol or fill.side is not self.side:
+            raise ValueError(
+                f"fill {fill.trade_id} ({fill.side.value} {fill.symbol}) does not match order "
+                f"{self.client_order_id} ({self.side.value} {self.symbol})"
+            )
         filled = self.filled + fill.amount
         if filled > self.amount * (1 + 1e-9):
             raise OrderStateError(
                 f"order {self.client_order_id}: fills of {filled} exceed the amount {self.amount}"
             )
-        avg = (
-            fill.price
-            if not self.filled
-            else (self.avg_price * self.filled + fill.price * fill.amount) / filled
-        )  # type: ignore[operator]
+        if not self.filled or self.avg_price is None:
+            avg = fill.price
+        else:
+            avg = (self.avg_price * self.filled + fill.price * fill.amount) / filled
         done = filled >= self.amount * (1 - 1e-9)
         if self.status in (OrderStatus.CANCELED, OrderStatus.EXPIRED) and not done:
             status = self.status
@@ -397,6 +402,14 @@ class Fill:
     liquidity: str = "taker"  # or "maker"
     tag: str = "strategy"
 
+    def __post_init__(self) -> None:
+        if not (self.amount > 0 and math.isfinite(self.amount)):
+            raise ValueError(f"fill {self.trade_id}: amount must be positive, got {self.amount!r}")
+        if not (self.price > 0 and math.isfinite(self.price)):
+            raise ValueError(f"fill {self.trade_id}: price must be positive, got {self.price!r}")
+        if not math.isfinite(self.fee):  # negative: a maker rebate
+            raise ValueError(f"fill {self.trade_id}: fee must be a finite number, got {self.fee!r}")
+
     @property
     def signed_amount(self) -> float:
         return self.side.sign * self.amount
@@ -412,6 +425,8 @@ class Position:
 
     Changes only by :meth:`apply` of a fill. Fees charged in the base currency change the amount held (the dust
     this leaves is part of ``amount``); fees in another asset are passed converted to quote (``fee_quote``).
+    The position arithmetic (average price, the amount closed) runs on the amount held, so that
+    ``realized_pnl + unrealized_pnl(p) - fees`` is always the change of the account's value at price ``p``.
     """
 
     symbol: str
@@ -434,15 +449,24 @@ class Position:
             raise ValueError(f"fill for {fill.symbol} applied to the {self.symbol} position")
         base, _, quote = fill.symbol.partition("/")
         quote = quote.split(":", 1)[0]
-        d = fill.signed_amount
         if fill.fee_currency == base:
             fee_q = fill.fee * fill.price if fee_quote is None else fee_quote
-            held_change = d - fill.fee  # the venue keeps the fee out of what it delivers
+            # the venue keeps the fee out of what it delivers (a buy) or takes it on top (a sell): the amount
+            # held changes by the traded amount less the fee, and that is what is opened or closed
+            d = fill.signed_amount - fill.fee
+        elif fill.fee_currency == quote or fill.fee == 0.0:
+            fee_q = fill.fee if fee_quote is None else fee_quote
+            d = fill.signed_amount
         else:
-            fee_q = (fill.fee if fill.fee_currency == quote else 0.0) if fee_quote is None else fee_quote
-            held_change = d
+            if fee_quote is None:
+                raise ValueError(
+                    f"fill {fill.trade_id}: the fee is charged in {fill.fee_currency}; pass its value in "
+                    f"{quote} (fee_quote)"
+                )
+            fee_q = fee_quote
+            d = fill.signed_amount
         old = self.amount
-        new = old + held_change
+        new = old + d
         realized = self.realized_pnl
         avg = self.avg_price
         if old == 0.0 or (old > 0) != (d > 0):

@@ -13,3 +13,7 @@ for _area in (_secrets, _replay, _trade):
     _area.register(app)
 
 __all__ = ["app", "main", "settings"]
+
+from workbench.cli import journal as _journal
+
+_journal.register(app)
