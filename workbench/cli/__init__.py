@@ -4,16 +4,13 @@
 registers its commands on it from a module of its own (``register(app)``), imported here.
 """
 
+from workbench.cli import journal as _journal
 from workbench.cli import replay as _replay
 from workbench.cli import secrets as _secrets
 from workbench.cli import trade as _trade
 from workbench.cli.app import app, main, settings
 
-for _area in (_secrets, _replay, _trade):
+for _area in (_secrets, _replay, _trade, _journal):
     _area.register(app)
 
 __all__ = ["app", "main", "settings"]
-
-from workbench.cli import journal as _journal
-
-_journal.register(app)
