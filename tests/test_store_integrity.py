@@ -263,6 +263,14 @@ def test_data_verify_command_exit_codes(tmp_path) -> None:
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert p.returncode == 1 and f"damaged: {k}: {bad}: checksum" in p.stdout, p.stdout + p.stderr
     assert "1 problem" in p.stdout
+    other = s.key("candles", "test", "Y/USDT", "5m")
+    s.write(other, candles(100))
+    mpath = s.series_dir(other) / "manifest.json"
+    mpath.write_bytes(mpath.read_bytes()[:-5])
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert p.returncode == 1 and f"{mpath}: corrupt manifest" in p.stdout and "2 problem" in p.stdout, (
+        p.stdout
+    )
 
 
 # ------------------------------------------------------------------------------------------ item 8: manifests

@@ -318,6 +318,7 @@ def _manifest_problem(m: object) -> str | None:
 # objects (load_candles opens a new one per call), so a part is verified once per process
 _VERIFIED: set[tuple[Any, ...]] = set()
 _VERIFIED_LOCK = threading.Lock()
+_VERIFIED_MAX: Final = 100_000
 _WARNED_UNCHECKED: set[str] = set()
 
 
@@ -493,6 +494,7 @@ class Store:
         self._duckdb_threads = duckdb_threads
         self._con: duckdb.DuckDBPyConnection | None = None
         self._con_lock = threading.Lock()
+        self.schema_version: int = SCHEMA_VERSION  # of store.json, set by the check below
         self._check_or_create(create)
 
     @classmethod
@@ -885,6 +887,8 @@ class Store:
         data = path.read_bytes()
         self._check_part(key, path, part, kind, data)
         with _VERIFIED_LOCK:
+            if len(_VERIFIED) >= _VERIFIED_MAX:  # a long-lived writer meets many part versions: start over
+                _VERIFIED.clear()
             _VERIFIED.add(token)
         return pa.BufferReader(data)
 
