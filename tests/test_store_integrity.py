@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from conftest import ROOT
 from test_store import candles
@@ -348,7 +350,7 @@ def _open_rounds(root: str, rounds: int, barrier, errors) -> None:
 
 def test_concurrent_processes_opening_a_fresh_store_all_succeed(tmp_path) -> None:
     ctx = mp.get_context("fork")
-    n_proc, rounds = 6, 150
+    n_proc, rounds = 6, 300
     barrier, errors = ctx.Barrier(n_proc), ctx.Queue()
     procs = [
         ctx.Process(target=_open_rounds, args=(str(tmp_path), rounds, barrier, errors)) for _ in range(n_proc)
@@ -667,6 +669,37 @@ def test_the_store_refuses_timestamps_that_are_not_milliseconds(tmp_path, scale,
         ):
             s.write(key, data, source="feed")
     assert s.series() == []
+
+
+def test_a_series_stored_in_nanoseconds_by_an_older_version_is_named_and_can_be_dropped(tmp_path) -> None:
+    s, k, _ = series(tmp_path, 1_000)
+    good = s.key("candles", "test", "Y/USDT", "5m")
+    s.write(good, candles(100))
+    # what an older workbench wrote for nanosecond input taken as ms: a schema-1 part with ts * 1e6
+    d = s.series_dir(k)
+    m = json.loads((d / "manifest.json").read_text())
+    part = m["parts"][0]
+    t = pq.read_table(d / "parts" / part["file"])
+    t = t.set_column(0, "ts", pa.array(t.column("ts").to_numpy() * 1_000_000))
+    pq.write_table(t, d / "parts" / "1970-01.00000009.parquet")
+    m["schema_version"] = 1
+    m["parts"] = [
+        {
+            "period": "1970-01",
+            "file": "1970-01.00000009.parquet",
+            "rows": t.num_rows,
+            "min_ts": int(part["min_ts"]) * 1_000_000,
+            "max_ts": int(part["max_ts"]) * 1_000_000,
+        }
+    ]
+    (d / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(
+        StoreCorruptError, match=rf"{d / 'manifest.json'}: {k} holds times .* not epoch milliseconds"
+    ):
+        list_series(s)
+    rep = s.verify(drop_damaged=True)
+    assert rep.dropped == 1 and "not epoch milliseconds" in rep.problems[0]["problem"]
+    assert list_series(s)["symbol"].tolist() == ["Y/USDT"]
 
 
 # ------------------------------------------------------------------------------------------ item 12: huge fields

@@ -324,6 +324,11 @@ _WARNED_UNCHECKED: set[str] = set()
 
 def _part_problem(part: dict[str, Any], kind: Kind, data: bytes) -> str | None:
     """What is wrong with a part's bytes against its manifest entry, or None."""
+    if part["min_ts"] < TS_MIN_MS or part["max_ts"] >= TS_MAX_MS:
+        return (
+            f"its times {part['min_ts']}..{part['max_ts']} are not epoch milliseconds in 1990..2100 "
+            "(stored in another unit by an older workbench)"
+        )
     if "bytes" in part and len(data) != part["bytes"]:
         return f"{len(data)} bytes on disk, the manifest lists {part['bytes']} (truncated or replaced)"
     if "checksum" in part:
@@ -627,11 +632,14 @@ class Store:
         m = self.manifest(key)
         if not m or not m["parts"]:
             return None
-        return (
-            min(p["min_ts"] for p in m["parts"]),
-            max(p["max_ts"] for p in m["parts"]),
-            sum(p["rows"] for p in m["parts"]),
-        )
+        first, last = min(p["min_ts"] for p in m["parts"]), max(p["max_ts"] for p in m["parts"])
+        if first < TS_MIN_MS or last >= TS_MAX_MS:
+            raise StoreCorruptError(
+                f"{self.series_dir(key) / MANIFEST}: {key} holds times {first}..{last}, not epoch milliseconds in "
+                "1990..2100 (stored in another unit by an older workbench); run `workbench data verify "
+                "--drop-damaged` and import the data again"
+            )
+        return first, last, sum(p["rows"] for p in m["parts"])
 
     @contextlib.contextmanager
     def _writer_lock(self, d: Path) -> Iterator[None]:
