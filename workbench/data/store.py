@@ -548,6 +548,7 @@ class Store:
         of several concurrent creators wins; the others find the complete file) or, to repair, renamed."""
         data = json.dumps({"schema_version": SCHEMA_VERSION, "format": "workbench-store"}).encode()
         tmp = _tmp_name(meta)
+        lost = False
         try:
             self.market.mkdir(parents=True, exist_ok=True)
             _write_synced(tmp, data)
@@ -557,7 +558,7 @@ class Store:
                 try:
                     os.link(tmp, meta)
                 except FileExistsError:
-                    pass  # another process created it first, whole
+                    lost = True  # another process created it first, whole: check what it wrote
                 except OSError as e:
                     if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
                         raise
@@ -567,7 +568,10 @@ class Store:
             raise StoreError(f"{meta}: cannot create the store description: {_os_reason(e)}") from e
         finally:
             tmp.unlink(missing_ok=True)
-        self.schema_version = SCHEMA_VERSION
+        if lost:
+            self._check_or_create(create=False)
+        else:
+            self.schema_version = SCHEMA_VERSION
 
     def series_dir(self, key: DataKey) -> Path:
         kind = self._kind(key.kind)
@@ -737,9 +741,8 @@ class Store:
                     old = parts.get(label)
                     if old is not None:
                         step = f"read part {old['file']}"
-                        old_table = self._read_part(
-                            key, d, old, kind
-                        )  # verified: never merge into a bad part
+                        # verified like any read: a damaged part is never merged into a new, checksummed one
+                        old_table = self._read_part(key, d, old, kind)
                         merged = _dedup_sorted(pa.concat_tables([old_table, chunk]), kind.key)
                         if merged.equals(old_table):
                             continue
