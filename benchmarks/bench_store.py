@@ -351,12 +351,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if p["min_ts"] < YEAR_END_MS and p["max_ts"] >= YEAR_START_MS
         ]
         t_crc, _ = timed(lambda yp=year_parts: [zlib.crc32(b) for b in yp])
+        # SQL over the whole store (every part of every symbol): once with nothing verified yet, then warm
+        q_all = "SELECT count(*) AS n, sum(close) AS c FROM candles"
+        store_mod._VERIFIED.clear()
+        t_sql_first, out_sql = timed(lambda: store.sql(q_all))
+        if int(out_sql["n"].iloc[0]) != total + 50_000:
+            raise AssertionError(f"SQL counted {out_sql['n'].iloc[0]} rows")
+        sql_warm = repeat(lambda: store.sql(q_all), 5, warmups=1)
         res["verify"] = {
             "first_read_candles_in_process": rd_verify,
             "parts": len(year_parts),
             "part_bytes": sum(map(len, year_parts)),
             "crc32_s": t_crc,
             "crc32_gb_per_s": sum(map(len, year_parts)) / t_crc / 1e9,
+            "sql_whole_store_first_s": t_sql_first,
+            "sql_whole_store_warm": sql_warm,
+            "store_part_bytes": _tree_bytes(base / "store" / "market" / "candles" / EXCHANGE),
             "note": "first_read = Store.candles of the year with the process's verified-part cache cleared before "
             "each call (bytes read from the page cache, CRC-32 and footer checked, decoded from memory)",
         }
@@ -630,6 +640,9 @@ def report(res: dict[str, Any]) -> str:
         f"{'  of which CRC-32 of the parts, ms':<52}{res['verify']['crc32_s'] * ms:>14.1f}"
         f"{'':>14}{'':>8}  ({res['verify']['part_bytes'] / 2**20:.1f} MiB in {res['verify']['parts']} parts, "
         f"{res['verify']['crc32_gb_per_s']:.1f} GB/s)",
+        f"{'SQL count+sum over the whole store, first / warm, ms':<52}"
+        f"{res['verify']['sql_whole_store_first_s'] * ms:>7.0f} / {res['verify']['sql_whole_store_warm']['median_s'] * ms:<6.0f}"
+        f"{'':>14}{'':>8}  (first verifies all {res['verify']['store_part_bytes'] / 2**20:.0f} MiB of parts)",
         f"{'minor page faults per warm read (candles / arrow)':<52}"
         f"{rd['candles_pandas']['minor_page_faults_per_call']:>7,.0f} / {rd['read_table_arrow']['minor_page_faults_per_call']:<,.0f}",
         "",

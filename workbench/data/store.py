@@ -1204,12 +1204,15 @@ class Store:
 
         Views: ``candles(exchange, symbol, timeframe, ts, time, open, high, low, close, volume)``,
         ``trades``, ``orderbook``, ``tickers``, ``funding`` (each with exchange, symbol, ts, time, ...).
+        Only the views the query names are built; their parts are verified (once per process) first.
         """
         return _retry_vanished(lambda: self._sql_once(query, params), "SQL error")
 
     def _sql_once(self, query: str, params: Sequence[Any] | None) -> pd.DataFrame:
         con = self._connection()
         for kind in KINDS.values():
+            if not re.search(rf"\b{kind.name}\b", query, re.IGNORECASE):
+                continue  # a view the query does not name: neither built nor its parts verified
             selects = []
             for key in self.series(kind.name):
                 _, files = self._snapshot_files(key, None, None)
