@@ -967,7 +967,8 @@ class Store:
             try:
                 m = self._read_manifest(d)
             except StoreError as e:
-                rep.problems.append({"series": where, "file": str(mpath), "problem": str(e)})
+                problem = str(e).removeprefix(f"{mpath}: ")
+                rep.problems.append({"series": where, "file": str(mpath), "problem": problem})
                 continue
             if m is None:
                 continue
