@@ -93,6 +93,7 @@ def test_a_flipped_byte_anywhere_in_a_part_raises_and_never_returns_data(tmp_pat
     same_as(s, k, df)
 
 
+@pytest.mark.slow
 def test_a_part_changed_on_disk_is_caught_by_a_fresh_process_even_with_its_mtime_kept(tmp_path) -> None:
     s, k, df = series(tmp_path)
     same_as(s, k, df)  # verified (and cached) in this process
@@ -253,6 +254,7 @@ def test_verify_scrubs_the_store_and_drop_damaged_lets_the_period_be_imported_ag
     same_as(s, k, df)
 
 
+@pytest.mark.slow
 def test_data_verify_command_exit_codes(tmp_path) -> None:
     s, k, _ = series(tmp_path)
     cmd = [sys.executable, "-m", "workbench.cli", "--home", str(s.root), "data", "verify"]
@@ -320,6 +322,7 @@ def test_a_manifest_missing_what_a_snapshot_needs_is_refused(tmp_path, edit, mes
     assert str(mpath) in str(e.value)
 
 
+@pytest.mark.slow
 def test_cli_ls_audit_sql_fail_loudly_on_a_truncated_manifest(tmp_path) -> None:
     s, k, _ = series(tmp_path)
     mpath = s.series_dir(k) / "manifest.json"
@@ -341,13 +344,14 @@ def test_cli_ls_audit_sql_fail_loudly_on_a_truncated_manifest(tmp_path) -> None:
 
 def _open_rounds(root: str, rounds: int, barrier, errors) -> None:
     for r in range(rounds):
-        barrier.wait()
+        barrier.wait(timeout=120)
         try:
             Store(os.path.join(root, f"s{r}"))
         except Exception as e:  # every failure to open is the finding
             errors.put(f"round {r}: {type(e).__name__}: {e}")
 
 
+@pytest.mark.slow
 def test_concurrent_processes_opening_a_fresh_store_all_succeed(tmp_path) -> None:
     ctx = mp.get_context("fork")
     n_proc, rounds = 6, 300
