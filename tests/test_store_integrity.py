@@ -298,6 +298,26 @@ def test_a_truncated_manifest_is_a_loud_error_naming_it(tmp_path, cut) -> None:
             call()
 
 
+def test_a_flipped_bit_anywhere_in_the_manifest_raises_or_reads_the_same_rows(tmp_path) -> None:
+    s, k, df = series(tmp_path)
+    mpath = s.series_dir(k) / "manifest.json"
+    good = mpath.read_bytes()
+    outcomes = {"error": 0, "same": 0}
+    for pos in range(0, len(good), 5):
+        bad = bytearray(good)
+        bad[pos] ^= 0x01
+        mpath.write_bytes(bytes(bad))
+        try:
+            got = s.read_table(k).to_pandas()
+        except StoreError:
+            outcomes["error"] += 1
+            continue
+        pd.testing.assert_frame_equal(got, df, check_exact=True, obj=f"flip at byte {pos}")
+        outcomes["same"] += 1
+    mpath.write_bytes(good)
+    assert outcomes["error"] > 0 and outcomes["same"] > 0, outcomes  # both happen: the test looked at both
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
