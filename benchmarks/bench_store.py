@@ -11,6 +11,8 @@ What it measures, on synthetic 1-minute candles (a seeded random walk with consi
 * incremental append of 1,000 new rows to an existing series (the collector's common case),
 * warm read of one symbol-year (2023: 525,600 rows) as Candles via ``Store.candles`` and as Arrow via
   ``Store.read_table``: median and min of N repetitions after 2 warm-ups,
+* the same read when the process has not verified the parts yet (the first read of a part in a process reads its
+  bytes, checks their CRC-32 and the footer against the manifest, and decodes from memory), and the CRC-32 alone,
 * a small compression sweep (1 symbol; zstd, snappy, lz4, none): ingest and warm read.
 
 Reference, same process, same data: DuckDB writing each symbol's Arrow table to one Parquet file (``COPY``) and
@@ -41,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,6 +54,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from workbench.data import store as store_mod
 from workbench.data.store import Store
 from workbench.types import CANDLE_COLUMNS, Timeframe, validate_candles
 
@@ -332,6 +336,41 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             prof = cProfile.Profile()
         rd_pa = repeat(lambda: store.read_table(k0, *YEAR), args.reps, check=check)
+
+        # first read of the parts in a process: each part's bytes are read, checksummed and checked against
+        # the manifest before decoding (forgetting what this process verified makes every call such a read)
+        def first_read() -> pd.DataFrame:
+            store_mod._VERIFIED.clear()
+            return store.candles(EXCHANGE, s0, "1m", *YEAR)
+
+        rd_verify = repeat(first_read, args.reps, check=check)
+        d0 = store.series_dir(k0)
+        year_parts = [
+            (d0 / "parts" / p["file"]).read_bytes()
+            for p in store.manifest(k0)["parts"]
+            if p["min_ts"] < YEAR_END_MS and p["max_ts"] >= YEAR_START_MS
+        ]
+        t_crc, _ = timed(lambda yp=year_parts: [zlib.crc32(b) for b in yp])
+        # SQL over the whole store (every part of every symbol): once with nothing verified yet, then warm
+        q_all = "SELECT count(*) AS n, sum(close) AS c FROM candles"
+        store_mod._VERIFIED.clear()
+        t_sql_first, out_sql = timed(lambda: store.sql(q_all))
+        if int(out_sql["n"].iloc[0]) != total + 50_000:
+            raise AssertionError(f"SQL counted {out_sql['n'].iloc[0]} rows")
+        sql_warm = repeat(lambda: store.sql(q_all), 5, warmups=1)
+        res["verify"] = {
+            "first_read_candles_in_process": rd_verify,
+            "parts": len(year_parts),
+            "part_bytes": sum(map(len, year_parts)),
+            "crc32_s": t_crc,
+            "crc32_gb_per_s": sum(map(len, year_parts)) / t_crc / 1e9,
+            "sql_whole_store_first_s": t_sql_first,
+            "sql_whole_store_warm": sql_warm,
+            "store_part_bytes": _tree_bytes(base / "store" / "market" / "candles" / EXCHANGE),
+            "note": "first_read = Store.candles of the year with the process's verified-part cache cleared before "
+            "each call (bytes read from the page cache, CRC-32 and footer checked, decoded from memory)",
+        }
+        del year_parts
         res["read"] = {
             "rows": year_rows,
             "first_call_in_process_s": t_first,
@@ -342,7 +381,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         print(
             f"read symbol-year: candles {rd_pd['median_s'] * 1e3:.1f} ms, "
-            f"read_table {rd_pa['median_s'] * 1e3:.1f} ms (median)",
+            f"read_table {rd_pa['median_s'] * 1e3:.1f} ms (median); first read in a process (verifying) "
+            f"{rd_verify['median_s'] * 1e3:.1f} ms",
             flush=True,
         )
 
@@ -593,6 +633,16 @@ def report(res: dict[str, Any]) -> str:
         f"{rt['read_table_vs_duckdb_native_arrow']:>8.2f}  duckdb native table -> Arrow",
         f"{'':<52}{'':>14}{_mm(rr['duckdb_native_df_plain'])}{'':>8}  duckdb native .df() (ts as int64)",
         f"{'first Store.candles call in the process, ms':<52}{rd['first_call_in_process_s'] * ms:>14.1f}",
+        f"{'read year, parts not yet verified in the process, ms':<52}"
+        f"{_mm(res['verify']['first_read_candles_in_process'])}{'':>14}"
+        f"{res['verify']['first_read_candles_in_process']['median_s'] / rd['candles_pandas']['median_s']:>8.2f}"
+        "  the warm read (checksums verified once per process)",
+        f"{'  of which CRC-32 of the parts, ms':<52}{res['verify']['crc32_s'] * ms:>14.1f}"
+        f"{'':>14}{'':>8}  ({res['verify']['part_bytes'] / 2**20:.1f} MiB in {res['verify']['parts']} parts, "
+        f"{res['verify']['crc32_gb_per_s']:.1f} GB/s)",
+        f"{'SQL count+sum over the whole store, first / warm, ms':<52}"
+        f"{res['verify']['sql_whole_store_first_s'] * ms:>7.0f} / {res['verify']['sql_whole_store_warm']['median_s'] * ms:<6.0f}"
+        f"{'':>14}{'':>8}  (first verifies all {res['verify']['store_part_bytes'] / 2**20:.0f} MiB of parts)",
         f"{'minor page faults per warm read (candles / arrow)':<52}"
         f"{rd['candles_pandas']['minor_page_faults_per_call']:>7,.0f} / {rd['read_table_arrow']['minor_page_faults_per_call']:<,.0f}",
         "",

@@ -399,6 +399,47 @@ def data_sql(
         _print_frame(_store().sql(query), max_rows=1000)
 
 
+@data_app.command("verify")
+def data_verify(
+    fix: Annotated[
+        bool,
+        typer.Option("--fix", help="Check parts written before checksums existed and add their checksums."),
+    ] = False,
+    drop_damaged: Annotated[
+        bool,
+        typer.Option(
+            "--drop-damaged",
+            help="Move damaged parts out of their series (to its damaged/ folder) and forget their periods' "
+            "coverage, so that collect or import fetches them again.",
+        ),
+    ] = False,
+) -> None:
+    """Scrub the store: read every part whole and check it against its manifest. Exit 1 on any damage."""
+    with _errors():
+        rep = _store().verify(fix=fix, drop_damaged=drop_damaged)
+        for p in rep.problems:  # whole paths, one per line (a table would cut them)
+            out.print(
+                f"damaged: {p['series']}: {p['file']}: {p['problem']}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+        out.print(
+            f"{rep.series} series, {rep.parts} parts, {rep.bytes / 2**20:.1f} MiB verified: "
+            + (f"{len(rep.problems)} problem(s)" if rep.problems else "no problems")
+        )
+        if rep.fixed:
+            out.print(f"{rep.fixed} part(s) without a checksum checked and given one")
+        if rep.unverified:
+            out.print(
+                f"{rep.unverified} part(s) have no checksum (older workbench): run `workbench data verify --fix`"
+            )
+        if rep.dropped:
+            out.print(f"{rep.dropped} damaged part(s) dropped: collect or import their periods again")
+        if rep.problems:
+            raise typer.Exit(1)
+
+
 # ------------------------------------------------------------------------------------------------ research
 
 StrategyOpt = Annotated[
