@@ -36,14 +36,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workbench.strategies.base import Strategy
 from workbench.trading.brokers.base import MarketRuleError, OrderRejected
+from workbench.trading.feeds import MarketFeed, fetch_closed_candles
 from workbench.trading.journal import Journal, journal_path, session_dir
 from workbench.trading.orders import OrderManager, client_order_id, manual_order_id
 from workbench.trading.portfolio import Portfolio
 from workbench.trading.risk import RiskManager, RiskState, RiskView
-
-from workbench.strategies.base import Strategy
-from workbench.trading.feeds import MarketFeed, fetch_closed_candles
 from workbench.trading.strategy import Bar, CandleAdapter, CandleTracker, Intent
 from workbench.types import Fill, Order, OrderStatus, OrderType, Side, Timeframe
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import ccxt
+
 from workbench.trading.brokers.base import (
     BrokerUnavailable,
     DuplicateOrder,
@@ -24,7 +25,6 @@ from workbench.trading.brokers.base import (
     OrderRejected,
     UnknownOutcome,
 )
-
 from workbench.types import Fill, Order, OrderStatus, OrderType, Side, TimeInForce
 
 __all__ = ["CcxtBroker", "order_from_ccxt"]

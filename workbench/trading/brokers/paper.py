@@ -23,9 +23,8 @@ import asyncio
 import itertools
 from collections.abc import Callable, Iterable, Mapping
 
-from workbench.trading.brokers.base import MarketRules, OrderRejected
-
 from workbench.sim.fills import market_price
+from workbench.trading.brokers.base import MarketRules, OrderRejected
 from workbench.types import Fill, Order, OrderStatus, OrderType, Side, TimeInForce
 
 __all__ = ["PaperBroker"]
