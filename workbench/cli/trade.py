@@ -205,6 +205,7 @@ async def _run(
                            risk=RiskManager(tcfg.risk), options=opts, clock_offset_ms=offset)  # fmt: skip
     if mode == "paper":
         broker.on_fill = engine.on_paper_fill
+        broker.clock = engine.now_ms  # fills stamped with the exchange's (or the replay's) clock
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, engine.stopping.set)
@@ -415,7 +416,7 @@ def reconcile_cmd(
         bt = json.loads(Path(backtest).read_text())
         j = Journal(journal_path(_data_dir(), sess), readonly=True)
         try:
-            report = compare(bt, j.export())
+            report = compare(bt, j.export(), lot_steps=j.meta_get("markets"))
         finally:
             j.close()
         if as_json:

@@ -326,6 +326,17 @@ class TradingEngine:
             )
             rows = await fetch_closed_candles(self.client, s, self.spec.timeframe, self.tf.floor(since), now)
             bars = tr.update(rows, now_ms=now)
+            if initial and tr.last_emitted is not None:
+                # the candle now forming: its open is the price a decision due now is sized and filled at, if
+                # it began moments ago (a session started on a bar boundary, as a replay starts); else the last
+                cur = await self.client.fetch_ohlcv(
+                    s, self.spec.timeframe, since=tr.last_emitted + self.tf.ms, limit=1
+                )
+                if cur and int(cur[0][0]) == tr.last_emitted + self.tf.ms:
+                    self.market_ms = max(self.market_ms, int(cur[0][0]))
+                    self.prices[s] = float(cur[0][4])
+                    if now - int(cur[0][0]) <= self.tf.ms // 20:
+                        self.opens[s] = float(cur[0][1])
             if initial:
                 self.adapter.seed(s, bars)
             else:
@@ -336,33 +347,51 @@ class TradingEngine:
             # at the current price: the bar it would have opened has begun
             last = min((tr.last_emitted or 0) for tr in self.trackers.values())
             if last and (self.adapter.last_bar is None or self.adapter.last_bar < last):
-                await self._decide(last, opens=None)
+                opens = {s: self.opens.get(s) for s in self.spec.symbols}
+                await self._decide(last, opens=opens if all(v is not None for v in opens.values()) else None)
 
     def _closed(self, b: Bar) -> None:
+        """A closed candle: journalled, handed to the adapter, and the equity marked at its close (stamped with
+        the bar's open time, as the backtest's equity curve is)."""
         assert self.journal is not None
         self.adapter.add(b)
         self.journal.record_candle(
             b.symbol, self.spec.timeframe, [b.ts, b.open, b.high, b.low, b.close, b.volume]
         )
+        prices = {**self.prices, b.symbol: b.close}
+        try:
+            eq = self.portfolio.equity(prices)
+        except (KeyError, ValueError):
+            return
+        self.journal.record_equity(b.ts, eq, cash=self.portfolio.balances.get(self.opt.quote, 0.0), bar=True)
 
     async def _on_candles(self, symbol: str, rows: list[list[float]]) -> None:
         tr = self.trackers[symbol]
         if rows:
             self.market_ms = max(self.market_ms, int(rows[-1][0]))
+            first_new = min(
+                (int(r[0]) for r in rows if tr.last_emitted is None or r[0] > tr.last_emitted), default=None
+            )
+            if (
+                tr.last_emitted is not None
+                and first_new is not None
+                and first_new > tr.last_emitted + self.tf.ms
+            ):
+                # candles were missed (a slow start, a dropped stream): back-fill them over REST before acting
+                await self._backfill()
         closed = tr.update(rows, now_ms=None)
         for b in closed:
             self._closed(b)
         cur = tr.open_candle()
         if cur is not None:
-            if closed:
-                self.opens[symbol] = cur.open
+            if tr.last_emitted is not None and cur.ts == tr.last_emitted + self.tf.ms:
+                self.opens[symbol] = cur.open  # the open of the bar that follows the last closed one
             await self._on_price(symbol, cur.close, low=cur.low, high=cur.high, volume=None, bar=cur)
-        if closed:
-            bar_ms = closed[-1].ts
-            if self.adapter.ready(bar_ms):
-                await self._decide(
-                    bar_ms, opens={s: self.opens.get(s, self.prices.get(s)) for s in self.spec.symbols}
-                )
+        last = min((t.last_emitted or 0) for t in self.trackers.values())
+        if last and self.adapter.ready(last):
+            await self._decide(
+                last, opens={s: self.opens.get(s, self.prices.get(s)) for s in self.spec.symbols}
+            )
 
     async def _on_price(self, symbol: str, last: float, **kw: Any) -> None:
         bar = kw.pop("bar", None)
@@ -387,7 +416,7 @@ class TradingEngine:
             self._last_snapshot = t
             self.journal.record_price(self.now_ms(), symbol, last)
             self.journal.record_equity(
-                self.now_ms(), eq, cash=self.portfolio.balances.get(self.opt.quote, 0.0)
+                self.now_ms(), eq, cash=self.portfolio.balances.get(self.opt.quote, 0.0), bar=False
             )
 
     async def _drain_paper_fills(self) -> None:
@@ -416,7 +445,7 @@ class TradingEngine:
         assert self.orders is not None
         now = self.now_ms()
         self.recent_orders = [t for t in self.recent_orders if t > now - 60_000]
-        positions = {s: self.portfolio.position(s).amount for s in self.portfolio.symbols()}
+        positions = {s: self.portfolio.position(s).amount for s in self.portfolio.symbols}
         return RiskView(
             now_ms=now,
             equity=self._equity(),
@@ -442,6 +471,7 @@ class TradingEngine:
         self._save_state()
         for i, intent in enumerate(intents):
             await self._execute(intent, seq=i, positions=positions)
+        self.journal.meta_set("decided", {"bar": bar_ms, "orders": len(intents)})
 
     def _sized(self, intent: Intent, position: float) -> float:
         """The amount sent: lot-rounded, a buy capped by the quote balance at the expected fill price, a sell by
@@ -471,9 +501,11 @@ class TradingEngine:
             return
         order = Order(cid, intent.symbol, intent.side, OrderType.MARKET, amount, created_ms=self.now_ms(),
                       updated_ms=self.now_ms(), tag=tag, reduce_only=intent.reason != "signal" and intent.side is Side.SELL)  # fmt: skip
-        await self._submit(order, ref_price=intent.ref_price)
+        await self._submit(
+            order, ref_price=intent.ref_price, ref_ms=intent.bar_ms if intent.reason == "signal" else None
+        )
 
-    async def _submit(self, order: Order, ref_price: float | None = None) -> Order:
+    async def _submit(self, order: Order, ref_price: float | None = None, ref_ms: int | None = None) -> Order:
         assert self.journal is not None and self.orders is not None
         rules = self.broker.market(order.symbol)
         try:
@@ -488,7 +520,7 @@ class TradingEngine:
             self.journal.record_risk(e.ts_ms, e.event, e.reason, **e.extra())
             return denied
         if ref_price is not None and hasattr(self.broker, "set_reference"):
-            self.broker.set_reference(order.symbol, ref_price)
+            self.broker.set_reference(order.symbol, ref_price, ref_ms)
         self.recent_orders.append(self.now_ms())
         result = await self.orders.submit(order)
         await self._drain_paper_fills()
@@ -646,7 +678,7 @@ class TradingEngine:
             "paused": self.paused,
             "equity": self._equity(),
             "cash": self.portfolio.balances.get(self.opt.quote, 0.0),
-            "positions": {s: self.portfolio.position(s).amount for s in self.portfolio.symbols()},
+            "positions": {s: self.portfolio.position(s).amount for s in self.portfolio.symbols},
             "prices": prices,
             "open_orders": [o.client_order_id for o in self.orders.open_orders()],
             "last_bar": self.adapter.last_bar,

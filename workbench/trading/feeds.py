@@ -131,7 +131,7 @@ class MarketFeed:
     async def _candles(self, symbol: str) -> None:
         async def step() -> tuple:
             rows = await self.client.watch_ohlcv(symbol, self.timeframe)
-            return ("candles", symbol, [list(r) for r in rows[-3:]])
+            return ("candles", symbol, [list(r) for r in rows[-50:]])
 
         await self._retrying(symbol, "watch_ohlcv", step)
 

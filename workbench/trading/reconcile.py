@@ -12,13 +12,15 @@ rule behind any difference:
 * ``missing in session`` / ``extra in session`` — a fill on one side only (a stop the session saw at another
   price, an order the risk manager refused, a bar the session was not running for).
 
-The summary also compares the final equity (relative difference).
+The summary also compares the equity bar by bar (the largest relative difference over the common bars).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+import pandas as pd
 
 __all__ = ["compare"]
 
@@ -34,17 +36,24 @@ def compare(
     lot_steps: Mapping[str, float] | None = None,
     equity_rtol: float = 1e-4,
     start_ms: int | None = None,
+    end_ms: int | None = None,
 ) -> dict[str, Any]:
-    """Pair the fills of ``backtest`` (a ``backtest --json`` dict) and ``session`` (a journal export)."""
+    """Pair the fills of ``backtest`` (a ``backtest --json`` dict) and ``session`` (a journal export) within
+    ``[start_ms, end_ms]`` (default: the period both cover: the session's bars, from its equity samples)."""
     steps = dict(lot_steps or session.get("markets") or {})
-    s_fills = sorted(session.get("fills") or [], key=_key)
-    first = start_ms if start_ms is not None else (s_fills[0]["timestamp"] if s_fills else None)
-    b_fills = sorted(
-        (f for f in backtest.get("fills") or [] if first is None or f["timestamp"] >= first), key=_key
-    )
-    if s_fills:
-        last = s_fills[-1]["timestamp"]
-        b_fills = [f for f in b_fills if f["timestamp"] <= last]
+    s_eq = _equity_by_ms(session.get("equity"))
+    b_eq = _equity_by_ms(backtest.get("equity"))
+    if start_ms is None:
+        start_ms = min(s_eq) if s_eq else None
+    if end_ms is None:
+        end_ms = max(s_eq) if s_eq else None
+
+    def inside(f: Mapping[str, Any]) -> bool:
+        t = int(f["timestamp"])
+        return (start_ms is None or t >= start_ms) and (end_ms is None or t <= end_ms)
+
+    s_fills = sorted((f for f in session.get("fills") or [] if inside(f)), key=_key)
+    b_fills = sorted((f for f in backtest.get("fills") or [] if inside(f)), key=_key)
     rows: list[dict[str, Any]] = []
     i = j = 0
     while i < len(b_fills) or j < len(s_fills):
@@ -63,30 +72,39 @@ def compare(
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
-    eq_b = _final_equity(backtest.get("equity"))
-    eq_s = _final_equity(session.get("equity"))
-    rel = abs(eq_s / eq_b - 1.0) if eq_b and eq_s else None
+    common = sorted(set(s_eq) & set(b_eq))
+    rel = max((abs(s_eq[t] / b_eq[t] - 1.0) for t in common), default=None)
+    eq_b = b_eq[common[-1]] if common else None
+    eq_s = s_eq[common[-1]] if common else None
     ok = all(r["verdict"] in ("same", "lot rounding") for r in rows) and (rel is None or rel <= equity_rtol)
     summary = (
         f"{len(rows)} fills: "
         + ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
         + (
-            f"; final equity backtest {eq_b:,.2f}, session {eq_s:,.2f} (rel. diff {rel:.2e})"
+            f"; equity on {len(common)} common bars: last backtest {eq_b:,.2f}, session {eq_s:,.2f}, "
+            f"largest relative difference {rel:.2e}"
             if rel is not None
-            else ""
+            else "; no common equity bars"
         )
         + ("; OK" if ok else "; DIFFERENT")
     )
     return {"ok": ok, "rows": rows, "counts": counts, "equity_rel_diff": rel, "summary": summary}
 
 
-def _final_equity(eq: Any) -> float | None:
-    if not eq:
-        return None
-    last = eq[-1]
-    if isinstance(last, Mapping):
-        return float(last["equity"])
-    return float(last[1])
+def _equity_by_ms(eq: Any) -> dict[int, float]:
+    """Equity samples by time: a journal export's ``{"timestamp", "equity"}`` rows of closed bars, or a
+    backtest's ``[iso time, equity]`` pairs."""
+    out: dict[int, float] = {}
+    for row in eq or []:
+        if isinstance(row, Mapping):
+            if not row.get("bar"):
+                continue
+            out[int(row["timestamp"])] = float(row["equity"])
+        else:
+            t = pd.Timestamp(row[0])
+            t = t.tz_localize("UTC") if t.tzinfo is None else t
+            out[int(t.value // 1_000_000)] = float(row[1])
+    return out
 
 
 def _row(b: Mapping[str, Any] | None, s: Mapping[str, Any] | None, verdict: str) -> dict[str, Any]:

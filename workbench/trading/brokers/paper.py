@@ -3,7 +3,8 @@ and cost model (:mod:`workbench.sim.fills`), so that a paper session and a backt
 
 Rules (documented for users in ``docs/trading.md``):
 
-* **Market orders** fill at once, in full, at the reference price with slippage against the trader
+* **Market orders** fill at once, in full, at the reference price (stamped with the reference's time when the
+  engine gives one) with slippage against the trader
   (:func:`~workbench.sim.fills.market_price`) and the taker fee. The reference is the price the engine sized the
   order at (``set_reference``: a candle strategy's next-bar open) when given, else the last traded price (the
   ask for a buy and the bid for a sell when a book is known). A buy larger than the quote balance is cut to what
@@ -61,6 +62,7 @@ class PaperBroker:
         self._bid: dict[str, float] = {}
         self._ask: dict[str, float] = {}
         self._ref: dict[str, float] = {}
+        self._ref_ts: dict[str, int] = {}
         self._ids = itertools.count(1)
 
     # ------------------------------------------------------------------ broker protocol
@@ -107,6 +109,7 @@ class PaperBroker:
                     OrderStatus.EXPIRED, ts_ms=now, reason="IOC/FOK"
                 )
         self._ref.pop(order.symbol, None)
+        self._ref_ts.pop(order.symbol, None)
         return self._orders[o.client_order_id]
 
     async def cancel(self, order: Order) -> Order:
@@ -137,9 +140,12 @@ class PaperBroker:
 
     # ------------------------------------------------------------------ market data in
 
-    def set_reference(self, symbol: str, price: float) -> None:
-        """The price the next market order in ``symbol`` is filled at (before slippage)."""
+    def set_reference(self, symbol: str, price: float, ts_ms: int | None = None) -> None:
+        """The price the next market order in ``symbol`` is filled at (before slippage), and the time its fill is
+        stamped with (a candle strategy's order sized at a bar's open fills at that open, at that time)."""
         self._ref[symbol] = float(price)
+        if ts_ms is not None:
+            self._ref_ts[symbol] = int(ts_ms)
 
     def on_price(
         self,
@@ -252,7 +258,7 @@ class PaperBroker:
             price=price,
             fee=amount * price * fee_rate,
             fee_currency=self._quote(o.symbol)[1],
-            timestamp=self.clock(),
+            timestamp=self._ref_ts.get(o.symbol, self.clock()) if liquidity == "taker" else self.clock(),
             trade_id=f"{o.exchange_order_id}-{n}",
             exchange_order_id=o.exchange_order_id,
             liquidity=liquidity,

@@ -1,0 +1,241 @@
+"""Trading sessions end to end: ``workbench trade run`` (a real process) against the replay exchange through the
+real ccxt.pro client, stepped one bar at a time, checked against ``workbench backtest`` (parity), plus the
+command channel (status, pause, halt, resume --clear-halt, manual orders) and one session per name."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from workbench.backtest.engine import BacktestConfig, run_backtest
+from workbench.data.sample import load_sample
+from workbench.data.store import Store
+from workbench.replay import ReplayExchange
+from workbench.strategies import get_strategy
+from workbench.trading.journal import Journal, journal_path
+from workbench.trading.reconcile import compare
+
+ROOT = Path(__file__).resolve().parents[1]
+WB = [sys.executable, "-m", "workbench.cli"]
+START = "2024-03-04"
+TF_MS = 300_000
+FEE, SLIP_BPS = 0.001, 5.0
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    data = tmp_path_factory.mktemp("trade-home") / "data"
+    load_sample(Store(data), ROOT / "data" / "sample", kinds=("candles",))
+    return data
+
+
+@pytest.fixture
+def replay(home):
+    x = ReplayExchange(Store(home), ["BTC/USDT"], "5m", start=START, speed=0, balances={"USDT": 10_000.0})
+    with x.run_in_thread():
+        yield x
+
+
+def write_config(folder: Path, replay: ReplayExchange, home: Path, **risk) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    wb = {"paths": {"data": str(home)}, "exchanges": {"binance": {"ccxt": replay.ccxt_config(keys=False)}}}
+    limits = {
+        "max_order_notional": 1_000_000,
+        "max_position_fraction": 1.0,
+        "max_gross_exposure": 1.0,
+        "max_drawdown": 0.9,
+        "daily_loss_limit": 0.9,
+        "stale_feed_s": None,
+        **risk,
+    }
+    trading = {
+        "mode": "paper",
+        "initial_cash": 10_000,
+        "fees": {"maker": FEE, "taker": FEE},
+        "slippage_bps": SLIP_BPS,
+        "risk": limits,
+    }
+    (folder / "workbench.yml").write_text(yaml.safe_dump(wb))
+    (folder / "trading.yml").write_text(yaml.safe_dump(trading))
+    return folder
+
+
+def env() -> dict[str, str]:
+    e = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    e.pop("WORKBENCH_HOME", None)
+    e.pop("WORKBENCH_CONFIG", None)
+    return e
+
+
+def cli(cfg: Path, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+    p = subprocess.run([*WB, "--config", str(cfg), *args], capture_output=True, text=True, env=env(),
+                       cwd=ROOT, timeout=timeout)  # fmt: skip
+    if check and p.returncode != 0:
+        raise AssertionError(f"{args} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+class Session:
+    """A ``workbench trade run`` process and its journal."""
+
+    def __init__(self, cfg: Path, home: Path, name: str, *args: str) -> None:
+        self.cfg, self.home, self.name = cfg, home, name
+        cmd = [*WB, "--config", str(cfg), "trade", "run", "--session", name, *args]
+        self.log = open(home.parent / f"{name}.log", "w")  # noqa: SIM115
+        self.p = subprocess.Popen(
+            cmd, cwd=ROOT, env=env(), stdout=self.log, stderr=subprocess.STDOUT, text=True
+        )
+
+    def text(self) -> str:
+        return (self.home.parent / f"{self.name}.log").read_text()
+
+    def journal(self) -> Journal:
+        return Journal(journal_path(self.home, self.name), readonly=True)
+
+    def wait(self, what, timeout: float = 90, step: float = 0.05):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.p.poll() is not None:
+                raise AssertionError(f"trade run ended ({self.p.returncode}):\n{self.text()}")
+            if journal_path(self.home, self.name).exists():
+                j = self.journal()
+                try:
+                    got = what(j)
+                finally:
+                    j.close()
+                if got:
+                    return got
+            time.sleep(step)
+        raise AssertionError(f"timed out waiting; log:\n{self.text()}")
+
+    def running(self) -> None:
+        self.wait(lambda j: any(r.data.get("state") == "RUNNING" for r in j.read(kinds="state")))
+
+    def decided(self, bar_ms: int) -> None:
+        self.wait(lambda j: (j.meta_get("decided") or {}).get("bar", 0) >= bar_ms)
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            cli(self.cfg, "trade", "stop", "--session", self.name)
+            self.p.wait(60)
+        self.log.close()
+
+
+def step(replay: ReplayExchange, session: Session, bars: int) -> None:
+    """Advance the replay one bar at a time, each time waiting until the engine decided on the bar just closed."""
+    for _ in range(bars):
+        t = replay.advance(TF_MS)
+        session.decided(t - TF_MS)
+
+
+def test_paper_session_equals_the_backtest(home, replay, tmp_path) -> None:
+    """Parity: the same strategy and size over the same bars as a backtest and as a paper session against the
+    replay exchange gives the same trades (times and sides exactly, amounts up to the lot size) and equity
+    within 1e-4 relative."""
+    cfg = write_config(tmp_path / "config", replay, home)
+    params = ["-p", "fast=3", "-p", "slow=8"]
+    s = Session(cfg, home, "parity", "--strategy", "sma_cross", "-e", "binance", "-s", "BTC/USDT", "-t", "5m",
+                "--mode", "paper", *params)  # fmt: skip
+    try:
+        s.running()
+        start_ms = replay.now_ms()
+        s.decided(start_ms - TF_MS)
+        step(replay, s, 80)
+        end_ms = replay.now_ms()
+    finally:
+        s.stop()
+    out = s.text()
+    assert "mode PAPER" in out and "127.0.0.1" in out  # the banner: mode and the effective URLs
+    j = s.journal()
+    export = j.export()
+    markets = j.meta_get("markets")
+    j.close()
+    candles = Store(home).candles("binance", "BTC/USDT", "5m")
+    candles = candles[candles.index < pd.Timestamp(end_ms + TF_MS, unit="ms", tz="UTC")]
+    bt = run_backtest(
+        candles,
+        get_strategy("sma_cross")(fast=3, slow=8),
+        BacktestConfig(fees=FEE, slippage=SLIP_BPS / 10_000),
+        start=pd.Timestamp(start_ms, unit="ms", tz="UTC"),
+    )
+    report = compare(bt.to_dict(), export, lot_steps=markets, start_ms=start_ms, end_ms=end_ms)
+    assert report["ok"], report["summary"] + "\n" + "\n".join(map(str, report["rows"]))
+    assert len(report["rows"]) >= 6, "the strategy traded"
+    assert report["equity_rel_diff"] is not None and report["equity_rel_diff"] <= 1e-4
+    # the CLI gives the same verdict, table and all
+    (tmp_path / "bt.json").write_text(json.dumps(bt.to_dict(), default=str))
+    p = cli(cfg, "reconcile", "--backtest", str(tmp_path / "bt.json"), "--session", "parity")
+    assert "OK" in p.stdout
+    # journal export has the documented shape
+    p = cli(cfg, "journal", "export", "--session", "parity", "--out", str(tmp_path / "j.json"))
+    d = json.loads((tmp_path / "j.json").read_text())
+    assert set(d) >= {"orders", "fills", "risk_events", "equity", "positions"}
+    o = d["orders"][0]
+    assert {"client_order_id", "exchange_order_id", "symbol", "side", "type", "amount", "status"} <= set(o)
+    f = d["fills"][0]
+    assert {
+        "timestamp",
+        "client_order_id",
+        "symbol",
+        "side",
+        "amount",
+        "price",
+        "fee",
+        "fee_currency",
+    } <= set(f)
+
+
+def test_commands_status_halt_and_one_session_per_name(home, replay, tmp_path) -> None:
+    cfg = write_config(tmp_path / "config", replay, home)
+    args = ["--strategy", "sma_cross", "-e", "binance", "-s", "BTC/USDT", "-t", "5m", "--mode", "paper",
+            "-p", "fast=3", "-p", "slow=8", "--size", "0.5"]  # fmt: skip
+    s = Session(cfg, home, "cmds", *args)
+    try:
+        s.running()
+        step(replay, s, 3)
+        # a second session of the same name is refused while the first runs
+        p = cli(cfg, "trade", "run", "--session", "cmds", *args, check=False, timeout=60)
+        assert p.returncode == 1 and "already running" in p.stderr
+        st = json.loads(cli(cfg, "trade", "status", "--session", "cmds", "--json").stdout)
+        assert st["running"] and st["risk_state"] == "ACTIVE" and st["mode"] == "paper"
+        # a manual order goes through the risk manager: a fat order is refused with the limit's reason
+        p = cli(cfg, "trade", "order", "--session", "cmds", "-s", "BTC/USDT", "--side", "buy", "--amount", "100",
+                check=False)  # fmt: skip
+        assert p.returncode == 1 and "refused" in p.stderr
+        p = cli(
+            cfg, "trade", "order", "--session", "cmds", "-s", "BTC/USDT", "--side", "buy", "--amount", "0.001"
+        )
+        assert "FILLED" in p.stdout
+        # the kill switch: HALTED, flattened, and a resume without --clear-halt is refused
+        p = cli(cfg, "trade", "halt", "--session", "cmds", "--flatten")
+        assert "HALTED" in p.stdout
+        st = json.loads(cli(cfg, "trade", "status", "--session", "cmds", "--json").stdout)
+        assert st["risk_state"] == "HALTED"
+        assert abs(sum(st["positions"].values())) < 1e-4
+        p = cli(cfg, "trade", "resume", "--session", "cmds", check=False)
+        assert p.returncode == 1 and "clear-halt" in p.stderr
+    finally:
+        s.stop()
+    # HALTED holds across a restart until a person clears it
+    s2 = Session(cfg, home, "cmds", *args)
+    try:
+        s2.running()
+        st = json.loads(cli(cfg, "trade", "status", "--session", "cmds", "--json").stdout)
+        assert st["risk_state"] == "HALTED"
+        cli(cfg, "trade", "resume", "--session", "cmds", "--clear-halt")
+        st = json.loads(cli(cfg, "trade", "status", "--session", "cmds", "--json").stdout)
+        assert st["risk_state"] == "ACTIVE"
+    finally:
+        s2.stop()
+    j = Journal(journal_path(home, "cmds"), readonly=True)
+    events = [r.data.get("event") for r in j.read(kinds="risk")]
+    j.close()
+    assert "refused" in events and "halt" in events
