@@ -129,7 +129,9 @@ def test_oos_predictions_never_come_from_a_model_that_saw_them(btc) -> None:
 
 def test_registry_round_trip_promote_rollback_and_batch_equals_incremental(btc, tmp_path) -> None:
     reg = Registry(tmp_path / "models")
-    out1 = train_model(btc, arch="mlp", folds=2, epochs=3, registry=reg, promote=True)
+    out1 = train_model(
+        btc, arch="mlp", folds=2, epochs=3, registry=reg, promote=True, force=True
+    )  # the registry, not the model, is under test
     out2 = train_model(btc, arch="mlp", folds=2, epochs=4, registry=reg, name=out1.name)
     assert (out1.version, out2.version) == ("v0001", "v0002")
     assert reg.promoted(out1.name) == "v0001"
