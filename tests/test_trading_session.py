@@ -20,7 +20,7 @@ from workbench.data.sample import load_sample
 from workbench.data.store import Store
 from workbench.replay import ReplayExchange
 from workbench.strategies import get_strategy
-from workbench.trading.journal import Journal, journal_path
+from workbench.trading.journal import Journal, JournalError, journal_path
 from workbench.trading.reconcile import compare
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,9 +75,11 @@ def env() -> dict[str, str]:
     return e
 
 
-def cli(cfg: Path, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-    p = subprocess.run([*WB, "--config", str(cfg), *args], capture_output=True, text=True, env=env(),
-                       cwd=ROOT, timeout=timeout)  # fmt: skip
+def cli(
+    cfg: Path, *args: str, check: bool = True, timeout: float = 120, env_extra: dict | None = None
+) -> subprocess.CompletedProcess:
+    p = subprocess.run([*WB, "--config", str(cfg), *args], capture_output=True, text=True,
+                       env={**env(), **(env_extra or {})}, cwd=ROOT, timeout=timeout)  # fmt: skip
     if check and p.returncode != 0:
         raise AssertionError(f"{args} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
     return p
@@ -106,7 +108,11 @@ class Session:
             if self.p.poll() is not None:
                 raise AssertionError(f"trade run ended ({self.p.returncode}):\n{self.text()}")
             if journal_path(self.home, self.name).exists():
-                j = self.journal()
+                try:
+                    j = self.journal()
+                except JournalError:  # the engine is creating it
+                    time.sleep(step)
+                    continue
                 try:
                     got = what(j)
                 finally:
@@ -136,13 +142,17 @@ def step(replay: ReplayExchange, session: Session, bars: int) -> None:
         session.decided(t - TF_MS)
 
 
-def test_paper_session_equals_the_backtest(home, replay, tmp_path) -> None:
+@pytest.mark.parametrize("stops", [{}, {"sl": 0.004, "tp": 0.006}], ids=["no-stops", "stops"])
+def test_paper_session_equals_the_backtest(home, replay, tmp_path, stops) -> None:
     """Parity: the same strategy and size over the same bars as a backtest and as a paper session against the
     replay exchange gives the same trades (times and sides exactly, amounts up to the lot size) and equity
-    within 1e-4 relative."""
+    within 1e-4 relative; with stops too (the session applies the backtest's stop rules)."""
     cfg = write_config(tmp_path / "config", replay, home)
     params = ["-p", "fast=3", "-p", "slow=8"]
-    s = Session(cfg, home, "parity", "--strategy", "sma_cross", "-e", "binance", "-s", "BTC/USDT", "-t", "5m",
+    for k, v in stops.items():
+        params += [f"--{k}", str(v)]
+    name = "parity-stops" if stops else "parity"
+    s = Session(cfg, home, name, "--strategy", "sma_cross", "-e", "binance", "-s", "BTC/USDT", "-t", "5m",
                 "--mode", "paper", *params)  # fmt: skip
     try:
         s.running()
@@ -163,19 +173,28 @@ def test_paper_session_equals_the_backtest(home, replay, tmp_path) -> None:
     bt = run_backtest(
         candles,
         get_strategy("sma_cross")(fast=3, slow=8),
-        BacktestConfig(fees=FEE, slippage=SLIP_BPS / 10_000),
+        BacktestConfig(
+            fees=FEE, slippage=SLIP_BPS / 10_000, sl_stop=stops.get("sl"), tp_stop=stops.get("tp")
+        ),
         start=pd.Timestamp(start_ms, unit="ms", tz="UTC"),
     )
-    report = compare(bt.to_dict(), export, lot_steps=markets, start_ms=start_ms, end_ms=end_ms)
+    report = compare(
+        bt.to_dict(), export, lot_steps=markets, start_ms=start_ms, end_ms=end_ms, timeframe_ms=TF_MS
+    )
     assert report["ok"], report["summary"] + "\n" + "\n".join(map(str, report["rows"]))
     assert len(report["rows"]) >= 6, "the strategy traded"
+    if stops:
+        reasons = {f["reason"] for f in bt.fills()}
+        assert {"stop_loss", "take_profit"} & reasons, (
+            "the stops fired in the backtest (and so in the session)"
+        )
     assert report["equity_rel_diff"] is not None and report["equity_rel_diff"] <= 1e-4
     # the CLI gives the same verdict, table and all
     (tmp_path / "bt.json").write_text(json.dumps(bt.to_dict(), default=str))
-    p = cli(cfg, "reconcile", "--backtest", str(tmp_path / "bt.json"), "--session", "parity")
+    p = cli(cfg, "reconcile", "--backtest", str(tmp_path / "bt.json"), "--session", name)
     assert "OK" in p.stdout
     # journal export has the documented shape
-    p = cli(cfg, "journal", "export", "--session", "parity", "--out", str(tmp_path / "j.json"))
+    p = cli(cfg, "journal", "export", "--session", name, "--out", str(tmp_path / "j.json"))
     d = json.loads((tmp_path / "j.json").read_text())
     assert set(d) >= {"orders", "fills", "risk_events", "equity", "positions"}
     o = d["orders"][0]
@@ -239,3 +258,17 @@ def test_commands_status_halt_and_one_session_per_name(home, replay, tmp_path) -
     events = [r.data.get("event") for r in j.read(kinds="risk")]
     j.close()
     assert "refused" in events and "halt" in events
+
+
+def test_short_strategies_are_refused_on_spot(home, replay, tmp_path) -> None:
+    cfg = write_config(tmp_path / "config", replay, home)
+    p = cli(cfg, "trade", "run", "--strategy", "sma_cross", "-e", "binance", "-s", "BTC/USDT", "-t", "5m",
+            "--mode", "paper", "--direction", "both", check=False)  # fmt: skip
+    assert p.returncode == 1 and "spot market" in p.stderr and "long only" in p.stderr
+    p = cli(cfg, "trade", "run", "--strategy", "sma_cross", "-e", "binance", "-s", "BTC/USDT", "-t", "5m",
+            "--mode", "live", "--yes", check=False)  # fmt: skip
+    assert p.returncode == 1 and "live mode needs binance credentials" in p.stderr, p.stderr
+    # live never comes from config alone
+    p = cli(cfg, "trade", "run", "--strategy", "sma_cross", "-e", "binance", "-s", "BTC/USDT", "-t", "5m", "--yes",
+            check=False, env_extra={"WORKBENCH__TRADING__MODE": "live"})  # fmt: skip
+    assert p.returncode == 1 and "--mode live on the command line" in p.stderr, p.stderr

@@ -91,6 +91,9 @@ def trade_run(
     session: Annotated[
         str | None, typer.Option("--session", help="Session name (default <strategy>-<symbol>-<timeframe>).")
     ] = None,
+    direction: Annotated[
+        str, typer.Option(help="long (spot), or short / both (refused on spot markets).")
+    ] = "long",
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask to confirm live trading.")] = False,
     max_seconds: Annotated[
         float | None, typer.Option("--max-seconds", help="Stop after this long (demos, tests).")
@@ -114,6 +117,7 @@ def trade_run(
                     session,
                     yes,
                     max_seconds,
+                    direction,
                 )
             )
         except EngineError as e:
@@ -122,7 +126,19 @@ def trade_run(
 
 
 async def _run(
-    strategy, exchange, symbols, timeframe, mode, param, size, sl, tp, session, yes, max_seconds
+    strategy,
+    exchange,
+    symbols,
+    timeframe,
+    mode,
+    param,
+    size,
+    sl,
+    tp,
+    session,
+    yes,
+    max_seconds,
+    direction="long",
 ) -> None:
     import time
 
@@ -174,6 +190,12 @@ async def _run(
         if sym not in client.markets:
             await client.close()
             raise EngineError(f"{exchange} has no market {sym!r}")
+        if direction != "long" and client.markets[sym].get("spot", True):
+            await client.close()
+            raise EngineError(
+                f"--direction {direction}: {sym} on {exchange} is a spot market, where a session cannot sell what it "
+                "does not hold; spot sessions trade long only (short and both need a margin or futures market)"
+            )
     quote = tcfg.quote_currency
     opts = EngineOptions(
         fee_taker=tcfg.fees.taker,
@@ -186,7 +208,7 @@ async def _run(
         log=lambda m: err.print(m, highlight=False, soft_wrap=True),
     )
     spec = SessionSpec(name, strategy, _params(param), exchange, tuple(symbols), timeframe, mode, size, sl, tp,
-                       "long", account if mode == "live" else f"paper-{name}")  # fmt: skip
+                       direction, account if mode == "live" else f"paper-{name}")  # fmt: skip
     if mode == "paper":
         from workbench.trading.brokers.base import MarketRules
 
@@ -200,7 +222,16 @@ async def _run(
                                   maker_fee=opts.fee_maker, slippage=opts.slippage,
                                   clock=lambda: int(time.time() * 1000) + offset)  # fmt: skip
     else:
-        broker = CcxtBroker(make_exchange(s, exchange, with_credentials=True, flavour="async"))
+        live_client = make_exchange(s, exchange, with_credentials=True, flavour="async")
+        if not (live_client.apiKey and live_client.secret):
+            await live_client.close()
+            await client.close()
+            prefix = f"{s.security.api_key_env_prefix}_{exchange.upper()}"
+            raise EngineError(
+                f"live mode needs {exchange} credentials: set {prefix}_API_KEY and {prefix}_SECRET, or store them "
+                f"with `workbench secrets set {exchange}.apiKey` and `workbench secrets set {exchange}.secret`"
+            )
+        broker = CcxtBroker(live_client)
     engine = TradingEngine(spec, strat, data_dir=s.data_dir, client=client, broker=broker,
                            risk=RiskManager(tcfg.risk), options=opts, clock_offset_ms=offset)  # fmt: skip
     if mode == "paper":
@@ -406,6 +437,7 @@ def reconcile_cmd(
     """Compare a backtest with a session trade by trade, and explain each difference by a fill-model rule."""
     from workbench.trading.journal import Journal, journal_path
     from workbench.trading.reconcile import compare
+    from workbench.types import Timeframe
 
     with _errors():
         try:
@@ -416,7 +448,9 @@ def reconcile_cmd(
         bt = json.loads(Path(backtest).read_text())
         j = Journal(journal_path(_data_dir(), sess), readonly=True)
         try:
-            report = compare(bt, j.export(), lot_steps=j.meta_get("markets"))
+            spec = j.meta_get("spec") or {}
+            tf_ms = Timeframe.parse(spec["timeframe"]).ms if spec.get("timeframe") else None
+            report = compare(bt, j.export(), lot_steps=j.meta_get("markets"), timeframe_ms=tf_ms)
         finally:
             j.close()
         if as_json:

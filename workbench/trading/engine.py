@@ -245,10 +245,10 @@ class TradingEngine:
         self.orders = OrderManager(
             j, self.broker, self.spec.name, clock_ms=self.now_ms, fill_listener=self._apply_fill
         )
+        await self.broker.connect()
         j.meta_set(
             "markets", {s: {"amount_step": self.broker.market(s).amount_step} for s in self.spec.symbols}
         )
-        await self.broker.connect()
         if hasattr(self.broker, "restore"):
             self.broker.restore(j.orders().values(), j.fills())
         await self._reconcile("start")
@@ -382,6 +382,8 @@ class TradingEngine:
         closed = tr.update(rows, now_ms=None)
         for b in closed:
             self._closed(b)
+            if self.spec.sl is not None or self.spec.tp is not None:
+                await self._check_stops(symbol, b)
         cur = tr.open_candle()
         if cur is not None:
             if tr.last_emitted is not None and cur.ts == tr.last_emitted + self.tf.ms:
@@ -527,6 +529,11 @@ class TradingEngine:
         return result
 
     async def _check_stops(self, symbol: str, bar: Bar) -> None:
+        """The backtest's stop rules (``workbench.sim.fills.stop_trigger``) on the strategy's sub-position: on
+        every update of the forming candle (a stop fires as the price crosses its level), and once more on the
+        candle's final range when it closes (a move the updates did not show). The fill is a market order at the
+        level (or at the open when the bar opened through it); a stop found on a closed candle is stamped with
+        that candle's time. After a stop the asset stays flat until the strategy's target changes again."""
         from workbench.sim.fills import stop_trigger
 
         pos = self.portfolio.position(symbol, "strategy")
@@ -542,8 +549,15 @@ class TradingEngine:
             return
         why = "stop_loss" if reason == 1 else "take_profit"
         intent = Intent(symbol, Side.SELL, pos.amount, float(px), bar.ts, 0.0, reason=why)
-        self.adapter.last_target[symbol] = 0.0  # flat until the target changes again
-        await self._execute(intent, seq=90 + reason, positions={symbol: pos.amount})
+        amount = self._sized(intent, pos.amount)
+        if amount <= 0:
+            return
+        cid = client_order_id(self.spec.name, self.spec.strategy, symbol, bar.ts, 90 + int(reason))
+        if cid in self.orders.orders:  # type: ignore[union-attr]
+            return
+        order = Order(cid, symbol, Side.SELL, OrderType.MARKET, amount, created_ms=self.now_ms(),
+                      updated_ms=self.now_ms(), tag="strategy", reduce_only=True, reason=why)  # fmt: skip
+        await self._submit(order, ref_price=float(px), ref_ms=bar.ts if bar.closed else None)
 
     async def _on_halt(self) -> None:
         assert self.orders is not None

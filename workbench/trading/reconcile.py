@@ -25,8 +25,9 @@ import pandas as pd
 __all__ = ["compare"]
 
 
-def _key(f: Mapping[str, Any]) -> tuple[int, str, str]:
-    return int(f["timestamp"]), str(f["symbol"]), str(f["side"])
+def _key(f: Mapping[str, Any], tf_ms: int = 1) -> tuple[int, str, str]:
+    t = int(f["timestamp"])
+    return t - t % tf_ms, str(f["symbol"]), str(f["side"])
 
 
 def compare(
@@ -37,9 +38,13 @@ def compare(
     equity_rtol: float = 1e-4,
     start_ms: int | None = None,
     end_ms: int | None = None,
+    timeframe_ms: int | None = None,
 ) -> dict[str, Any]:
     """Pair the fills of ``backtest`` (a ``backtest --json`` dict) and ``session`` (a journal export) within
-    ``[start_ms, end_ms]`` (default: the period both cover: the session's bars, from its equity samples)."""
+    ``[start_ms, end_ms]`` (default: the period both cover: the session's bars, from its equity samples).
+    With ``timeframe_ms``, fills pair by the bar they fall in (a live fill comes moments after the bar's open, or
+    inside the bar for a stop; the backtest stamps both with the bar's open time)."""
+    tf = int(timeframe_ms or 1)
     steps = dict(lot_steps or session.get("markets") or {})
     s_eq = _equity_by_ms(session.get("equity"))
     b_eq = _equity_by_ms(backtest.get("equity"))
@@ -50,20 +55,24 @@ def compare(
 
     def inside(f: Mapping[str, Any]) -> bool:
         t = int(f["timestamp"])
+        t -= t % tf
         return (start_ms is None or t >= start_ms) and (end_ms is None or t <= end_ms)
 
-    s_fills = sorted((f for f in session.get("fills") or [] if inside(f)), key=_key)
-    b_fills = sorted((f for f in backtest.get("fills") or [] if inside(f)), key=_key)
+    def key(f: Mapping[str, Any]) -> tuple[int, str, str]:
+        return _key(f, tf)
+
+    s_fills = sorted((f for f in session.get("fills") or [] if inside(f)), key=key)
+    b_fills = sorted((f for f in backtest.get("fills") or [] if inside(f)), key=key)
     rows: list[dict[str, Any]] = []
     i = j = 0
     while i < len(b_fills) or j < len(s_fills):
         b = b_fills[i] if i < len(b_fills) else None
         s = s_fills[j] if j < len(s_fills) else None
-        if b is not None and s is not None and _key(b) == _key(s):
+        if b is not None and s is not None and key(b) == key(s):
             rows.append(_pair(b, s, steps))
             i += 1
             j += 1
-        elif s is None or (b is not None and _key(b) < _key(s)):
+        elif s is None or (b is not None and key(b) < key(s)):
             rows.append(_row(b, None, "missing in session"))
             i += 1
         else:
