@@ -24,6 +24,17 @@ from workbench.data.store import Store  # noqa: E402
 H = 3_600_000
 
 
+def sample_candles(sym: str = "BTC", tf: str = "1h", n: int | None = None) -> pd.DataFrame:
+    """The bundled sample's candles of ``sym``/USDT (the first ``n`` bars), validated, with the attributes a
+    backtest reads (exchange, symbol, timeframe)."""
+    from workbench.types import candles_from_frame
+
+    df = pd.read_csv(SAMPLE / "binance" / f"{sym}USDT_{tf}.csv.gz")
+    c = candles_from_frame(df if n is None else df.iloc[:n], timeframe=tf, source="sample")
+    c.attrs.update(exchange="binance", symbol=f"{sym}/USDT", timeframe=tf)
+    return c
+
+
 @pytest.fixture(scope="session")
 def btc_1h() -> pd.DataFrame:
     return pd.read_csv(SAMPLE / "binance" / "BTCUSDT_1h.csv.gz")

@@ -8,21 +8,17 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SAMPLE
+from conftest import sample_candles
 
 from workbench.backtest.engine import BacktestConfig, run_backtest
 from workbench.backtest.optimize import optimize, walk_forward_splits
 from workbench.backtest.sweep import parse_grid, sweep
 from workbench.strategies import ParamError, Params, Strategy, get_strategy, strategy_names
 from workbench.strategies.lookahead import check_lookahead
-from workbench.types import candles_from_frame
 
 
 def load(sym: str, n: int | None = 3000) -> pd.DataFrame:
-    df = pd.read_csv(SAMPLE / "binance" / f"{sym}USDT_1h.csv.gz")
-    c = candles_from_frame(df if n is None else df.iloc[:n], timeframe="1h", source="sample")
-    c.attrs.update(exchange="binance", symbol=f"{sym}/USDT", timeframe="1h")
-    return c
+    return sample_candles(sym, n=n)
 
 
 @pytest.fixture(scope="module")

@@ -8,23 +8,18 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, SAMPLE
+from conftest import ROOT, sample_candles
 from typer.testing import CliRunner
 
 from workbench.cli import app
 from workbench.strategies import Params, Strategy, get_strategy, strategy_names
 from workbench.strategies.lookahead import check_lookahead, signal_bars
-from workbench.types import candles_from_frame
 
 JUMP = 0.025  # next-bar returns above 2.5 %: 17 of the sample's 5,980 hours (0.28 %)
 
 
 def load(sym: str) -> pd.DataFrame:
-    c = candles_from_frame(
-        pd.read_csv(SAMPLE / "binance" / f"{sym}USDT_1h.csv.gz"), timeframe="1h", source="sample"
-    )
-    c.attrs.update(exchange="binance", symbol=f"{sym}/USDT", timeframe="1h")
-    return c
+    return sample_candles(sym)
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,11 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SAMPLE
+from conftest import sample_candles
 
 from workbench.backtest.engine import BacktestConfig, run_backtest
 from workbench.backtest.sweep import parse_grid, sweep
 from workbench.strategies import Params, Strategy, get_strategy
-from workbench.types import candles_from_frame
 
 # ----------------------------------------------------------------------------------- the reference loop
 
@@ -93,10 +92,7 @@ def reference_with_stops(frame: pd.DataFrame, target: pd.Series, cfg: BacktestCo
 
 
 def load(sym: str, n: int = 3000) -> pd.DataFrame:
-    df = pd.read_csv(SAMPLE / "binance" / f"{sym}USDT_1h.csv.gz")
-    c = candles_from_frame(df.iloc[:n], timeframe="1h", source="sample")
-    c.attrs.update(exchange="binance", symbol=f"{sym}/USDT", timeframe="1h")
-    return c
+    return sample_candles(sym, n=n)
 
 
 @pytest.fixture(scope="module")

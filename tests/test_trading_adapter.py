@@ -9,21 +9,18 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SAMPLE
+from conftest import sample_candles
 
 from workbench.backtest.engine import BacktestConfig, run_backtest
 from workbench.strategies import get_strategy
 from workbench.trading.brokers.base import MarketRules
 from workbench.trading.brokers.paper import PaperBroker
 from workbench.trading.strategy import Bar, CandleAdapter, CandleTracker
-from workbench.types import Order, OrderStatus, OrderType, Side, candles_from_frame
+from workbench.types import Order, OrderStatus, OrderType, Side
 
 
 def load(sym: str = "BTC", n: int = 1500) -> pd.DataFrame:
-    df = pd.read_csv(SAMPLE / "binance" / f"{sym}USDT_1h.csv.gz")
-    c = candles_from_frame(df.iloc[:n], timeframe="1h", source="sample")
-    c.attrs.update(exchange="binance", symbol=f"{sym}/USDT", timeframe="1h")
-    return c
+    return sample_candles(sym, n=n)
 
 
 def rows(df: pd.DataFrame) -> list[list[float]]:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import talib
-from conftest import ROOT, SAMPLE
+from conftest import ROOT, sample_candles
 
 from workbench.backtest.engine import BacktestConfig, run_backtest
 from workbench.backtest.sweep import sweep
@@ -25,12 +25,10 @@ from workbench.config import TradingConfig
 from workbench.strategies import Params, Strategy, get_strategy, strategy_names
 from workbench.strategies.indicators import I, SweepKernel, smoothing_bars
 from workbench.strategies.momentum import SmaCross
-from workbench.types import candles_from_frame
 
 
 def load(sym: str, tf: str = "1h") -> pd.DataFrame:
-    df = pd.read_csv(SAMPLE / "binance" / f"{sym}USDT_{tf}.csv.gz")
-    return candles_from_frame(df, timeframe=tf, source="sample")
+    return sample_candles(sym, tf)
 
 
 @pytest.fixture(scope="module")

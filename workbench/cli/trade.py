@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -69,6 +70,23 @@ def _engine_errors():
     return EngineError
 
 
+@contextmanager
+def _trade_errors():
+    """The CLI's clean errors, the engine's refusals (lock held, not running, no ack) included."""
+    with _errors():
+        try:
+            yield
+        except _engine_errors() as e:
+            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+
+def _command(session: str | None, name: str, args: dict[str, Any] | None = None) -> None:
+    """Send a command to the running session and print its acknowledgement."""
+    with _trade_errors():
+        _print_ack(_send(session, name, args))
+
+
 @trade_app.command("run")
 def trade_run(
     strategy: Annotated[
@@ -100,29 +118,24 @@ def trade_run(
     ] = None,
 ) -> None:
     """Run a trading session in the foreground (Ctrl-C stops it; a restart resumes from the journal)."""
-    with _errors():
-        EngineError = _engine_errors()
-        try:
-            asyncio.run(
-                _run(
-                    strategy,
-                    exchange,
-                    symbol,
-                    timeframe,
-                    mode,
-                    param,
-                    size,
-                    sl,
-                    tp,
-                    session,
-                    yes,
-                    max_seconds,
-                    direction,
-                )
+    with _trade_errors():
+        asyncio.run(
+            _run(
+                strategy,
+                exchange,
+                symbol,
+                timeframe,
+                mode,
+                param,
+                size,
+                sl,
+                tp,
+                session,
+                yes,
+                max_seconds,
+                direction,
             )
-        except EngineError as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
+        )
 
 
 async def _run(
@@ -301,12 +314,8 @@ def trade_status(
     """The session's state: running or not, risk state, equity, positions, open orders."""
     from workbench.trading.engine import session_status
 
-    with _errors():
-        try:
-            st = session_status(_data_dir(), _resolve_session(session))
-        except _engine_errors() as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False)
-            raise typer.Exit(1) from None
+    with _trade_errors():
+        st = session_status(_data_dir(), _resolve_session(session))
         if st["running"]:
             try:
                 ack = _send(st["session"], "status", timeout=5.0)
@@ -330,14 +339,9 @@ def trade_status(
         )
 
 
-def _simple(name: str, help_: str, **fixed: Any):
+def _simple(name: str, help_: str):
     def cmd(session: SessionOpt = None) -> None:
-        with _errors():
-            try:
-                _print_ack(_send(session, name, fixed))
-            except _engine_errors() as e:
-                err.print(f"[red]error:[/red] {e}", highlight=False)
-                raise typer.Exit(1) from None
+        _command(session, name)
 
     cmd.__doc__ = help_
     return cmd
@@ -357,12 +361,7 @@ def trade_resume(
     ] = False,
 ) -> None:
     """Resume a paused session; with --clear-halt, also clear a HALT."""
-    with _errors():
-        try:
-            _print_ack(_send(session, "resume", {"clear_halt": clear_halt}))
-        except _engine_errors() as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False)
-            raise typer.Exit(1) from None
+    _command(session, "resume", {"clear_halt": clear_halt})
 
 
 @trade_app.command("halt")
@@ -371,12 +370,7 @@ def trade_halt(
     flatten: Annotated[bool, typer.Option("--flatten", help="Also close every position.")] = False,
 ) -> None:
     """The kill switch: HALTED (open orders canceled; only flattening orders pass) until --clear-halt."""
-    with _errors():
-        try:
-            _print_ack(_send(session, "halt", {"flatten": flatten}))
-        except _engine_errors() as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False)
-            raise typer.Exit(1) from None
+    _command(session, "halt", {"flatten": flatten})
 
 
 @trade_app.command("order")
@@ -394,39 +388,21 @@ def trade_order(
             raise ValueError("--side is buy or sell, --type market or limit")
         if type_ == "limit" and price is None:
             raise ValueError("a limit order needs --price")
-        try:
-            _print_ack(
-                _send(
-                    session,
-                    "order",
-                    {"symbol": symbol, "side": side, "amount": amount, "type": type_, "price": price},
-                )
-            )
-        except _engine_errors() as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False)
-            raise typer.Exit(1) from None
+    _command(
+        session, "order", {"symbol": symbol, "side": side, "amount": amount, "type": type_, "price": price}
+    )
 
 
 @trade_app.command("cancel")
 def trade_cancel(order_id: str, session: SessionOpt = None) -> None:
     """Cancel one order by its client order id."""
-    with _errors():
-        try:
-            _print_ack(_send(session, "cancel", {"client_order_id": order_id}))
-        except _engine_errors() as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False)
-            raise typer.Exit(1) from None
+    _command(session, "cancel", {"client_order_id": order_id})
 
 
 @trade_app.command("close")
 def trade_close(symbol: str, session: SessionOpt = None) -> None:
     """Close the position in SYMBOL at market."""
-    with _errors():
-        try:
-            _print_ack(_send(session, "close", {"symbol": symbol}))
-        except _engine_errors() as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False)
-            raise typer.Exit(1) from None
+    _command(session, "close", {"symbol": symbol})
 
 
 def reconcile_cmd(
@@ -439,12 +415,8 @@ def reconcile_cmd(
     from workbench.trading.reconcile import compare
     from workbench.types import Timeframe
 
-    with _errors():
-        try:
-            sess = _resolve_session(session)
-        except _engine_errors() as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False)
-            raise typer.Exit(1) from None
+    with _trade_errors():
+        sess = _resolve_session(session)
         bt = json.loads(Path(backtest).read_text())
         j = Journal(journal_path(_data_dir(), sess), readonly=True)
         try:
