@@ -272,3 +272,26 @@ def test_short_strategies_are_refused_on_spot(home, replay, tmp_path) -> None:
     p = cli(cfg, "trade", "run", "--strategy", "sma_cross", "-e", "binance", "-s", "BTC/USDT", "-t", "5m", "--yes",
             check=False, env_extra={"WORKBENCH__TRADING__MODE": "live"})  # fmt: skip
     assert p.returncode == 1 and "--mode live on the command line" in p.stderr, p.stderr
+
+
+def test_a_stale_feed_reduces_and_fresh_prices_restore(home, replay, tmp_path) -> None:
+    cfg = write_config(tmp_path / "config", replay, home, stale_feed_s=1.5)
+    s = Session(cfg, home, "stale", "--strategy", "sma_cross", "-e", "binance", "-s", "BTC/USDT", "-t", "5m",
+                "--mode", "paper", "-p", "fast=3", "-p", "slow=8")  # fmt: skip
+    try:
+        s.running()
+        step(replay, s, 2)
+
+        def risk_events(j: Journal) -> list[str]:
+            return [r.data.get("event") for r in j.read(kinds="risk")]
+
+        # the replay clock stands still: no update for 1.5 s of the exchange's clock -> REDUCING, journalled
+        s.wait(lambda j: "reduce" in risk_events(j) or "stale_feed" in risk_events(j), timeout=30)
+        st = json.loads(cli(cfg, "trade", "status", "--session", "stale", "--json").stdout)
+        assert st["risk_state"] == "REDUCING"
+        step(replay, s, 1)
+        s.wait(lambda j: "feed_resumed" in risk_events(j) or "resume" in risk_events(j), timeout=30)
+        st = json.loads(cli(cfg, "trade", "status", "--session", "stale", "--json").stdout)
+        assert st["risk_state"] == "ACTIVE"
+    finally:
+        s.stop()

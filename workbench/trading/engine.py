@@ -184,6 +184,8 @@ class TradingEngine:
         self._locks: list[SessionLock] = []
         self.events = 0
         self.market_ms = 0
+        self._stale: set[str] = set()
+        self._reduced_for_stale = False
 
     # ------------------------------------------------------------------ clock
 
@@ -706,6 +708,36 @@ class TradingEngine:
             await asyncio.sleep(0.5)
             await self.queue.put(("timer", None, None))
 
+    def _risk_events(self, events: list) -> None:
+        assert self.journal is not None
+        for e in events:
+            self.journal.record_risk(e.ts_ms, e.event, e.reason, **e.extra())
+            if e.is_state_change:
+                self.journal.record_state(e.ts_ms, "RISK", e.reason, risk=self.risk.state.value)
+        if events:
+            self._save_state()
+
+    async def _on_stale(self, symbol: str, quiet_s: float) -> None:
+        """No update from a feed for ``stale_s`` seconds of wall time (the feed's watchdog): REDUCING until every
+        feed updates again. (The exchange's clock may stand still too, as a paused replay's does, so this is
+        measured on the local clock.)"""
+        assert self.journal is not None
+        self.journal.record_risk(self.now_ms(), "stale_feed", f"{symbol}: no update for {quiet_s:.1f} s")
+        self._stale.add(symbol)
+        if self.risk.state is RiskState.ACTIVE:
+            self._risk_events(
+                self.risk.reduce(f"stale feed: {symbol} silent for {quiet_s:.1f} s", ts_ms=self.now_ms())
+            )
+            self._reduced_for_stale = True
+
+    async def _on_fresh(self, symbol: str) -> None:
+        assert self.journal is not None
+        self._stale.discard(symbol)
+        self.journal.record_risk(self.now_ms(), "feed_resumed", f"{symbol}: updates again")
+        if not self._stale and self._reduced_for_stale and self.risk.state is RiskState.REDUCING:
+            self._reduced_for_stale = False
+            self._risk_events(self.risk.resume("every feed updates again", ts_ms=self.now_ms()))
+
     async def _on_timer(self) -> None:
         assert self.journal is not None
         now = self.now_ms()
@@ -760,11 +792,9 @@ class TradingEngine:
                     await self._backfill()
                     await self._reconcile("reconnect")
                 elif kind == "stale":
-                    self.journal.record_risk(
-                        self.now_ms(), "stale_feed", f"{symbol}: no update for {payload:.0f} s"
-                    )
+                    await self._on_stale(symbol, payload)
                 elif kind == "fresh":
-                    self.journal.log("info", f"{symbol}: feed updates again")
+                    await self._on_fresh(symbol)
                 elif kind == "timer":
                     await self._on_timer()
                 elif kind == "command":
