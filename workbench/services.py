@@ -166,7 +166,15 @@ def start_replay(
     if not symbols:
         raise ServiceError("start_replay: no symbols")
     Timeframe.parse(timeframe)
-    cmd = ["replay-exchange", "--timeframe", timeframe, "--speed", repr(float(speed)), "--port", str(int(port))]
+    cmd = [
+        "replay-exchange",
+        "--timeframe",
+        timeframe,
+        "--speed",
+        repr(float(speed)),
+        "--port",
+        str(int(port)),
+    ]
     for s in symbols:
         cmd += ["--symbol", s]
     if start is not None:
@@ -246,7 +254,9 @@ def start_session(
 
 
 def _default_session(strategy: str, symbols: Sequence[str], timeframe: str) -> str:
-    strat = Path(strategy.split(":")[-1] if ":" in strategy and not strategy.endswith(".py") else strategy).stem
+    strat = Path(
+        strategy.split(":")[-1] if ":" in strategy and not strategy.endswith(".py") else strategy
+    ).stem
     return f"{strat}-{'+'.join(s.replace('/', '').replace(':', '') for s in symbols)}-{timeframe}"
 
 
@@ -298,7 +308,12 @@ def _spawn(
     tmp.write_text(yaml.safe_dump(overlay, sort_keys=False))
     os.replace(tmp, cfg)
     command = [sys.executable, "-m", "workbench.cli", "--config", str(cfg), *args]
-    child_env = {**os.environ, **(env or {}), "WORKBENCH_HOME": str(settings.data_dir), "PYTHONUNBUFFERED": "1"}
+    child_env = {
+        **os.environ,
+        **(env or {}),
+        "WORKBENCH_HOME": str(settings.data_dir),
+        "PYTHONUNBUFFERED": "1",
+    }
     child_env.pop("WORKBENCH_CONFIG", None)
     # the child imports the caller's copy of the package (a worktree, an editable install)
     pkg_root = str(Path(workbench.__file__).resolve().parents[1])

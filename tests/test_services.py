@@ -1,0 +1,110 @@
+"""workbench.services: the replay exchange and a paper session as real background processes, driven bar by bar,
+stopped cleanly; one service per name; a dead process is found dead and its name can be reused; a pid that is
+no longer ours is never signalled."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from workbench import services as sv
+from workbench.config import is_secret_key, load_settings
+from workbench.data.sample import load_sample
+from workbench.data.store import Store
+from workbench.trading.journal import Journal, journal_path
+
+ROOT = Path(__file__).resolve().parents[1]
+START = "2024-03-04"
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory):
+    home = tmp_path_factory.mktemp("services-home") / "data"
+    load_sample(Store(home), ROOT / "data" / "sample", kinds=("candles",))
+    return load_settings(ROOT / "config", env={"WORKBENCH_HOME": str(home)})
+
+
+def test_replay_and_paper_session_stepped_then_stopped(settings) -> None:
+    replay = sv.start_replay(settings, ["BTC/USDT"], "5m", start=START, speed=0)
+    session = None
+    try:
+        assert replay.url and replay.url.startswith("http://127.0.0.1:")
+        session = sv.start_session(settings, replay, "sma_cross", ["BTC/USDT"], "5m", session="svc",
+                                   params={"fast": 3, "slow": 8}, size=0.2)  # fmt: skip
+        assert {s.name for s in sv.services(settings)} == {"replay", "session-svc"}
+        assert (settings.data_dir / "run" / "session-svc.pid").read_text().strip() == str(session.pid)
+        # one service per name
+        with pytest.raises(sv.ServiceError, match="already running"):
+            sv.start_session(settings, replay, "sma_cross", ["BTC/USDT"], "5m", session="svc")
+        seen: list[int] = []
+        now = sv.step(replay, session, 30, on_bar=lambda i, t: seen.append(t))
+        assert len(seen) == 30 and seen[-1] == now and seen == sorted(seen)
+        frames = sv.session_frames(settings.data_dir, "svc")
+        assert len(frames["fills"]) >= 2, session.log()
+        assert (
+            frames["candles"]["BTC/USDT"].index[-1].value // 1_000_000 == now - 300_000
+        )  # the bar just closed
+        assert frames["equity"]["equity"].notna().all()
+        # the session's overlay points at the replay and holds no credential
+        cfg = yaml.safe_load(session.config.read_text())
+        assert cfg["exchanges"]["binance"]["ccxt"]["urls"]["api"]["public"].startswith(replay.url)
+        assert not [k for k in cfg["exchanges"]["binance"]["ccxt"] if is_secret_key(k)]
+    finally:
+        codes = [sv.stop(s) for s in (session, replay) if s is not None]
+    assert codes == [0, 0], (session.log() if session else "") + replay.log()
+    assert sv.services(settings) == []
+    assert not (settings.data_dir / "run" / "replay.pid").exists()
+    j = Journal(journal_path(settings.data_dir, "svc"), readonly=True)
+    try:
+        assert j.read(kinds="state")[-1].data["state"] == "STOPPED"
+    finally:
+        j.close()
+    assert "session svc stopped" in session.log()
+
+
+def test_a_process_that_dies_before_ready_is_an_error_with_its_log(settings) -> None:
+    with pytest.raises(sv.ServiceError, match="before it was ready") as e:
+        sv.start_replay(settings, ["NOPE/USDT"], "5m", name="bad-replay")
+    assert "NOPE/USDT" in str(e.value)
+    assert sv.services(settings) == []
+
+
+def test_a_killed_service_is_found_dead_and_its_name_reused(settings) -> None:
+    first = sv.start_replay(settings, ["BTC/USDT"], "5m", start=START, name="kill-me")
+    os.kill(first.pid, signal.SIGKILL)
+    sv.wait_exit(first, 60)
+    assert not first.running() and "kill-me" not in {s.name for s in sv.services(settings)}
+    second = sv.start_replay(settings, ["BTC/USDT"], "5m", start=START, name="kill-me")
+    try:
+        assert second.pid != first.pid and second.running()
+        assert sv.step(second, None, 2) > 0
+    finally:
+        assert sv.stop(second) == 0
+    sv.stop(first)  # stopping a dead service is harmless
+
+
+def test_a_pid_that_is_not_ours_is_never_signalled(settings, tmp_path) -> None:
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        svc = sv.Service(
+            "stranger", "replay", other.pid, tmp_path, command=[sys.executable, "-m", "workbench.cli"]
+        )
+        assert not svc.running()
+        sv.stop(svc, timeout_s=1)
+        assert other.poll() is None  # still alive: stop() did not touch it
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_live_sessions_need_explicit_confirmation(settings) -> None:
+    with pytest.raises(sv.ServiceError, match="yes=True"):
+        sv.start_session(settings, None, "sma_cross", ["BTC/USDT"], "5m", mode="live")
+    with pytest.raises(sv.ServiceError, match="paper or live"):
+        sv.start_session(settings, None, "sma_cross", ["BTC/USDT"], "5m", mode="real")
