@@ -66,11 +66,11 @@ def test_frames_and_series_work_too_and_an_empty_session_draws() -> None:
 
 
 def test_bad_input_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="fills: missing column.*price"):
+    with pytest.raises(ValueError, match=r"fills: missing column.*price"):
         trading_figure(_candles(), [{"timestamp": T0, "side": "buy", "amount": 1}], None)
     with pytest.raises(ValueError, match="side must be buy or sell, got long"):
         trading_figure(_candles(), [{**FILLS[0], "side": "long"}], None)
-    with pytest.raises(ValueError, match="candles: missing column.*close"):
+    with pytest.raises(ValueError, match=r"candles: missing column.*close"):
         trading_figure(_candles().drop(columns="close"), [], None)
     with pytest.raises(ValueError, match="no symbol 'XRP/USDT'"):
         trading_figure({"BTC/USDT": _candles()}, [], None, symbol="XRP/USDT")

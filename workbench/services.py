@@ -474,7 +474,7 @@ def _post(url: str, body: Mapping[str, Any], timeout_s: float = 30.0) -> dict[st
     req = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
     )
-    with urllib.request.urlopen(req, timeout=timeout_s) as r:  # noqa: S310 (loopback admin API)
+    with urllib.request.urlopen(req, timeout=timeout_s) as r:  # the loopback admin API
         return json.loads(r.read())
 
 

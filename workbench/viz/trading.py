@@ -152,7 +152,7 @@ def trading_figure(
                 mode="lines",
                 name="equity",
                 line={"color": "#1f77b4"},
-            ),  # fmt: skip
+            ),
             row=2,
             col=1,
         )
