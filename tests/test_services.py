@@ -108,3 +108,22 @@ def test_live_sessions_need_explicit_confirmation(settings) -> None:
         sv.start_session(settings, None, "sma_cross", ["BTC/USDT"], "5m", mode="live")
     with pytest.raises(sv.ServiceError, match="paper or live"):
         sv.start_session(settings, None, "sma_cross", ["BTC/USDT"], "5m", mode="real")
+
+
+def test_services_stop_with_the_process_that_started_them_unless_detached(settings) -> None:
+    script = (
+        "import sys; from workbench import services as sv; from workbench.config import load_settings;"
+        f"s = load_settings({str(ROOT / 'config')!r}, env={{'WORKBENCH_HOME': {str(settings.data_dir)!r}}});"
+        "a = sv.start_replay(s, ['BTC/USDT'], '5m', start='2024-03-04', name='attached');"
+        "d = sv.start_replay(s, ['BTC/USDT'], '5m', start='2024-03-04', name='detached', detach=True);"
+        "print(a.pid, d.pid)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr
+    attached, detached = map(int, p.stdout.split())
+    left = {s.name: s for s in sv.services(settings)}
+    assert "attached" not in left and not Path(f"/proc/{attached}").exists()
+    assert left["detached"].pid == detached
+    assert sv.stop(left["detached"]) is None  # not our child: no exit code, but stopped
+    assert sv.wait_exit(left["detached"], 60) is None and not left["detached"].running()

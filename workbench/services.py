@@ -22,6 +22,9 @@ it the same way:
   journals it), waits, and only then kills (SIGKILL); the journal is crash-safe either way. It signals a pid
   only while that pid is still the workbench process it started (``/proc/<pid>/cmdline``), never a pid reused
   by something else.
+* Services started by a process are stopped when that process exits (``atexit``: a notebook kernel shut down,
+  a demo that failed half-way leave nothing running), unless started with ``detach=True`` (``workbench up``).
+  A SIGKILLed caller cannot clean up: a later :func:`services` / :func:`stop` finds and ends its children.
 * :func:`step` drives a paused replay (``speed=0``) bar by bar, waiting after each bar until the session has
   decided on it (the journal's ``decided`` meta), so a notebook or a demo gets the same trades on a slow machine
   as on a fast one.
@@ -29,6 +32,7 @@ it the same way:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -64,6 +68,7 @@ __all__ = [
 ]
 
 _CHILDREN: dict[int, subprocess.Popen] = {}
+_ATTACHED: dict[int, Service] = {}  # stopped at exit unless detached
 
 
 class ServiceError(RuntimeError):
@@ -157,6 +162,7 @@ def start_replay(
     args: Sequence[str] = (),
     wait: bool = True,
     timeout_s: float = 120.0,
+    detach: bool = False,
 ) -> Service:
     """Start ``workbench replay-exchange`` in the background; with ``wait`` (default) return once it listens.
 
@@ -182,7 +188,7 @@ def start_replay(
     for asset, amount in (balances or {}).items():
         cmd += ["--balance", f"{asset}={float(amount)!r}"]
     cmd += list(args)
-    svc = _spawn(settings, name, "replay", cmd, _effective(settings), timeframe=timeframe)
+    svc = _spawn(settings, name, "replay", cmd, _effective(settings), timeframe=timeframe, detach=detach)
     return wait_ready(svc, timeout_s) if wait else svc
 
 
@@ -206,6 +212,7 @@ def start_session(
     env: Mapping[str, str] | None = None,
     wait: bool = True,
     timeout_s: float = 120.0,
+    detach: bool = False,
 ) -> Service:
     """Start ``workbench trade run`` in the background; with ``wait`` (default) return once it is RUNNING.
 
@@ -249,7 +256,7 @@ def start_session(
     if mode == "live":
         cmd.append("--yes")
     svc = _spawn(settings, f"session-{name}", "session", cmd, overlay, session=name, timeframe=timeframe,
-                 env=env)  # fmt: skip
+                 env=env, detach=detach)  # fmt: skip
     return wait_ready(svc, timeout_s) if wait else svc
 
 
@@ -293,6 +300,7 @@ def _spawn(
     session: str | None = None,
     timeframe: str | None = None,
     env: Mapping[str, str] | None = None,
+    detach: bool = False,
 ) -> Service:
     if not name or "/" in name or name.startswith("."):
         raise ServiceError(f"bad service name {name!r}")
@@ -333,6 +341,8 @@ def _spawn(
     svc = Service(name, kind, proc.pid, run_dir, command, cfg, None, session, settings.data_dir, timeframe,
                   int(time.time() * 1000))  # fmt: skip
     _write_service(svc)
+    if not detach:
+        _ATTACHED[proc.pid] = svc
     return svc
 
 
@@ -460,11 +470,19 @@ def stop(svc: Service, timeout_s: float = 30.0) -> int | None:
             wait_exit(svc, 30.0)
     code = _exit_code(svc)
     _CHILDREN.pop(svc.pid, None)
+    _ATTACHED.pop(svc.pid, None)
     current = _read_service(svc.run_dir / f"{svc.name}.json")
     if current is None or current.pid == svc.pid:
         for p in (svc.pid_path, svc.run_dir / f"{svc.name}.json"):
             p.unlink(missing_ok=True)
     return code
+
+
+@atexit.register
+def _stop_attached() -> None:
+    for svc in list(_ATTACHED.values())[::-1]:  # sessions (started last) before the replay they trade on
+        with contextlib.suppress(Exception):
+            stop(svc, timeout_s=15.0)
 
 
 # ------------------------------------------------------------------------------------------------ driving
