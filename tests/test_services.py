@@ -127,3 +127,33 @@ def test_services_stop_with_the_process_that_started_them_unless_detached(settin
     assert left["detached"].pid == detached
     assert sv.stop(left["detached"]) is None  # not our child: no exit code, but stopped
     assert sv.wait_exit(left["detached"], 60) is None and not left["detached"].running()
+
+
+def test_paper_demo_cli_runs_a_session_and_fresh_archives_the_last_one(settings) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "WORKBENCH_HOME": str(settings.data_dir),
+        "OMP_NUM_THREADS": "1",
+    }
+    env.pop("WORKBENCH_CONFIG", None)
+    cmd = [sys.executable, "-m", "workbench.cli", "--config", str(ROOT / "config"), "paper-demo", "--session",
+           "cli-demo", "--bars", "12", "--fresh"]  # fmt: skip
+    for _ in range(2):
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "12 bars of BTC/USDT 5m" in p.stdout and "exit codes [0, 0]" in p.stdout
+    assert "archived to" in p.stdout
+    sessions = settings.data_dir / "trading" / "sessions"
+    archived = [d for d in sessions.iterdir() if d.name.startswith("cli-demo.archived-")]
+    assert len(archived) == 1 and (archived[0] / "journal.sqlite").exists()
+    assert not [s for s in sv.services(settings) if s.name in ("replay", "session-cli-demo")]
+    # a running session is never archived
+    replay = sv.start_replay(settings, ["BTC/USDT"], "5m", start=START, name="replay-arch")
+    try:
+        run = sv.start_session(settings, replay, "sma_cross", ["BTC/USDT"], "5m", session="cli-demo")
+        with pytest.raises(sv.ServiceError, match="is running"):
+            sv.archive_session(settings, "cli-demo")
+        sv.stop(run)
+    finally:
+        sv.stop(replay)

@@ -55,6 +55,7 @@ from workbench.types import Timeframe
 __all__ = [
     "Service",
     "ServiceError",
+    "archive_session",
     "replay_url",
     "service_dir",
     "services",
@@ -433,12 +434,21 @@ def _replay_ready(svc: Service) -> Service | None:
 
 
 def _journal(svc: Service):
-    from workbench.trading.journal import Journal, journal_path
+    """The session's journal, or None while the engine has not created it yet (no file, or a file whose
+    schema is still being written: a reader racing the engine's first transaction)."""
+    from workbench.trading.journal import Journal, JournalError, journal_path
 
     if svc.session is None or svc.data_dir is None:
         raise ServiceError(f"{svc.name!r} is not a trading session")
     path = journal_path(svc.data_dir, svc.session)
-    return Journal(path, readonly=True) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return Journal(path, readonly=True)
+    except JournalError:
+        if svc.running():
+            return None
+        raise
 
 
 def _session_ready(svc: Service) -> Service | None:
@@ -543,6 +553,27 @@ def _wait_decided(session: Service, bar_ms: int, timeout_s: float) -> None:
                 f"log {session.log_path}:\n{session.log(3000)}"
             )
         time.sleep(0.02)
+
+
+def archive_session(settings: Settings, session: str) -> Path | None:
+    """Move a stopped session's folder aside (``<name>.archived-<UTC stamp>``, nothing deleted) so the name
+    starts afresh; None if there is none. A running session is refused."""
+    from workbench.trading.engine import SessionLock
+    from workbench.trading.journal import session_dir
+
+    folder = session_dir(settings.data_dir, session)
+    if not folder.exists():
+        return None
+    lock = settings.data_dir / "trading" / "locks" / f"session-{session}.lock"
+    if SessionLock.holder(lock) is not None:
+        raise ServiceError(f"session {session!r} is running: stop it before archiving it")
+    target = folder.with_name(f"{folder.name}.archived-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = target.with_name(f"{target.name.split('~')[0]}~{n}")
+    folder.rename(target)
+    return target
 
 
 def session_frames(data_dir: Path, session: str) -> dict[str, Any]:
