@@ -11,7 +11,7 @@ export OMP_NUM_THREADS ?= 2
 .PHONY: help venv install install-test demo test lint format check-notebooks test-py test-notebooks bench clean
 
 help:
-	@echo "make demo    create .venv, install, load the bundled sample, run the pipeline, write reports"
+	@echo "make demo    create .venv, install, load the bundled sample, run the pipeline, write reports, paper-trade"
 	@echo "make test    install test dependencies, lint, check layers and notebooks, run every test"
 	@echo "make bench   run the benchmarks (not part of make test); results in benchmarks/results/"
 	@echo "make format  ruff format + fix"
@@ -44,8 +44,11 @@ demo: install
 		--fees 0.001 --slippage 0.0005 --report data/reports/sma_cross.html --json data/reports/sma_cross.json
 	$(WB) sweep --strategy sma_cross -e binance -s BTC/USDT -t 1h --grid fast=5:50:5 --grid slow=20:200:10 \
 		--top 10 --html data/reports/sma_cross_sweep.html
+	$(WB) paper-demo --session demo --fresh --bars 120
+	$(WB) trade status --session demo
 	@echo "run folders (executed notebooks, HTML exports, manifest.json): data/runs/"
 	@echo "reports: data/reports/ and data/reports/../runs/*/  (open the .html files in a browser)"
+	@echo "paper session: data/trading/sessions/demo/ (workbench journal export --session demo); docs/trading.md"
 
 lint: install-test
 	$(VENV)/bin/ruff check .

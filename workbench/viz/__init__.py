@@ -11,6 +11,7 @@ from workbench.viz.report import (
     write_report,
 )
 from workbench.viz.sweep import sweep_heatmap, sweep_pivot, write_sweep_report
+from workbench.viz.trading import trading_figure
 
 __all__ = [
     "candlestick",
@@ -21,6 +22,7 @@ __all__ = [
     "sweep_heatmap",
     "sweep_pivot",
     "trades_figure",
+    "trading_figure",
     "write_report",
     "write_sweep_report",
 ]
