@@ -287,6 +287,8 @@ class Journal:
             raise JournalError(f"{self.path}: no such journal")
         if not readonly:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                self._create()
         try:
             mode = "rw" if readonly else "rwc"
             self._db = sqlite3.connect(
@@ -306,6 +308,20 @@ class Journal:
         except JournalError:
             self._db.close()
             raise
+
+    def _create(self) -> None:
+        """A new journal is made whole under a temporary name and renamed into place, so that a reader never
+        opens a file without its schema (it either finds no journal or a complete one)."""
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.new")
+        for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+            leftover.unlink(missing_ok=True)
+        db = sqlite3.connect(str(tmp), isolation_level=None)
+        try:
+            self._db = db
+            self._setup()
+        finally:
+            db.close()
+        os.replace(tmp, self.path)
 
     def _setup(self) -> None:
         db = self._db
