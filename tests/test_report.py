@@ -87,7 +87,8 @@ def test_report_is_one_offline_file(report) -> None:
     assert '<script src="http' not in text and "<script src=" not in text
     body = text[text.index("</head>") :]  # (the bundle itself names a CDN as topojson's default URL)
     assert 'src="http' not in body and "cdn.plot.ly" not in body
-    assert text.count('class="plotly-graph-div"') == 3  # equity, price, monthly
+    # equity, rolling, exposure, price, distributions, monthly
+    assert text.count('class="plotly-graph-div"') == 6
     assert path.stat().st_size < 15_000_000
 
 
@@ -101,13 +102,16 @@ def test_report_contents(report, result) -> None:
     assert "2024-01-01 00:00" in text
     # the configuration
     assert "0.1% of notional per fill" in text and "0.05% of the open price" in text
-    for section in ("summary", "metrics", "equity", "price", "monthly", "trades-list"):
+    sections = ("summary", "metrics", "benchmark", "equity", "drawdowns", "rolling", "exposure", "price")
+    for section in (*sections, "distributions", "monthly", "trades-list"):
         assert f'<section id="{section}">' in text
-    # every metric label, and its formatted value
+    # every metric label, and its formatted value; beta (NaN without a benchmark) moves to the buy-and-hold
+    # section, which computes it against buy and hold
     table = metrics_table(result)
     assert set(table.index) == set(result.metrics)
     metrics = _section(text, "metrics")
-    for key, row in table.iterrows():
+    assert "Beta to benchmark" not in metrics and "Beta to buy and hold" in _section(text, "benchmark")
+    for key, row in table.drop(index="beta").iterrows():
         assert html.escape(row["metric"]) in metrics, key
         assert html.escape(row["value"]) in metrics, key
     # the trades: one row each (fewer than 500 here) plus the header
@@ -153,6 +157,10 @@ def test_metrics_formatting(result) -> None:
     assert t.loc["n_open_trades", "value"] == str(int((~closed).sum()))
     assert t.loc["expectancy", "value"].endswith(" USDT")
     assert t.loc["beta", "value"] == "n/a"  # no benchmark
+    # the VaR labels name their confidence level (compute_metrics' default, else the one asked for)
+    assert t.loc["var_hist", "metric"] == "VaR 95%, historical (per bar)"
+    assert t.loc["cvar_param", "metric"] == "CVaR 95%, Gaussian (per bar)"
+    assert metrics_table(result, var_level=0.99).loc["var_param", "metric"] == "VaR 99%, Gaussian (per bar)"
 
 
 def test_equity_figure_matches_the_curve(result) -> None:
@@ -213,14 +221,24 @@ def test_trades_figure_markers_and_downsampling(result, candles, indicators) -> 
     assert names[0] == "BTC/USDT" and fig.data[0].type == "candlestick"
     assert "SMA 10" in names and "SMA 50" in names
     entries = next(t for t in fig.data if t.name == "long entry")
-    exits = next(t for t in fig.data if t.name == "long exit")
+    wins = next(t for t in fig.data if t.name == "winning exit")
+    losses = next(t for t in fig.data if t.name == "losing exit")
     tr = result.trades
     assert len(entries.x) == len(tr[tr["direction"] == "long"])
     assert entries.marker.symbol == "triangle-up"
     np.testing.assert_allclose(np.asarray(entries.y, dtype=float), tr["entry_price"].to_numpy())
-    np.testing.assert_allclose(np.asarray(entries.customdata, dtype=float)[:, 1], tr["pnl"].to_numpy())
-    assert "PnL" in entries.hovertemplate
-    assert len(exits.x) == int((tr["status"] == "closed").sum())
+    np.testing.assert_allclose(np.asarray(entries.customdata[:, 1], dtype=float), tr["pnl"].to_numpy())
+    assert "PnL" in entries.hovertemplate and "exit: %{customdata[3]}" in entries.hovertemplate
+    # exits coloured by the trade's outcome: green wins, red losses (and break-evens)
+    closed = tr[tr["status"] == "closed"]
+    assert len(wins.x) == int((closed["pnl"] > 0).sum()) and len(losses.x) == int((closed["pnl"] <= 0).sum())
+    assert (np.asarray(wins.customdata[:, 1], dtype=float) > 0).all()
+    assert (np.asarray(losses.customdata[:, 1], dtype=float) <= 0).all()
+    assert wins.marker.color != losses.marker.color
+    np.testing.assert_allclose(
+        np.sort(np.asarray(wins.y, dtype=float)),
+        np.sort(closed.loc[closed["pnl"] > 0, "exit_price"].to_numpy()),
+    )
     assert len(fig.data[0].x) == len(candles)  # under the bar budget: every bar
     # over the budget: coarser bars for display, the same price range, markers unchanged
     small = trades_figure(result, candles, indicators, max_bars=1000)
