@@ -3,6 +3,7 @@ reports of backtests and sweeps. Takes results and frames; does no I/O except wr
 
 from workbench.viz.candles import candlestick
 from workbench.viz.report import (
+    benchmark_table,
     equity_figure,
     metrics_table,
     monthly_returns,
@@ -10,9 +11,10 @@ from workbench.viz.report import (
     trades_figure,
     write_report,
 )
-from workbench.viz.sweep import sweep_heatmap, sweep_pivot, write_sweep_report
+from workbench.viz.sweep import sweep_heatmap, sweep_pivot, sweep_top_table, write_sweep_report
 
 __all__ = [
+    "benchmark_table",
     "candlestick",
     "equity_figure",
     "metrics_table",
@@ -20,6 +22,7 @@ __all__ = [
     "monthly_returns_figure",
     "sweep_heatmap",
     "sweep_pivot",
+    "sweep_top_table",
     "trades_figure",
     "write_report",
     "write_sweep_report",

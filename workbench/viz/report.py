@@ -39,6 +39,7 @@ __all__ = [
     "METRIC_GROUPS",
     "METRIC_LABELS",
     "BacktestResultLike",
+    "benchmark_table",
     "equity_figure",
     "format_metric",
     "metrics_table",
@@ -1046,6 +1047,17 @@ def benchmark_rows(result: BacktestResultLike, benchmark: pd.Series) -> list[tup
         ("R²", format_metric("beta", st["r2"]), ""),
         ("Information ratio", format_metric("beta", st["information_ratio"]), str(st["information_ratio"])),
     ]
+
+
+def benchmark_table(result: BacktestResultLike, benchmark: pd.Series | None = None) -> pd.DataFrame:
+    """:func:`benchmark_rows` as a DataFrame (columns ``metric`` and ``value``), against ``benchmark`` or, by
+    default, buy and hold of the result's own candles."""
+    if benchmark is None:
+        benchmark = ts.result_benchmark(result)
+    if benchmark is None:
+        raise ValueError("no benchmark: the result carries no candles; pass benchmark= (an equity curve)")
+    rows = [(k, v) for k, v, _ in benchmark_rows(result, benchmark)]
+    return pd.DataFrame(rows, columns=["metric", "value"])
 
 
 def _benchmark_html(result: BacktestResultLike, benchmark: pd.Series, symbols: Sequence[str]) -> str:
