@@ -413,8 +413,9 @@ def equity_figure(
             row=1,
             col=1,
         )
-    if top_drawdowns:
-        for _, d in ts.drawdown_table(result.equity, init, top=top_drawdowns).iterrows():
+    worst = ts.drawdown_table(result.equity, init, top=top_drawdowns) if top_drawdowns else None
+    if worst is not None:
+        for _, d in worst.iterrows():
             end = d["recovery"] if d["recovered"] else eq.index[-1]
             fig.add_vrect(
                 x0=_fmt_time(max(d["peak"], eq.index[0])),
@@ -428,7 +429,10 @@ def equity_figure(
     note = (
         "" if len(eq_s) == len(eq) else f" (display: min/max of buckets, {len(eq_s):,} of {len(eq):,} points)"
     )
-    shaded = f"; the {top_drawdowns} deepest drawdowns shaded" if top_drawdowns else ""
+    n_dd = 0 if worst is None else len(worst)
+    shaded = (
+        f"; the {n_dd} deepest drawdowns shaded" if n_dd > 1 else ("; the drawdown shaded" if n_dd else "")
+    )
     fig.update_layout(
         title={"text": f"Equity and drawdown{note}{shaded}", "y": 0.985, "yanchor": "top"},
         height=600,
@@ -1180,7 +1184,15 @@ def write_report(
         _section(
             "rolling",
             "Rolling Sharpe and volatility",
-            figure_html(ts.rolling_figure(result, benchmark, window=rolling_window, xs=_xs)),
+            figure_html(
+                ts.rolling_figure(
+                    result,
+                    benchmark,
+                    window=rolling_window,
+                    xs=_xs,
+                    max_points=max_points and max(1_000, max_points // 5),  # smooth lines
+                )
+            ),
         ),
     ]
     ex = ts.exposure(result)
@@ -1188,7 +1200,7 @@ def write_report(
         _section(
             "exposure",
             "Exposure over time",
-            figure_html(ts.exposure_figure(_decimate_frame(ex, max_points), xs=_xs))
+            figure_html(ts.exposure_figure(_decimate_frame(ex, max_points and max_points // 2), xs=_xs))
             if ex is not None
             else '<p class="note">The result carries no positions and candles to value them.</p>',
         )

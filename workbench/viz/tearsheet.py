@@ -198,9 +198,17 @@ def rolling_stats(
 
 
 def rolling_figure(
-    result: Any, benchmark: pd.Series | None = None, *, window: int | None = None, xs: Any = None
+    result: Any,
+    benchmark: pd.Series | None = None,
+    *,
+    window: int | None = None,
+    xs: Any = None,
+    max_points: int | None = 50_000,
 ) -> go.Figure:
-    """Rolling Sharpe (top) and annualised volatility in % (bottom) of the strategy, with buy and hold's."""
+    """Rolling Sharpe (top) and annualised volatility in % (bottom) of the strategy, with buy and hold's.
+
+    Beyond ``max_points`` bars the lines keep every ``k``-th bar (and the last), ``k = ceil(n / max_points)``:
+    a window of many bars moves little from one bar to the next."""
     eq = result.equity.astype("float64")
     window = default_window(pd.DatetimeIndex(eq.index)) if window is None else window
     init = _init_cash(result)
@@ -213,11 +221,16 @@ def rolling_figure(
         vertical_spacing=0.08,
         subplot_titles=("Rolling Sharpe ratio (annualised)", "Rolling volatility (annualised)"),
     )
-    x = xs(st.index) if xs else st.index
     series = [("strategy", st, "#1f77b4", "solid")]
     if benchmark is not None:
         bst = rolling_stats(benchmark.reindex(eq.index).astype("float64"), window, init)
         series.append(("buy and hold", bst, _BENCH, "dot"))
+    if max_points and len(st) > max_points:
+        k = math.ceil(len(st) / max_points)
+        keep = np.unique(np.r_[np.arange(0, len(st), k), len(st) - 1])
+        series = [(n, s.iloc[keep], c, d) for n, s, c, d in series]
+        st = st.iloc[keep]
+    x = xs(st.index) if xs else st.index
     for name, s, color, dash in series:
         for row, col, scale, fmt in ((1, "sharpe", 1.0, ".2f"), (2, "volatility", 100.0, ".1f")):
             fig.add_trace(
@@ -401,9 +414,20 @@ def distribution_figure(result: Any, var_level: float = 0.95) -> go.Figure:
         pnl = closed["pnl"].to_numpy(dtype="float64")
         pnl = pnl[np.isfinite(pnl)]
         if len(pnl):
-            lo, hi = float(pnl.min()), float(pnl.max())
-            size = (hi - lo) / 30 if hi > lo else 1.0
-            bins = {"start": lo, "end": hi + size, "size": size}
+            # bins of 1/40 of the central 99 % of the PnL, with an edge at 0 (wins and losses never share a
+            # bin); the axis shows that central range (a few outliers would squash the rest), zoom out for all
+            lo, hi = (float(q) for q in np.quantile(pnl, [0.005, 0.995]))
+            if hi <= lo:
+                lo, hi = float(pnl.min()) - 0.5, float(pnl.max()) + 0.5
+            size = (hi - lo) / 40
+            start = math.floor(float(pnl.min()) / size) * size
+            bins = {"start": start, "end": float(pnl.max()) + size, "size": size}
+            clipped = bool((pnl < lo).any() or (pnl > hi).any())
+            if clipped:
+                fig.update_xaxes(range=[lo - size, hi + size], row=1, col=2)
+                fig.layout.annotations[
+                    1
+                ].text = "PnL of the closed trades (central 99% shown; zoom out for all)"
             for name, sel, color in (("wins", pnl > 0, GREEN), ("losses and break-evens", pnl <= 0, RED)):
                 fig.add_trace(
                     go.Histogram(
