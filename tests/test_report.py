@@ -415,6 +415,8 @@ def test_histograms_of_daily_returns_and_trade_pnl(result) -> None:
     assert sorted(wins.x) == sorted(closed.loc[closed["pnl"] > 0, "pnl"])
     assert sorted(losses.x) == sorted(closed.loc[closed["pnl"] <= 0, "pnl"])
     assert wins.xbins.size == losses.xbins.size  # one binning for both
+    k = wins.xbins.start / wins.xbins.size  # with an edge at 0: no bin holds both wins and losses
+    assert k == pytest.approx(round(k), abs=1e-9) and wins.xbins.start <= closed["pnl"].min()
     var = -np.quantile(want, 0.05)
     assert f"daily VaR 95%: {var:.2f}%" in fig.layout.annotations[-1].text
 

@@ -409,38 +409,42 @@ def distribution_figure(result: Any, var_level: float = 0.95) -> go.Figure:
             col=1,
         )
     tr = getattr(result, "trades", None)
+    pnl = np.empty(0)
     if tr is not None and len(tr) and "pnl" in tr:
         closed = tr[tr["status"].astype(str) != "open"] if "status" in tr else tr
         pnl = closed["pnl"].to_numpy(dtype="float64")
         pnl = pnl[np.isfinite(pnl)]
-        if len(pnl):
-            # bins of 1/40 of the central 99 % of the PnL, with an edge at 0 (wins and losses never share a
-            # bin); the axis shows that central range (a few outliers would squash the rest), zoom out for all
-            lo, hi = (float(q) for q in np.quantile(pnl, [0.005, 0.995]))
-            if hi <= lo:
-                lo, hi = float(pnl.min()) - 0.5, float(pnl.max()) + 0.5
-            size = (hi - lo) / 40
-            start = math.floor(float(pnl.min()) / size) * size
-            bins = {"start": start, "end": float(pnl.max()) + size, "size": size}
-            clipped = bool((pnl < lo).any() or (pnl > hi).any())
-            if clipped:
-                fig.update_xaxes(range=[lo - size, hi + size], row=1, col=2)
-                fig.layout.annotations[
-                    1
-                ].text = "PnL of the closed trades (central 99% shown; zoom out for all)"
-            for name, sel, color in (("wins", pnl > 0, GREEN), ("losses and break-evens", pnl <= 0, RED)):
-                fig.add_trace(
-                    go.Histogram(
-                        x=pnl[sel],
-                        name=f"{name} ({int(sel.sum()):,})",
-                        xbins=bins,
-                        marker={"color": color},
-                        opacity=0.85,
-                        hovertemplate="PnL %{x}: %{y} trades<extra></extra>",
-                    ),
-                    row=1,
-                    col=2,
-                )
+    if not len(pnl):
+        fig.add_annotation(
+            text="no closed trades", showarrow=False, x=0.5, y=0.5, xref="x2 domain", yref="y2 domain"
+        )
+    if len(pnl):
+        # bins of 1/40 of the central 99 % of the PnL, with an edge at 0 (wins and losses never share a
+        # bin); the axis shows that central range (a few outliers would squash the rest), zoom out for all
+        lo, hi = (float(q) for q in np.quantile(pnl, [0.005, 0.995]))
+        if hi <= lo:
+            lo, hi = float(pnl.min()) - 0.5, float(pnl.max()) + 0.5
+        size = (hi - lo) / 40
+        start = math.floor(float(pnl.min()) / size) * size
+        bins = {"start": start, "end": float(pnl.max()) + size, "size": size}
+        clipped = bool((pnl < lo).any() or (pnl > hi).any())
+        if clipped:
+            fig.update_xaxes(range=[lo - size, hi + size], row=1, col=2)
+            title = "PnL of the closed trades (central 99% shown; zoom out for all)"
+            fig.layout.annotations[1].text = title
+        for name, sel, color in (("wins", pnl > 0, GREEN), ("losses and break-evens", pnl <= 0, RED)):
+            fig.add_trace(
+                go.Histogram(
+                    x=pnl[sel],
+                    name=f"{name} ({int(sel.sum()):,})",
+                    xbins=bins,
+                    marker={"color": color},
+                    opacity=0.85,
+                    hovertemplate="PnL %{x}: %{y} trades<extra></extra>",
+                ),
+                row=1,
+                col=2,
+            )
     fig.update_layout(
         barmode="overlay",
         height=340,
