@@ -4,6 +4,7 @@ reports of backtests and sweeps. Takes results and frames; does no I/O except wr
 from workbench.viz.candles import candlestick
 from workbench.viz.report import (
     benchmark_table,
+    drawdowns_frame,
     equity_figure,
     metrics_table,
     monthly_returns,
@@ -16,6 +17,7 @@ from workbench.viz.sweep import sweep_heatmap, sweep_pivot, sweep_top_table, wri
 __all__ = [
     "benchmark_table",
     "candlestick",
+    "drawdowns_frame",
     "equity_figure",
     "metrics_table",
     "monthly_returns",

@@ -46,6 +46,7 @@ __all__ = [
     "METRIC_LABELS",
     "BacktestResultLike",
     "benchmark_table",
+    "drawdowns_frame",
     "equity_figure",
     "format_metric",
     "metrics_table",
@@ -1084,28 +1085,42 @@ def _benchmark_html(result: BacktestResultLike, benchmark: pd.Series, symbols: S
     return f'<p class="note">{_e(what)}</p><table class="metrics">{rows}</table>'
 
 
-def drawdowns_html(equity: pd.Series, init_cash: float | None, top: int = 5) -> str:
-    """The ``top`` deepest drawdowns (:func:`workbench.viz.tearsheet.drawdown_table`) as an HTML table."""
+def drawdowns_frame(equity: pd.Series, init_cash: float | None, top: int = 5) -> pd.DataFrame:
+    """The ``top`` deepest drawdowns (:func:`workbench.viz.tearsheet.drawdown_table`) formatted for people
+    (times in UTC, depth in %, duration in days), ranked 1..; what the report's table shows."""
     t = ts.drawdown_table(equity, init_cash, top=top)
+    return pd.DataFrame(
+        {
+            "peak (UTC)": [_fmt_time(v) for v in t["peak"]],
+            "trough (UTC)": [_fmt_time(v) for v in t["trough"]],
+            "recovery (UTC)": [
+                _fmt_time(v) if ok else "not recovered"
+                for v, ok in zip(t["recovery"], t["recovered"], strict=True)
+            ],
+            "depth": [f"{v * 100:,.2f}%" for v in t["depth"]],
+            "duration (days)": [
+                f"{d:,.1f}" + ("" if ok else " (ongoing)")
+                for d, ok in zip(t["days"], t["recovered"], strict=True)
+            ],
+        },
+        index=pd.RangeIndex(1, len(t) + 1, name="#"),
+    )
+
+
+def drawdowns_html(equity: pd.Series, init_cash: float | None, top: int = 5) -> str:
+    """:func:`drawdowns_frame` as an HTML table."""
+    t = drawdowns_frame(equity, init_cash, top=top)
     if t.empty:
         return '<p class="note">No drawdown: the equity never fell below its running peak.</p>'
     rows = [
-        [
-            (str(i), ""),
-            (_fmt_time(d["peak"]), ""),
-            (_fmt_time(d["trough"]), ""),
-            (_fmt_time(d["recovery"]) if d["recovered"] else "not recovered", ""),
-            (f"{d['depth'] * 100:,.2f}%", ' class="neg"'),
-            (f"{d['days']:,.1f}" + ("" if d["recovered"] else " (ongoing)"), ""),
-        ]
-        for i, (_, d) in enumerate(t.iterrows(), start=1)
+        [(str(i), "")] + [(str(v), ' class="neg"' if c == "depth" else "") for c, v in r.items()]
+        for i, r in t.iterrows()
     ]
     note = (
         f'<p class="note">The {len(t)} deepest of the equity\'s drawdowns (a peak, the lowest point under it, '
         "and the first bar back at the peak); the initial cash counts as the first peak.</p>"
     )
-    cols = ["#", "peak (UTC)", "trough (UTC)", "recovery (UTC)", "depth", "duration (days)"]
-    return note + _table(cols, rows, cls="drawdowns")
+    return note + _table(["#", *t.columns], rows, cls="drawdowns")
 
 
 def write_report(
