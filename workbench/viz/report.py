@@ -764,7 +764,7 @@ def _add_trade_markers(
     exit_t = pd.to_datetime(t["exit_time"], utc=True)
     status = t["status"].astype(str).to_numpy() if "status" in t else np.array(["closed"] * len(t))
     reason = (
-        t["exit_reason"].astype(str).to_numpy()
+        t["exit_reason"].astype(str).str.replace("_", " ").to_numpy()
         if "exit_reason" in t
         else np.where(status == "open", "open", "")
     )
