@@ -446,6 +446,16 @@ def test_markers_stay_in_the_drawn_window(result, candles) -> None:
     closed = tr["status"] == "closed"
     assert exits == int((closed & (tr["exit_time"] >= t0) & (tr["exit_time"] <= t1)).sum())
     assert list(pd.to_datetime(fig.layout.xaxis.range, utc=True)) == [t0, t1]
+    # the same window by start=: the same markers, and the indicators warmed up on the candles before it
+    strat = get_strategy("sma_cross")(fast=10, slow=50)
+    fig2 = trades_figure(result, candles, strategy=strat, start=t0)
+    assert list(pd.to_datetime(fig2.layout.xaxis.range, utc=True)) == [t0, t1]
+    markers2 = [t for t in fig2.data if t.type == "scatter" and t.mode == "markers"]
+    assert sorted(x for t in markers2 for x in t.x) == sorted(x for t in markers for x in t.x)
+    slow = next(t for t in fig2.data if t.name == "slow")
+    assert len(slow.y) == len(tail) and not np.isnan(np.asarray(slow.y, dtype=float)).any()
+    want = talib.SMA(candles["close"].to_numpy(), 50)[-len(tail) :]
+    np.testing.assert_allclose(np.asarray(slow.y, dtype=float), want)
 
 
 def test_strategy_indicators_on_the_price_chart(result, candles) -> None:

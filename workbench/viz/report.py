@@ -625,10 +625,12 @@ def trades_figure(
     indicators: Mapping[str, Any] | None = None,
     *,
     strategy: Any = None,
+    start: Any = None,
+    end: Any = None,
     max_bars: int = 20_000,
 ) -> go.Figure:
-    """Candlesticks per symbol over the window both the backtest and ``candles`` cover, with the trades'
-    markers and indicator lines.
+    """Candlesticks per symbol over the window both the backtest and ``candles`` cover (narrowed to
+    ``[start, end]`` when given), with the trades' markers and indicator lines.
 
     Markers: a triangle at each entry (up and blue for a long, down and orange for a short) and, at each exit,
     a triangle pointing the other way, green for a winning trade and red for a losing or break-even one (open
@@ -638,7 +640,8 @@ def trades_figure(
     Indicator lines: ``strategy`` (anything with ``indicators()`` and ``indicator_frame(candles)``, e.g. a
     :class:`workbench.strategies.Strategy`) draws its declared indicators, computed on all of ``candles``
     (so they warm up on the history before the window): overlays on the price, the others (RSI, a z-score)
-    in a panel below it. ``indicators`` adds lines on the price: ``{name: Series}`` on the first symbol's
+    in a panel below it (``start=`` draws the end of a long run with indicators warmed up on the candles
+    before it). ``indicators`` adds lines on the price: ``{name: Series}`` on the first symbol's
     panel (a key ``'SYMBOL:name'`` puts it on that symbol's), or ``{symbol: {name: Series}}``. Candles beyond
     ``max_bars`` in all are resampled for display (see the module docstring); markers stay exact.
     """
@@ -653,7 +656,9 @@ def trades_figure(
         for sym, cols in declared.items():
             for name, ser in cols.items():
                 (own if name in panel_cols else inds).setdefault(sym, {})[name] = ser
-    start, end = _utc_index(pd.DatetimeIndex([result.start, result.end]))
+    first, last = _utc_index(pd.DatetimeIndex([result.start, result.end]))
+    start = first if start is None else max(first, _utc_index(pd.DatetimeIndex([start]))[0])
+    end = last if end is None else min(last, _utc_index(pd.DatetimeIndex([end]))[0])
     budget = max(500, max_bars // len(syms))
     tr = result.trades
     titles, panels, heights = [], [], []
