@@ -207,6 +207,8 @@ def test_research_commands_end_to_end(tmp_path) -> None:
         config=cfg,
     )
     assert "sharpe" in p.stdout and (tmp_path / "r" / "bt.html").stat().st_size > 100_000
+    page = (tmp_path / "r" / "bt.html").read_text(encoding="utf-8")  # the strategy's SMAs on the price chart
+    assert '"name":"fast"' in page and '"name":"slow"' in page and '<section id="benchmark">' in page
     d = json.loads((tmp_path / "bt.json").read_text())
     assert (
         d["params"] == {"fast": 10, "slow": 50}

@@ -615,7 +615,7 @@ def backtest(
         if report:
             from workbench.viz.report import write_report
 
-            write_report(res, _out(report), candles=data)
+            write_report(res, _out(report), candles=data, strategy=strat)
             out.print(f"report written to {report}")
 
 

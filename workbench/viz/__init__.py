@@ -3,6 +3,8 @@ reports of backtests and sweeps. Takes results and frames; does no I/O except wr
 
 from workbench.viz.candles import candlestick
 from workbench.viz.report import (
+    benchmark_table,
+    drawdowns_frame,
     equity_figure,
     metrics_table,
     monthly_returns,
@@ -10,17 +12,20 @@ from workbench.viz.report import (
     trades_figure,
     write_report,
 )
-from workbench.viz.sweep import sweep_heatmap, sweep_pivot, write_sweep_report
+from workbench.viz.sweep import sweep_heatmap, sweep_pivot, sweep_top_table, write_sweep_report
 from workbench.viz.trading import trading_figure
 
 __all__ = [
+    "benchmark_table",
     "candlestick",
+    "drawdowns_frame",
     "equity_figure",
     "metrics_table",
     "monthly_returns",
     "monthly_returns_figure",
     "sweep_heatmap",
     "sweep_pivot",
+    "sweep_top_table",
     "trades_figure",
     "trading_figure",
     "write_report",

@@ -36,6 +36,7 @@ __all__ = [
     "sweep_heatmap",
     "sweep_line",
     "sweep_pivot",
+    "sweep_top_table",
     "write_sweep_report",
 ]
 
@@ -184,6 +185,18 @@ def _top_html(table: pd.DataFrame, top: int) -> str:
             cells.append((_value(str(c), r[c]), _sign_class(r[c]) if signed else ""))
         rows.append(cells)
     return _table(cols, rows, cls="top")
+
+
+def sweep_top_table(table: pd.DataFrame, top: int = 10) -> pd.DataFrame:
+    """The first ``top`` rows of a sweep table (sorted by its metric), formatted for people as in the HTML
+    reports: parameters as given, returns in %, ratios to 2 decimals; ranks 1.. as the index. For
+    ``print(...)`` in notebooks and terminals (the raw numbers stay in ``table``)."""
+    t = table.head(top)
+    out = pd.DataFrame(
+        {str(c).replace("_", " "): [_value(str(c), v) for v in t[c]] for c in t.columns},
+        index=pd.RangeIndex(1, len(t) + 1, name="rank"),
+    )
+    return out
 
 
 def _best_html(best: Mapping[str, Any]) -> str:
