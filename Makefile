@@ -8,10 +8,11 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # keep numeric libraries from oversubscribing the 2 cores
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: help venv install install-test demo test lint format check-notebooks test-py test-notebooks bench clean
+.PHONY: help venv install install-test install-notebook demo lab test lint format check-notebooks test-py test-notebooks bench clean
 
 help:
-	@echo "make demo    create .venv, install, load the bundled sample, run the pipeline, write reports, paper-trade"
+	@echo "make demo    create .venv, install (with JupyterLab), load the bundled sample, run the pipeline, write reports, paper-trade"
+	@echo "make lab     open the notebooks in JupyterLab on http://127.0.0.1:$(LAB_PORT) with the workbench kernel"
 	@echo "make test    install test dependencies, lint, check layers and notebooks, run every test"
 	@echo "make bench   run the benchmarks (not part of make test); results in benchmarks/results/"
 	@echo "make format  ruff format + fix"
@@ -27,15 +28,21 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PY) -m ipykernel install --sys-prefix --name workbench --display-name "Python (workbench)" >/dev/null
 	@touch $@
 
-$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+# JupyterLab (the [notebook] extra): `make demo` and `make lab` (and `make test`, which checks `make lab`)
+$(VENV)/.installed-notebook: pyproject.toml $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[notebook]'
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-notebook
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $@
 
 venv: $(PY)
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
+install-notebook: $(VENV)/.installed-notebook
 
-demo: install
+demo: install-notebook
 	$(WB) init --sample
 	$(WB) data ls
 	$(WB) data audit
@@ -49,6 +56,15 @@ demo: install
 	@echo "run folders (executed notebooks, HTML exports, manifest.json): data/runs/"
 	@echo "reports: data/reports/ and data/reports/../runs/*/  (open the .html files in a browser)"
 	@echo "paper session: data/trading/sessions/demo/ (workbench journal export --session demo); docs/trading.md"
+	@echo "notebooks: make lab  (JupyterLab on 127.0.0.1, kernel 'Python (workbench)')"
+
+# JupyterLab on the loopback interface only, in notebooks/, the workbench kernel by default; Ctrl-C stops it.
+# LAB_FLAGS: more options, e.g. LAB_FLAGS=--allow-root inside a container that runs as root
+LAB_PORT ?= 8888
+LAB_FLAGS ?=
+lab: install-notebook
+	cd notebooks && $(abspath $(VENV))/bin/jupyter lab --ip=127.0.0.1 --no-browser --port=$(LAB_PORT) \
+		--MappingKernelManager.default_kernel_name=workbench $(LAB_FLAGS)
 
 lint: install-test
 	$(VENV)/bin/ruff check .

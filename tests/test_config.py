@@ -466,3 +466,24 @@ def test_config_show_resolves_paths_and_placeholders(tmp_path) -> None:
     assert shown["paths"]["data"] == str(home)
     assert shown["ml"]["optuna"]["storage"] == f"sqlite:///{home}/optuna.db"
     assert "{data}" not in p.stdout
+
+
+def test_derived_settings_follow_the_data_folder_unless_absolute(tmp_path) -> None:
+    shared = tmp_path / "shared-models"
+    d = cfg(
+        tmp_path,
+        {
+            "workbench.yml": "paths:\n  data: store-here\n",
+            "ml.yml": f"registry: {shared}\noptuna:\n  storage: 'sqlite:///{{data}}/studies/o.db'\n",
+        },
+    )
+    s = load_settings(d, env={})
+    assert s.registry_dir == shared  # absolute: as is, whatever the data folder
+    assert s.optuna_storage == f"sqlite:///{tmp_path}/store-here/studies/o.db"
+    home = tmp_path / "home"
+    moved = load_settings(d, env={"WORKBENCH_HOME": str(home)})
+    assert moved.registry_dir == shared and moved.optuna_storage == f"sqlite:///{home}/studies/o.db"
+    rel = load_settings(d, env={"WORKBENCH_HOME": str(home), "WORKBENCH__ML__REGISTRY": "reg/prices"})
+    assert rel.registry_dir == home / "reg" / "prices"  # relative: under the data folder in effect
+    server = load_settings(d, env={"WORKBENCH__ML__OPTUNA__STORAGE": "postgresql://db.example/optuna"})
+    assert server.optuna_storage == "postgresql://db.example/optuna"  # no {data}: untouched

@@ -661,8 +661,7 @@ def _run(
 def _registry(settings: Settings) -> Any:
     from workbench.ml.registry import Registry
 
-    root = Path(settings.ml.registry)
-    return Registry(root if root.is_absolute() else settings.data_dir / root)
+    return Registry.from_settings(settings)  # the configured ml.registry, as the stages' open_registry()
 
 
 def _verdict(reg: Any, name: str, version: str) -> str | None:

@@ -81,9 +81,13 @@ def init_storage(url: str) -> None:
 def optimize_symbols(
     dask_client: Any, frames: Mapping[str, pd.DataFrame], strategy: str, **kw: Any
 ) -> list[dict[str, Any]]:
-    """Walk-forward optimisation per symbol as Dask tasks, every study in the shared ``storage``."""
-    if "storage" in kw:
-        init_storage(kw["storage"])
+    """Walk-forward optimisation per symbol as Dask tasks, every study in the shared ``storage`` (default: the
+    configured ``Settings.optuna_storage``, resolved here once so that every worker uses the same one)."""
+    if kw.get("storage") is None:
+        from workbench.config import load_settings
+
+        kw["storage"] = load_settings().optuna_storage
+    init_storage(kw["storage"])
     futures = [dask_client.submit(_optimize_one, df, strategy, kw, pure=False) for df in frames.values()]
     return dask_client.gather(futures)
 

@@ -229,14 +229,21 @@ def optimize(
     folds: int = 3,
     mode: str = "expanding",
     config: BacktestConfig | None = None,
-    storage: str = "sqlite:///optuna.db",
+    storage: str | None = None,
     seed: int = 42,
     fixed: Mapping[str, Any] | None = None,
     heartbeat_interval: int | None = HEARTBEAT_S,
     grace_period: int | None = None,
 ) -> OptimizeResult:
-    """Walk-forward optimise a single-asset strategy on Candles ``data`` (see the module docstring)."""
+    """Walk-forward optimise a single-asset strategy on Candles ``data`` (see the module docstring).
+    ``storage``: an Optuna RDB URL (default: the configured ``Settings.optuna_storage``, i.e.
+    ``ml.optuna.storage`` with ``{data}`` the data folder, never a file in the current folder)."""
     import optuna
+
+    if storage is None:
+        from workbench.config import load_settings
+
+        storage = load_settings().optuna_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cls = get_strategy(strategy) if isinstance(strategy, str) else strategy

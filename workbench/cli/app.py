@@ -707,8 +707,7 @@ def optimize(
         cls = _strategy(strategy)
         fixed = cls.make_params(_params(param)).model_dump() if param else {}
         fixed = {k: fixed[k] for k in _params(param)}
-        url = storage or s.ml.optuna.storage.replace("{data}", str(s.data_dir))
-        s.data_dir.mkdir(parents=True, exist_ok=True)
+        url = storage or s.optuna_storage
         data = _slice(_market(exchange, [symbol], timeframe), start, end)
         res = run_opt(
             data,
@@ -773,13 +772,14 @@ def check_lookahead_cmd(
 def _registry():
     from workbench.ml.registry import Registry
 
-    s = settings()
-    root = Path(s.ml.registry)
-    return Registry(root if root.is_absolute() else s.data_dir / root)
+    return Registry.from_settings(settings())
 
 
 def _ml_threads() -> None:
-    os.environ.setdefault("WORKBENCH__ML__TORCH_THREADS", str(settings().ml.torch_threads))
+    """torch's threads for this process: ``ml.torch_threads``, set once before any model runs."""
+    from workbench.ml.trainer import set_threads
+
+    set_threads(settings().ml.torch_threads)
 
 
 @app.command()
@@ -823,7 +823,6 @@ def train(
         s = settings()
         _ml_threads()
         data = _slice(_market(exchange, [symbol], timeframe), start, end)
-        url = s.ml.optuna.storage.replace("{data}", str(s.data_dir))
         res = train_model(
             data,
             arch=model,
@@ -833,7 +832,7 @@ def train(
             validation=validation,
             folds=folds,
             trials=trials,
-            storage=url,
+            storage=s.optuna_storage,
             epochs=epochs,
             seed=s.ml.seed,
             registry=_registry(),
@@ -962,7 +961,8 @@ def sentiment_train(
     from workbench.ml.sentiment import compare_models, load_dataset, make_model
 
     with _errors():
-        _ml_threads()
+        # the sentiment models size their own torch threads (workbench.ml.sentiment); ml.torch_threads is
+        # for the price and volatility models
         tr, va = load_dataset("train"), load_dataset("valid")
         models = {model: make_model(model)}
         if baselines:

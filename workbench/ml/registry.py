@@ -9,6 +9,10 @@
 
 A version folder is written under a temporary name and renamed whole; ``promoted.json`` is replaced
 atomically. Strategies and the prediction service load the promoted version.
+
+The registry folder is ``Settings.registry_dir`` (``ml.registry``, relative to the data folder, or absolute):
+open it with :func:`open_registry` (or ``Registry(settings.registry_dir)``), never from a path of your own,
+so that training, the pipeline's promotion and the notebooks all use the configured one.
 """
 
 from __future__ import annotations
@@ -27,10 +31,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from workbench.config import Settings, load_settings
 from workbench.features import Scaler
 from workbench.ml.models import build_model
 
-__all__ = ["LoadedModel", "Registry", "RegistryError", "candles_hash", "code_version"]
+__all__ = ["LoadedModel", "Registry", "RegistryError", "candles_hash", "code_version", "open_registry"]
 
 
 class RegistryError(RuntimeError):
@@ -94,6 +99,11 @@ def _atomic_json(path: Path, data: Any) -> None:
 class Registry:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Registry:
+        """The configured registry: ``settings.registry_dir``."""
+        return cls(settings.registry_dir)
 
     def _dir(self, name: str) -> Path:
         if not name or "/" in name or name.startswith("."):
@@ -251,3 +261,10 @@ class Registry:
         scaler.center_ = pd.Series(sc["center"], index=scaler.columns_)
         scaler.scale_ = pd.Series(sc["scale"], index=scaler.columns_)
         return LoadedModel(name, version, meta, model, scaler)
+
+
+def open_registry(config: str | os.PathLike[str] | Settings | None = None) -> Registry:
+    """The registry of the configured ``ml.registry`` (``Settings.registry_dir``); ``config`` as for
+    :func:`workbench.config.load_settings` (default: ``$WORKBENCH_CONFIG`` or the nearest ``config/``)."""
+    settings = config if isinstance(config, Settings) else load_settings(config)
+    return Registry.from_settings(settings)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+import torch
 
 from workbench.ml.datasets import DEFAULT_SPEC
 from workbench.ml.price import PriceModelResult, train_price_model
@@ -90,7 +90,8 @@ def train_model(
 ) -> TrainOutcome:
     """Without ``trials``: walk-forward (or purged k-fold) evaluation over all the data. With ``trials``: tune
     on the first ``1 - holdout`` of the bars, then evaluate walk-forward only inside the held-out tail.
-    Registers the final model when ``registry`` is given; ``promote`` promotes it unless it loses to a
+    Studies go to ``storage`` (default: the configured ``Settings.optuna_storage``). Registers the final model
+    when ``registry`` is given; ``promote`` promotes it unless it loses to a
     baseline (:func:`baseline_verdict`), ``force`` promotes it anyway (with a warning)."""
     spec = spec or DEFAULT_SPEC
     hparams: dict[str, Any] = {"epochs": epochs}
@@ -99,7 +100,9 @@ def train_model(
     test_size = None
     if trials > 0:
         if storage is None:
-            raise ValueError("tuning needs an Optuna storage URL")
+            from workbench.config import load_settings
+
+            storage = load_settings().optuna_storage
         cut = int(len(candles) * (1 - holdout))
         holdout_start = candles.index[cut]
         tuned, _ = tune_price_model(
@@ -165,7 +168,7 @@ def train_model(
                 "sha256": candles_hash(candles),
             },
             "seed": seed,
-            "torch_threads": int(os.environ.get("WORKBENCH__ML__TORCH_THREADS", "1")),
+            "torch_threads": torch.get_num_threads(),  # what the training ran with
         }
         assert result.model is not None and result.scaler is not None
         version = registry.save(name, result.model, result.scaler, meta)

@@ -2,6 +2,10 @@
 checkpoints of the best weights, seeds for repeatable runs, a progress bar, and a thread count sized for the
 machine (small models on 2 cores train fastest single-threaded, especially inside Optuna trials).
 
+torch's thread count is a property of the process: the entry point (the CLI, a notebook) sets it once from
+the settings with ``set_threads(settings.ml.torch_threads)``; a ``TrainConfig(threads=N)`` overrides it for one
+training run, ``threads=None`` keeps what the process set.
+
 >>> trainer = Trainer(model, loss="bce", config=TrainConfig(epochs=30, lr=1e-3, seed=7))
 >>> history = trainer.fit((X_train, y_train), (X_valid, y_valid))
 >>> p = trainer.predict(X_test)
@@ -38,9 +42,10 @@ def set_seed(seed: int) -> None:
 
 
 def set_threads(n: int | None) -> int:
-    """Set torch's intra-op threads (default: ``WORKBENCH__ML__TORCH_THREADS`` or 1) and return it."""
+    """Set torch's intra-op threads to ``n`` (at most the machine's cores; ``None``: leave them as they are)
+    and return the count in effect. Call it with ``settings.ml.torch_threads`` where a process starts."""
     if n is None:
-        n = int(os.environ.get("WORKBENCH__ML__TORCH_THREADS", "1"))
+        return torch.get_num_threads()
     n = max(1, min(int(n), os.cpu_count() or 1))
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
