@@ -59,9 +59,9 @@ demo: install-notebook
 	@echo "notebooks: make lab  (JupyterLab on 127.0.0.1, kernel 'Python (workbench)')"
 
 # JupyterLab on the loopback interface only, in notebooks/, the workbench kernel by default; Ctrl-C stops it.
-# LAB_FLAGS: more options, e.g. LAB_FLAGS=--allow-root inside a container that runs as root
+# LAB_FLAGS: more options (as root, --allow-root is added: Jupyter refuses root otherwise)
 LAB_PORT ?= 8888
-LAB_FLAGS ?=
+LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 lab: install-notebook
 	cd notebooks && $(abspath $(VENV))/bin/jupyter lab --ip=127.0.0.1 --no-browser --port=$(LAB_PORT) \
 		--MappingKernelManager.default_kernel_name=workbench $(LAB_FLAGS)
