@@ -57,7 +57,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 
@@ -112,7 +112,7 @@ class StubClient:
     """Stands in for the ccxt.pro client: warm-up candles over REST; websocket calls that never return (the
     benchmark's :func:`replay` is the feed). Only the methods the engine calls."""
 
-    has = {"watchOHLCV": True, "watchOrderBook": True}
+    has: ClassVar[dict[str, bool]] = {"watchOHLCV": True, "watchOrderBook": True}
 
     def __init__(self, first_bar: int) -> None:
         self.first_bar = first_bar  # bar index (open time / TF_MS) of the first replayed bar
@@ -199,7 +199,9 @@ def build_engine(
     opts = _with_sync(opts, synchronous)
     broker = PaperBroker(rules, {"USDT": INITIAL_CASH}, taker_fee=opts.fee_taker, maker_fee=opts.fee_maker,
                          slippage=opts.slippage, clock=lambda: 0)  # fmt: skip
-    spec = SessionSpec(session, Flip.name, {}, "binance", (SYMBOL,), TF, "paper", SIZE, account=f"paper-{session}")
+    spec = SessionSpec(
+        session, Flip.name, {}, "binance", (SYMBOL,), TF, "paper", SIZE, account=f"paper-{session}"
+    )
     risk = RiskManager(RiskConfig())
     engine = TradingEngine(spec, Flip(), data_dir=data_dir, client=client, broker=broker, risk=risk,
                            options=opts)  # fmt: skip
@@ -225,7 +227,12 @@ def first_bar_now() -> int:
 
 
 async def _engine_throughput(
-    data_dir: Path, n: int, events_per_bar: int, chunk: int, synchronous: str, profile: cProfile.Profile | None
+    data_dir: Path,
+    n: int,
+    events_per_bar: int,
+    chunk: int,
+    synchronous: str,
+    profile: cProfile.Profile | None,
 ) -> dict[str, Any]:
     first = first_bar_now()
     events = make_events(n, events_per_bar, first)
@@ -310,7 +317,13 @@ async def _bare_throughput(events: Sequence[Event], chunk: int) -> dict[str, Any
             counts["other"] += 1
     elapsed = time.perf_counter() - t0
     await producer
-    return {"events": n, "handled": handled, "counts": counts, "seconds": elapsed, "events_per_s": n / elapsed}
+    return {
+        "events": n,
+        "handled": handled,
+        "counts": counts,
+        "seconds": elapsed,
+        "events_per_s": n / elapsed,
+    }
 
 
 def bare_throughput(n: int, events_per_bar: int = 1000, chunk: int = 1000) -> dict[str, Any]:
@@ -327,7 +340,7 @@ def _pct(xs: list[float], q: float) -> float | None:
     if not xs:
         return None
     s = sorted(xs)
-    return s[min(len(s) - 1, max(0, int(round(q * (len(s) - 1)))))]
+    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
 
 
 def _summary_us(ns: list[int]) -> dict[str, Any]:
@@ -445,7 +458,7 @@ async def _bare_latency(events: Sequence[Event]) -> dict[str, Any]:
     async def consume() -> None:
         nonlocal handled
         while True:
-            kind, symbol, payload = await queue.get()
+            kind, _symbol, _payload = await queue.get()
             if kind == "candles" or kind == "book":
                 seen.append(clock())
             handled += 1

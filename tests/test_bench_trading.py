@@ -1,0 +1,194 @@
+"""The trading benchmark's harness (benchmarks/bench_trading.py) on a few events: it runs the real engine, counts
+the events and the orders, and measures what it says it measures. Correctness only: no timed assertion.
+
+Also the engine changes the benchmark led to: book snapshots throttled (not one journal write per book update),
+the ``journal_synchronous`` option, the paper broker's index of resting limit orders."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import sqlite3
+import sys
+from pathlib import Path
+
+import pydantic
+import pytest
+
+from workbench.config import TradingConfig
+from workbench.trading.brokers.base import MarketRules
+from workbench.trading.brokers.paper import PaperBroker
+from workbench.types import Order, OrderStatus, OrderType, Side
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load_bench():
+    name = "bench_trading"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / "bench_trading.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+bt = _load_bench()
+
+
+def test_events_are_made_as_asked():
+    ev = bt.make_events(2_500, 1_000, first_bar=1_000)
+    assert len(ev) == 2_500
+    firsts = [e for e in ev if e[0] == "candles" and e[2][0][4] == bt.price_of(int(e[2][0][0]) // bt.TF_MS)]
+    bars = sorted({int(e[2][0][0]) // bt.TF_MS for e in ev if e[0] == "candles"})
+    assert bars == [1_000, 1_001, 1_002]
+    assert len(firsts) >= 3
+    kinds = {e[0] for e in ev}
+    assert kinds == {"candles", "book"}
+    with pytest.raises(ValueError, match="events_per_bar"):
+        bt.make_events(10, 0, first_bar=1)
+
+
+def test_bare_loop_dispatches_every_event():
+    r = bt.bare_throughput(3_000, events_per_bar=100, chunk=64)
+    assert r["handled"] == 3_000
+    ev = bt.make_events(3_000, 100, first_bar=10)
+    assert r["counts"]["candles"] == sum(1 for e in ev if e[0] == "candles")
+    assert r["counts"]["book"] == sum(1 for e in ev if e[0] == "book")
+    assert r["counts"]["other"] == 0
+    assert r["events_per_s"] > 0
+
+
+@pytest.mark.parametrize("sync", ["FULL", "NORMAL"])
+def test_engine_throughput_run_trades_every_bar(tmp_path, sync):
+    r = bt.engine_throughput(1_200, events_per_bar=200, chunk=50, synchronous=sync, data_dir=tmp_path)
+    assert r["events"] == 1_200
+    assert r["events_handled"] >= 1_200  # the market events, plus the engine's timer events
+    assert r["bars"] == 6
+    # the flip strategy changes its target on every bar: one market order per closed bar, each filled
+    assert r["orders"] >= r["bars"] - 1
+    assert r["filled"] == r["orders"]
+    assert r["risk_state"] == "ACTIVE"
+    by_kind = r["journal_rows_by_kind"]
+    assert by_kind["fill"] == r["orders"]
+    assert by_kind["order"] >= 3 * r["orders"]  # INITIALIZED, SUBMITTED, ACCEPTED/FILLED at least
+    # 600 book updates in a run far shorter than the snapshot period: about one book row, not 600
+    assert by_kind.get("book", 0) <= 5
+    # the journal the engine wrote is a well-formed SQLite file
+    db = sqlite3.connect(next(tmp_path.glob(f"trading/sessions/tp-{sync.lower()}/journal.sqlite")))
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.close()
+
+
+def test_engine_latency_measures_each_decision():
+    r = bt.engine_latency(bars=6, per_bar=4, synchronous="NORMAL")
+    assert r["decisions"] >= 5
+    for key in ("intent_raw", "intent_ex_strategy", "submitted_ex_strategy", "decision_handled_ex_strategy"):
+        assert r[key]["n"] == r["decisions"]
+    assert r["price_handled"]["n"] + r["book_handled"]["n"] + r["decisions"] >= 6 * 4 - 1
+    # the intent row is written before the order is sent and before the event is fully handled
+    assert r["intent_raw"]["max_us"] >= r["intent_ex_strategy"]["max_us"] > 0
+    assert r["strategy_targets"]["n"] == r["decisions"]
+
+
+def test_bare_latency_counts():
+    r = bt.bare_latency(200)
+    assert r["n"] == 200 and r["p50_us"] > 0
+
+
+def test_main_writes_results(tmp_path, capsys):
+    out = tmp_path / "trading.json"
+    argv = ["--events", "400", "--events-per-bar", "100", "--latency-bars", "3", "--sync", "NORMAL"]
+    assert bt.main([*argv, "--out", str(out)]) == 0
+    import json
+
+    res = json.loads(out.read_text())
+    assert res["throughput"]["NORMAL"]["events"] == 400
+    assert res["latency"]["NORMAL"]["decisions"] >= 2
+    assert res["bare_throughput"]["handled"] == 400
+    assert "events/s" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ the engine changes
+
+
+def test_book_updates_are_journalled_once_per_snapshot_period(tmp_path):
+    """Before: every book update was its own journal write (one fsync each under FULL)."""
+
+    async def go() -> int:
+        first = bt.first_bar_now()
+        engine, _ = bt.build_engine(tmp_path, first, "NORMAL", session="books")
+        engine.opt.snapshot_every_s = 3_600.0
+        await engine.start()
+        events = bt.make_events(81, 10_000, first)  # one candle update, then 40 candle and 40 book updates
+        assert sum(1 for e in events if e[0] == "book") == 40
+        done = asyncio.Event()
+
+        async def feed() -> None:
+            await bt.replay(engine.queue, events, 7)
+            done.set()
+
+        task = asyncio.create_task(feed())
+        await engine.run(until=lambda: done.is_set() and engine.queue.empty())
+        await task
+        assert engine.journal is not None
+        n = len(engine.journal.read(kinds="book"))
+        await engine.stop()
+        return n
+
+    assert asyncio.run(go()) == 1
+
+
+@pytest.mark.parametrize(("sync", "level"), [("FULL", 2), ("NORMAL", 1)])
+def test_engine_opens_its_journal_with_the_configured_synchronous(tmp_path, sync, level):
+    async def go() -> int:
+        first = bt.first_bar_now()
+        engine, _ = bt.build_engine(tmp_path, first, sync, session=f"sync-{sync}")
+        await engine.start()
+        assert engine.journal is not None
+        got = engine.journal._db.execute("PRAGMA synchronous").fetchone()[0]
+        await engine.stop()
+        return got
+
+    assert asyncio.run(go()) == level
+
+
+def test_trading_config_journal_synchronous():
+    assert TradingConfig().journal_synchronous == "FULL"
+    assert TradingConfig(journal_synchronous="NORMAL").journal_synchronous == "NORMAL"
+    with pytest.raises(pydantic.ValidationError, match="journal_synchronous"):
+        TradingConfig(journal_synchronous="OFF")
+
+
+def test_paper_limit_orders_rest_and_fill_among_many_closed_orders():
+    """The paper broker looks only at resting limit orders on a price update; closed orders leave its index and
+    a canceled limit never fills."""
+
+    async def go() -> None:
+        t = [1_000]
+        b = PaperBroker({"BTC/USDT": MarketRules("BTC/USDT", amount_step=1e-5)}, {"USDT": 1e6},
+                        taker_fee=0.001, maker_fee=0.0005, slippage=0.0, clock=lambda: t[0])  # fmt: skip
+        b.on_price("BTC/USDT", last=100.0)
+        for i in range(50):  # closed history: market orders, and limit orders canceled
+            await b.submit(Order(f"m{i}", "BTC/USDT", Side.BUY, OrderType.MARKET, 0.01))
+            lim = await b.submit(Order(f"c{i}", "BTC/USDT", Side.BUY, OrderType.LIMIT, 0.01, price=90.0))
+            await b.cancel(lim)
+        rest = await b.submit(Order("rest", "BTC/USDT", Side.BUY, OrderType.LIMIT, 0.5, price=95.0))
+        assert rest.status is OrderStatus.ACCEPTED
+        assert list(b._resting["BTC/USDT"]) == ["c49", "rest"] or list(b._resting["BTC/USDT"]) == ["rest"]
+        b.on_price("BTC/USDT", last=96.0, low=95.5, high=96.5)
+        assert (await b.fetch_order(rest)).status is OrderStatus.ACCEPTED
+        b.on_price("BTC/USDT", last=94.0, low=89.0, high=95.0)  # crosses 95 (and 90: canceled ones stay out)
+        assert (await b.fetch_order(rest)).status is OrderStatus.FILLED
+        fills = await b.fetch_fills("BTC/USDT", None)
+        assert [f.client_order_id for f in fills if f.client_order_id.startswith(("c", "rest"))] == ["rest"]
+        assert fills[-1].price == 95.0 and fills[-1].liquidity == "maker"
+        assert list(b._resting["BTC/USDT"]) == [] or all(
+            not b._orders[c].status.is_open for c in b._resting["BTC/USDT"]
+        )
+        b.on_price("BTC/USDT", last=94.0, low=80.0, high=95.0)
+        assert b._resting["BTC/USDT"] == {}
+
+    asyncio.run(go())
