@@ -72,8 +72,9 @@ def test_engine_throughput_run_trades_every_bar(tmp_path, sync):
     assert r["filled"] == r["orders"]
     assert r["risk_state"] == "ACTIVE"
     by_kind = r["journal_rows_by_kind"]
-    assert by_kind["fill"] == r["orders"]
-    assert by_kind["order"] >= 3 * r["orders"]  # INITIALIZED, SUBMITTED, ACCEPTED/FILLED at least
+    # journal rows are counted from the replay's start: the decision the engine may take at start() is before
+    assert r["orders"] - 1 <= by_kind["fill"] <= r["orders"]
+    assert by_kind["order"] >= 3 * by_kind["fill"]  # INITIALIZED, SUBMITTED, FILLED at least
     # 600 book updates in a run far shorter than the snapshot period: about one book row, not 600
     assert by_kind.get("book", 0) <= 5
     # the journal the engine wrote is a well-formed SQLite file
