@@ -211,6 +211,7 @@ class TradingEngine:
     def _open_journal(self) -> None:
         path = journal_path(self.data_dir, self.spec.name)
         self.journal = Journal(path, synchronous=self.opt.journal_synchronous)
+        self.journal.start_checkpointer()  # WAL checkpoints off the event loop's commits (p99 latency)
         j = self.journal
         old = j.meta_get("spec")
         if old is None:
@@ -236,8 +237,7 @@ class TradingEngine:
 
     def _save_state(self) -> None:
         assert self.journal is not None
-        self.journal.meta_set("risk", self.risk.to_dict())
-        self.journal.meta_set("adapter", self.adapter.state())
+        self.journal.meta_set_many({"risk": self.risk.to_dict(), "adapter": self.adapter.state()})
 
     async def start(self) -> None:
         self._lock()

@@ -71,7 +71,9 @@ class PaperBroker:
     # ------------------------------------------------------------------ broker protocol
 
     async def connect(self) -> None:
-        return None
+        # load the fill model's compiled kernel now (numba's cache: about 0.7 s in a fresh process), not inside
+        # the first order's fill
+        market_price(1.0, 1.0, self.slippage)
 
     async def close(self) -> None:
         return None
