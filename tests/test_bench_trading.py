@@ -1,8 +1,9 @@
 """The trading benchmark's harness (benchmarks/bench_trading.py) on a few events: it runs the real engine, counts
 the events and the orders, and measures what it says it measures. Correctness only: no timed assertion.
 
-Also the engine changes the benchmark led to: book snapshots throttled (not one journal write per book update),
-the ``journal_synchronous`` option, the paper broker's index of resting limit orders."""
+Also the changes the benchmark led to: book snapshots throttled (not one journal write per book update), the
+``journal_synchronous`` option, the paper broker's index of resting limit orders, the journal's background
+checkpointer and ``meta_set_many``, the order manager's index of open orders."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import asyncio
 import importlib.util
 import sqlite3
 import sys
+import time
 from pathlib import Path
 
 import pydantic
@@ -18,6 +20,8 @@ import pytest
 from workbench.config import TradingConfig
 from workbench.trading.brokers.base import MarketRules
 from workbench.trading.brokers.paper import PaperBroker
+from workbench.trading.journal import Journal, JournalError
+from workbench.trading.orders import OrderManager
 from workbench.types import Order, OrderStatus, OrderType, Side
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -191,5 +195,91 @@ def test_paper_limit_orders_rest_and_fill_among_many_closed_orders():
         )
         b.on_price("BTC/USDT", last=94.0, low=80.0, high=95.0)
         assert b._resting["BTC/USDT"] == {}
+
+    asyncio.run(go())
+
+
+def test_journal_checkpointer_takes_the_checkpoints_off_the_writer(tmp_path):
+    """Before: SQLite's auto-checkpoint ran inside the commit that filled the WAL (milliseconds, whatever
+    ``synchronous``): the engine's p99 latency was that commit."""
+    path = tmp_path / "journal.sqlite"
+    j = Journal(path, synchronous="NORMAL")
+    j.start_checkpointer(interval_s=0.01)
+    j.start_checkpointer(interval_s=0.01)  # once is enough: a second call changes nothing
+    assert j._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    for i in range(300):
+        j.append("log", {"level": "info", "message": f"row {i}"})
+    deadline = time.monotonic() + 60
+    while j.checkpoints == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert j.checkpoints >= 1
+    thread = j._checkpointer
+    assert thread is not None and thread.is_alive()
+    j.append("log", {"level": "info", "message": "after a checkpoint"})
+    j.close()
+    assert not thread.is_alive()
+    r = Journal(path, readonly=True)
+    rows = r.read(kinds="log")
+    assert [x.data["message"] for x in rows][-2:] == ["row 299", "after a checkpoint"]
+    assert len(rows) == 301 and r.integrity_check() == "ok"
+    with pytest.raises(JournalError, match="read-only"):
+        r.start_checkpointer()
+    r.close()
+
+
+def test_journal_meta_set_many_is_all_or_none(tmp_path):
+    j = Journal(tmp_path / "journal.sqlite")
+    j.meta_set_many({"risk": {"state": "ACTIVE"}, "adapter": {"last_bar": 5}})
+    assert j.meta_get("risk") == {"state": "ACTIVE"} and j.meta_get("adapter") == {"last_bar": 5}
+    with pytest.raises(JournalError, match="meta b"):
+        j.meta_set_many({"a": 1, "b": object()})
+    assert j.meta_get("a") is None
+    with pytest.raises(JournalError, match="schema_version"):
+        j.meta_set_many({"x": 1, "schema_version": 2})
+    assert j.meta_get("x") is None
+    j.meta_set_many({"risk": {"state": "HALTED"}, "config": {"apiKey": "k3y", "exchange": "binance"}})
+    assert j.meta_get("risk") == {"state": "HALTED"}
+    assert j.meta_get("config") == {"apiKey": "***", "exchange": "binance"}  # redacted as meta_set does
+    j.close()
+
+
+def test_open_orders_index_matches_a_scan_and_survives_recover(tmp_path):
+    """The order manager keeps the open orders' ids; its answer equals a scan of every order, also after a
+    reload from the journal (recover)."""
+
+    async def go() -> None:
+        t = [1_000]
+        b = PaperBroker({"BTC/USDT": MarketRules("BTC/USDT", amount_step=1e-5)}, {"USDT": 1e6},
+                        taker_fee=0.001, maker_fee=0.0005, slippage=0.0, clock=lambda: t[0])  # fmt: skip
+        await b.connect()
+        b.on_price("BTC/USDT", last=100.0)
+        j = Journal(tmp_path / "journal.sqlite")
+        om = OrderManager(j, b, "s", clock_ms=lambda: t[0])
+
+        def scan(m: OrderManager) -> list[str]:
+            return [c for c, o in m.orders.items() if o.status.is_open]
+
+        for i in range(20):
+            t[0] += 1
+            await om.submit(Order(f"m{i}", "BTC/USDT", Side.BUY, OrderType.MARKET, 0.01))
+            lim = Order(f"l{i}", "BTC/USDT", Side.BUY, OrderType.LIMIT, 0.01, price=90.0 + i % 3)
+            await om.submit(lim)
+            if i % 4 == 0:
+                await om.cancel(lim.client_order_id)
+            for f in await b.fetch_fills("BTC/USDT", None):
+                om.on_fill(f)
+            assert [o.client_order_id for o in om.open_orders()] == scan(om)
+        assert len(om.open_orders()) == 15
+        b.on_price("BTC/USDT", last=90.5, low=90.5, high=91.0)  # the limits at 91 and 92 fill
+        for f in await b.fetch_fills("BTC/USDT", None):
+            om.on_fill(f)
+        assert [o.client_order_id for o in om.open_orders()] == scan(om)
+        assert {o.price for o in om.open_orders()} == {90.0}
+        assert om.open_orders("ETH/USDT") == []
+        again = OrderManager(j, b, "s", clock_ms=lambda: t[0])
+        rep = await again.recover()
+        assert rep.ok, rep.problems
+        assert [o.client_order_id for o in again.open_orders()] == scan(again) == scan(om)
+        j.close()
 
     asyncio.run(go())
