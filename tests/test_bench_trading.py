@@ -90,7 +90,9 @@ def test_engine_throughput_run_trades_every_bar(tmp_path, sync):
 def test_engine_latency_measures_each_decision():
     r = bt.engine_latency(bars=6, per_bar=4, synchronous="NORMAL")
     assert r["decisions"] >= 5
-    for key in ("intent_raw", "intent_ex_strategy", "submitted_ex_strategy", "decision_handled_ex_strategy"):
+    keys = ("intent_raw", "intent_ex_strategy", "intent_cpu_ex_strategy", "submitted_ex_strategy",
+            "decision_handled_ex_strategy")  # fmt: skip
+    for key in keys:
         assert r[key]["n"] == r["decisions"]
     assert r["price_handled"]["n"] + r["book_handled"]["n"] + r["decisions"] >= 6 * 4 - 1
     # the intent row is written before the order is sent and before the event is fully handled
