@@ -285,3 +285,24 @@ def test_open_orders_index_matches_a_scan_and_survives_recover(tmp_path):
         j.close()
 
     asyncio.run(go())
+
+
+def test_a_filled_market_order_is_journalled_once_per_change(tmp_path):
+    """Before: the order row with the fill was written a second time, unchanged (the exchange id learnt from the
+    venue's answer counted as a change after the fill had recorded it): one commit (an fsync) more per order."""
+
+    async def go() -> list[str]:
+        b = PaperBroker({"BTC/USDT": MarketRules("BTC/USDT", amount_step=1e-5)}, {"USDT": 1e6},
+                        taker_fee=0.001, maker_fee=0.0005, slippage=0.0, clock=lambda: 5)  # fmt: skip
+        await b.connect()
+        b.on_price("BTC/USDT", last=100.0)
+        j = Journal(tmp_path / "journal.sqlite")
+        om = OrderManager(j, b, "s", clock_ms=lambda: 5)
+        done = await om.submit(Order("m1", "BTC/USDT", Side.BUY, OrderType.MARKET, 0.5))
+        assert done.status is OrderStatus.FILLED and done.exchange_order_id == "P1" and done.filled == 0.5
+        statuses = [r.data["status"] for r in j.read(kinds="order")]
+        assert j.orders()["m1"] == done
+        j.close()
+        return statuses
+
+    assert asyncio.run(go()) == ["INITIALIZED", "SUBMITTED", "FILLED"]

@@ -20,7 +20,7 @@ from workbench.data.sample import load_sample
 from workbench.data.store import Store
 from workbench.replay import ReplayExchange
 from workbench.strategies import get_strategy
-from workbench.trading.journal import Journal, journal_path
+from workbench.trading.journal import Journal, JournalError, journal_path
 from workbench.trading.reconcile import compare
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +106,11 @@ class Session:
             if self.p.poll() is not None:
                 raise AssertionError(f"trade run ended ({self.p.returncode}):\n{self.text()}")
             if journal_path(self.home, self.name).exists():
-                j = self.journal()
+                try:
+                    j = self.journal()
+                except JournalError:  # the file exists, its schema is not committed yet: look again
+                    time.sleep(step)
+                    continue
                 try:
                     got = what(j)
                 finally:

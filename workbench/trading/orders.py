@@ -363,11 +363,14 @@ class OrderManager:
             self._keep(cur)
             dirty = True
         if venue.filled > cur.filled + _EPS * max(cur.amount, 1.0):
+            before = cur
             try:
                 await self._fetch_fills(cur.symbol, since_ms=cur.created_ms - FILL_LOOKBACK_MS)
             except (BrokerError, OSError, TimeoutError) as e:
                 log.info("order %s: fills could not be fetched (%s)", cid, e)
             cur = self.orders[cid]
+            if cur is not before:
+                dirty = False  # journalled with its fill, the exchange id included: not a second time
             if venue.filled > cur.filled + _EPS * max(cur.amount, 1.0):
                 self._unresolve(cid)  # resolve_pending / recover fetch them again
                 self.journal.log(
