@@ -306,3 +306,55 @@ def test_a_filled_market_order_is_journalled_once_per_change(tmp_path):
         return statuses
 
     assert asyncio.run(go()) == ["INITIALIZED", "SUBMITTED", "FILLED"]
+
+
+def test_a_bar_closing_event_commits_the_intent_third(tmp_path):
+    """The commits (fsyncs under FULL) of a market event that closes a bar and trades: the closed candle with its
+    equity mark (one transaction; before: two), the risk and adapter state (one; before: two), then the intent
+    (INITIALIZED): the 3rd commit, not the 5th. The whole event: 7 commits, 9 before."""
+
+    async def go() -> tuple[int, int]:
+        first = bt.first_bar_now()
+        engine, _ = bt.build_engine(tmp_path, first, "NORMAL", session="commits")
+        await engine.start()
+        j = engine.journal
+        assert j is not None
+        engine._last_snapshot = float("inf")  # no price snapshot in the counted event (it is time driven)
+        log: list[str] = []
+        j._db.set_trace_callback(
+            lambda sql: log.append("commit") if sql.strip().upper() == "COMMIT" else None
+        )
+        record_order = j.record_order
+
+        def spy(order: Order) -> int:
+            seq = record_order(order)
+            if order.status is OrderStatus.INITIALIZED:
+                log.append("intent")
+            return seq
+
+        j.record_order = spy  # type: ignore[method-assign]
+        events = bt.make_events(6, 2, first)  # 3 bars: a candle update and a book update each
+        done = asyncio.Event()
+        counted: list[str] = []
+
+        async def feed() -> None:
+            for k, ev in enumerate(events):
+                log.clear()
+                before = engine.events
+                engine.queue.put_nowait(ev)
+                while engine.events == before or not engine.queue.empty():
+                    await asyncio.sleep(0)
+                if k == 4:  # the first event of the 3rd bar: it closes the 2nd, which trades
+                    counted.extend(log)
+            done.set()
+
+        task = asyncio.create_task(feed())
+        await engine.run(until=done.is_set)
+        await task
+        await engine.stop()
+        assert "intent" in counted, counted
+        return counted.index("intent"), counted.count("commit")
+
+    before_intent, commits = asyncio.run(go())
+    assert before_intent == 3  # the intent's own commit is the 3rd
+    assert commits == 7

@@ -15,7 +15,8 @@ Flow (one asyncio task consumes one queue, so events are handled strictly in arr
   candle is journalled and fed to the adapter once. When a bar has closed for every symbol the adapter decides;
   orders go out at the next bar's open (paper fills use that open as their reference price, as the backtest).
 * **Every price event** marks the portfolio to market: the risk manager's drawdown and daily-loss kill switch
-  see each one; stops are checked against it; the journal gets a price (and, with books, a book) snapshot about once a second.
+  see each one; stops are checked against it; the journal gets a price snapshot about once a second (and a
+  book snapshot per symbol about once a second when books are streamed, not one row per book update).
 * **Commands** (``workbench trade pause|resume|flatten|cancel-all|stop|order|cancel|close|halt``) arrive through
   the journal's command table and are acknowledged there.
 * **Faults.** A feed that drops reconnects with backoff, back-fills the closed candles it missed and the order
@@ -356,17 +357,19 @@ class TradingEngine:
     def _closed(self, b: Bar) -> None:
         """A closed candle: journalled, handed to the adapter, and the equity marked at its close (stamped with
         the bar's open time, as the backtest's equity curve is)."""
-        assert self.journal is not None
+        j = self.journal
+        assert j is not None
         self.adapter.add(b)
-        self.journal.record_candle(
-            b.symbol, self.spec.timeframe, [b.ts, b.open, b.high, b.low, b.close, b.volume]
-        )
+        rows = [j.candle_row(b.symbol, self.spec.timeframe, [b.ts, b.open, b.high, b.low, b.close, b.volume])]
         prices = {**self.prices, b.symbol: b.close}
         try:
             eq = self.portfolio.equity(prices)
         except (KeyError, ValueError):
-            return
-        self.journal.record_equity(b.ts, eq, cash=self.portfolio.balances.get(self.opt.quote, 0.0), bar=True)
+            pass
+        else:
+            cash = self.portfolio.balances.get(self.opt.quote, 0.0)
+            rows.append(j.equity_row(b.ts, eq, cash=cash, bar=True))
+        j.append_many(rows)  # the candle and its equity mark: one commit (one fsync under FULL), not two
 
     async def _on_candles(self, symbol: str, rows: list[list[float]]) -> None:
         tr = self.trackers[symbol]

@@ -605,7 +605,12 @@ class Journal:
 
     def record_equity(self, ts: int, equity: float, **extra: Any) -> int:
         """An equity sample (``cash``, ``exposure``, ... in ``extra``)."""
-        return self.append("equity", {"equity": float(equity), **extra}, ts=ts)
+        return self.append(*self.equity_row(ts, equity, **extra))
+
+    @staticmethod
+    def equity_row(ts: int, equity: float, **extra: Any) -> tuple[str, dict[str, Any], None, int]:
+        """:meth:`record_equity`'s row, for :meth:`append_many` (several rows in one transaction)."""
+        return ("equity", {"equity": float(equity), **extra}, None, ts)
 
     def record_risk(self, ts: int, event: str, reason: str, **extra: Any) -> int:
         """A risk event or refusal, with the reason that names the limit and the numbers."""
@@ -638,9 +643,16 @@ class Journal:
 
     def record_candle(self, symbol: str, timeframe: str, candle: Sequence[float]) -> int:
         """A closed candle ``[ts, open, high, low, close, volume]``."""
+        return self.append(*self.candle_row(symbol, timeframe, candle))
+
+    @staticmethod
+    def candle_row(
+        symbol: str, timeframe: str, candle: Sequence[float]
+    ) -> tuple[str, dict[str, Any], str, int]:
+        """:meth:`record_candle`'s row, for :meth:`append_many`."""
         ts = int(candle[0])
         data = {"symbol": symbol, "timeframe": timeframe, "candle": [ts, *map(float, candle[1:6])]}
-        return self.append("candle", data, key=f"{symbol}|{timeframe}", ts=ts)
+        return ("candle", data, f"{symbol}|{timeframe}", ts)
 
     def log(self, level: str, message: str, ts: int | None = None, **extra: Any) -> int:
         return self.append("log", {"level": level, "message": message, **extra}, key=level, ts=ts)
