@@ -91,6 +91,7 @@ bench: install-test
 	$(PY) benchmarks/bench_store.py
 	$(PY) benchmarks/bench_backtest.py
 	$(PY) benchmarks/bench_ml.py
+	$(PY) benchmarks/bench_trading.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

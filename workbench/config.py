@@ -206,6 +206,11 @@ class TradingConfig(_Model):
     initial_cash: float = Field(10_000.0, gt=0)
     fees: FeesConfig = FeesConfig()
     slippage_bps: float = Field(5.0, ge=0)
+    journal_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    """The session journal's SQLite ``synchronous`` mode. ``FULL``: every committed row survives a power cut (an
+    fsync per write, milliseconds each). ``NORMAL``: a committed row survives the engine's crash or SIGKILL but
+    the last commits may be lost in a power cut or an OS crash; a write costs tens of microseconds
+    (docs/benchmarks.md, "Trading engine")."""
     risk: RiskConfig = RiskConfig()
 
 

@@ -15,7 +15,8 @@ Flow (one asyncio task consumes one queue, so events are handled strictly in arr
   candle is journalled and fed to the adapter once. When a bar has closed for every symbol the adapter decides;
   orders go out at the next bar's open (paper fills use that open as their reference price, as the backtest).
 * **Every price event** marks the portfolio to market: the risk manager's drawdown and daily-loss kill switch
-  see each one; stops are checked against it; the journal gets a price snapshot about once a second.
+  see each one; stops are checked against it; the journal gets a price snapshot about once a second (and a
+  book snapshot per symbol about once a second when books are streamed, not one row per book update).
 * **Commands** (``workbench trade pause|resume|flatten|cancel-all|stop|order|cancel|close|halt``) arrive through
   the journal's command table and are acknowledged there.
 * **Faults.** A feed that drops reconnects with backoff, back-fills the closed candles it missed and the order
@@ -29,6 +30,7 @@ import asyncio
 import contextlib
 import fcntl
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -141,6 +143,7 @@ class EngineOptions:
     initial_cash: float = 10_000.0
     quote: str = "USDT"
     flatten_on_halt: bool = False
+    journal_synchronous: str = "FULL"  # trading.journal_synchronous: FULL | NORMAL (see Journal)
     log: Callable[[str], None] = field(default=print)
 
 
@@ -180,6 +183,7 @@ class TradingEngine:
         self.orders: OrderManager | None = None
         self._cmd_seq = 0
         self._last_snapshot = 0.0
+        self._last_book: dict[str, float] = {}
         self._seq_in_bar: dict[int, int] = {}
         self._locks: list[SessionLock] = []
         self.events = 0
@@ -209,7 +213,8 @@ class TradingEngine:
 
     def _open_journal(self) -> None:
         path = journal_path(self.data_dir, self.spec.name)
-        self.journal = Journal(path)
+        self.journal = Journal(path, synchronous=self.opt.journal_synchronous)
+        self.journal.start_checkpointer()  # WAL checkpoints off the event loop's commits (p99 latency)
         j = self.journal
         old = j.meta_get("spec")
         if old is None:
@@ -235,8 +240,7 @@ class TradingEngine:
 
     def _save_state(self) -> None:
         assert self.journal is not None
-        self.journal.meta_set("risk", self.risk.to_dict())
-        self.journal.meta_set("adapter", self.adapter.state())
+        self.journal.meta_set_many({"risk": self.risk.to_dict(), "adapter": self.adapter.state()})
 
     async def start(self) -> None:
         self._lock()
@@ -355,17 +359,19 @@ class TradingEngine:
     def _closed(self, b: Bar) -> None:
         """A closed candle: journalled, handed to the adapter, and the equity marked at its close (stamped with
         the bar's open time, as the backtest's equity curve is)."""
-        assert self.journal is not None
+        j = self.journal
+        assert j is not None
         self.adapter.add(b)
-        self.journal.record_candle(
-            b.symbol, self.spec.timeframe, [b.ts, b.open, b.high, b.low, b.close, b.volume]
-        )
+        rows = [j.candle_row(b.symbol, self.spec.timeframe, [b.ts, b.open, b.high, b.low, b.close, b.volume])]
         prices = {**self.prices, b.symbol: b.close}
         try:
             eq = self.portfolio.equity(prices)
         except (KeyError, ValueError):
-            return
-        self.journal.record_equity(b.ts, eq, cash=self.portfolio.balances.get(self.opt.quote, 0.0), bar=True)
+            pass
+        else:
+            cash = self.portfolio.balances.get(self.opt.quote, 0.0)
+            rows.append(j.equity_row(b.ts, eq, cash=cash, bar=True))
+        j.append_many(rows)  # the candle and its equity mark: one commit (one fsync under FULL), not two
 
     async def _on_candles(self, symbol: str, rows: list[list[float]]) -> None:
         tr = self.trackers[symbol]
@@ -770,14 +776,22 @@ class TradingEngine:
                           stale_s=self.opt.stale_s, log=self.log)  # fmt: skip
         feed.start()
         tasks = [asyncio.create_task(self._commands()), asyncio.create_task(self._timer())]
+        get = self.queue.get_nowait
         try:
             while not self.stopping.is_set():
                 try:
-                    kind, symbol, payload = await asyncio.wait_for(self.queue.get(), timeout=0.5)
-                except TimeoutError:
-                    if until is not None and until():
-                        break
-                    continue
+                    # the common case, an event already waiting, without wait_for's task and timer per event
+                    kind, symbol, payload = get()
+                except asyncio.QueueEmpty:
+                    try:
+                        kind, symbol, payload = await asyncio.wait_for(self.queue.get(), timeout=0.5)
+                    except TimeoutError:
+                        if until is not None and until():
+                            break
+                        continue
+                else:
+                    if self.events % 256 == 255:
+                        await asyncio.sleep(0)  # a backlog still lets the feeds, timer and commands run
                 self.events += 1
                 if kind == "candles":
                     await self._on_candles(symbol, payload)
@@ -786,7 +800,11 @@ class TradingEngine:
                     ask = payload["asks"][0][0] if payload["asks"] else None
                     if hasattr(self.broker, "on_price"):
                         self.broker.on_price(symbol, bid=bid, ask=ask)
-                    self.journal.record_book(self.now_ms(), symbol, payload["bids"], payload["asks"])
+                    t = time.monotonic()
+                    if t - self._last_book.get(symbol, -math.inf) >= self.opt.snapshot_every_s:
+                        # a snapshot about once a second per symbol, not one journal write per book update
+                        self._last_book[symbol] = t
+                        self.journal.record_book(self.now_ms(), symbol, payload["bids"], payload["asks"])
                 elif kind == "reconnected":
                     self.journal.log("warning", f"{symbol}: feed reconnected; back-filling and reconciling")
                     await self._backfill()

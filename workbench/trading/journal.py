@@ -273,6 +273,11 @@ class Journal:
     ``synchronous``: ``"FULL"`` (the default) syncs the WAL on every commit: a committed row survives a power
     cut. ``"NORMAL"`` syncs only at checkpoints: a committed row still survives a SIGKILL of the process (the
     WAL is in the OS's cache), but the last commits may be lost in a power cut; several times cheaper per row.
+
+    Checkpoints: by default SQLite copies the WAL back into the database inside the commit that fills it past
+    1,000 pages (a few hundred rows here); that commit then takes milliseconds (it syncs the WAL and the file,
+    whatever ``synchronous`` says). :meth:`start_checkpointer` moves them to a background thread with its own
+    connection (the engine's hot path stays free of them; ``docs/benchmarks.md``, "Trading engine").
     """
 
     def __init__(self, path: str | Path, readonly: bool = False, *, synchronous: str = "FULL") -> None:
@@ -283,6 +288,10 @@ class Journal:
         self.synchronous = synchronous.upper()
         self._lock = threading.RLock()
         self._writer_lock: IO[str] | None = None
+        self._checkpointer: threading.Thread | None = None
+        self._checkpointer_stop = threading.Event()
+        self.checkpoints = 0
+        """Checkpoints completed by the background checkpointer (:meth:`start_checkpointer`)."""
         if readonly and not self.path.is_file():
             raise JournalError(f"{self.path}: no such journal")
         if not readonly:
@@ -385,7 +394,45 @@ class Journal:
             raise JournalError(f"{self.path}: opened read-only")
         return Journal._Tx(self)
 
+    def start_checkpointer(self, interval_s: float = 1.0) -> None:
+        """Checkpoint the WAL every ``interval_s`` from a background thread (its own connection, ``PASSIVE``: it
+        never blocks a writer or a reader) instead of inside the writer's commits. Stopped by :meth:`close`. A
+        checkpoint that fails (a busy reader, a full disk) is tried again at the next interval; the rows are in
+        the WAL meanwhile, committed and durable as ``synchronous`` says."""
+        if self.readonly:
+            raise JournalError(f"{self.path}: opened read-only")
+        if self._checkpointer is not None:
+            return
+        with self._lock:
+            self._db.execute("PRAGMA wal_autocheckpoint = 0")
+        uri = f"{self.path.resolve().as_uri()}?mode=rw"
+        stop = self._checkpointer_stop
+
+        def run() -> None:
+            try:
+                db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            except sqlite3.Error:
+                return
+            try:
+                db.execute(f"PRAGMA synchronous = {self.synchronous}")
+                while not stop.wait(interval_s):
+                    try:
+                        busy, log, done = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    except sqlite3.Error:
+                        continue
+                    if not busy and log >= 0 and done == log:
+                        self.checkpoints += 1
+            finally:
+                db.close()
+
+        self._checkpointer = threading.Thread(target=run, name=f"checkpointer {self.path}", daemon=True)
+        self._checkpointer.start()
+
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer_stop.set()
+            self._checkpointer.join(timeout=BUSY_TIMEOUT_MS / 1000)
+            self._checkpointer = None
         with self._lock:
             self._db.close()
             if self._writer_lock is not None:
@@ -511,9 +558,15 @@ class Journal:
         """Store a JSON value (credential-like keys redacted, e.g. in a config snapshot)."""
         if key == "schema_version":
             raise JournalError(f"{self.path}: schema_version is not set by hand")
-        text = _dumps(value, f"{self.path}: meta {key}")
+        self.meta_set_many({key: value})
+
+    def meta_set_many(self, items: Mapping[str, Any]) -> None:
+        """:meth:`meta_set` for several keys in one transaction (all or none)."""
+        if "schema_version" in items:
+            raise JournalError(f"{self.path}: schema_version is not set by hand")
+        rows = [(k, _dumps(v, f"{self.path}: meta {k}")) for k, v in items.items()]
         with self._write() as db:
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, text))
+            db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", rows)
 
     # ----------------------------------------------------------------------------------- orders, fills
 
@@ -568,7 +621,12 @@ class Journal:
 
     def record_equity(self, ts: int, equity: float, **extra: Any) -> int:
         """An equity sample (``cash``, ``exposure``, ... in ``extra``)."""
-        return self.append("equity", {"equity": float(equity), **extra}, ts=ts)
+        return self.append(*self.equity_row(ts, equity, **extra))
+
+    @staticmethod
+    def equity_row(ts: int, equity: float, **extra: Any) -> tuple[str, dict[str, Any], None, int]:
+        """:meth:`record_equity`'s row, for :meth:`append_many` (several rows in one transaction)."""
+        return ("equity", {"equity": float(equity), **extra}, None, ts)
 
     def record_risk(self, ts: int, event: str, reason: str, **extra: Any) -> int:
         """A risk event or refusal, with the reason that names the limit and the numbers."""
@@ -601,9 +659,16 @@ class Journal:
 
     def record_candle(self, symbol: str, timeframe: str, candle: Sequence[float]) -> int:
         """A closed candle ``[ts, open, high, low, close, volume]``."""
+        return self.append(*self.candle_row(symbol, timeframe, candle))
+
+    @staticmethod
+    def candle_row(
+        symbol: str, timeframe: str, candle: Sequence[float]
+    ) -> tuple[str, dict[str, Any], str, int]:
+        """:meth:`record_candle`'s row, for :meth:`append_many`."""
         ts = int(candle[0])
         data = {"symbol": symbol, "timeframe": timeframe, "candle": [ts, *map(float, candle[1:6])]}
-        return self.append("candle", data, key=f"{symbol}|{timeframe}", ts=ts)
+        return ("candle", data, f"{symbol}|{timeframe}", ts)
 
     def log(self, level: str, message: str, ts: int | None = None, **extra: Any) -> int:
         return self.append("log", {"level": level, "message": message, **extra}, key=level, ts=ts)

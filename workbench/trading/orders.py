@@ -160,6 +160,7 @@ class OrderManager:
         self._clock = clock_ms
         self._sleep = sleep
         self.orders: dict[str, Order] = {}
+        self._open: dict[str, None] = {}  # client ids of the open orders, in the order they opened
         self._by_exchange_id: dict[str, str] = {}
         self._fill_keys: set[str] = set()
         self._external_fills: set[str] = set()
@@ -171,9 +172,18 @@ class OrderManager:
 
     # --------------------------------------------------------------------------------------- bookkeeping
 
+    def _keep(self, order: Order) -> None:
+        """``order`` as the current state of its id, in memory (the open ones indexed: see open_orders)."""
+        cid = order.client_order_id
+        self.orders[cid] = order
+        if order.status.is_open:
+            self._open[cid] = None
+        else:
+            self._open.pop(cid, None)
+
     def _set(self, order: Order) -> Order:
         self.journal.record_order(order)
-        self.orders[order.client_order_id] = order
+        self._keep(order)
         if order.exchange_order_id:
             self._by_exchange_id[order.exchange_order_id] = order.client_order_id
         return order
@@ -199,9 +209,10 @@ class OrderManager:
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
         """Orders working or possibly working at the venue (SUBMITTED counts: its outcome is not known)."""
-        return [
-            o for o in self.orders.values() if o.status.is_open and (symbol is None or o.symbol == symbol)
-        ]
+        # the index of open ids, not a scan of every order the session ever sent (the risk view wants the open
+        # orders before every order and after every fill)
+        orders = (self.orders[c] for c in self._open)
+        return [o for o in orders if o.status.is_open and (symbol is None or o.symbol == symbol)]
 
     def _cur(self, order: Order | str) -> Order:
         cid = order if isinstance(order, str) else order.client_order_id
@@ -349,14 +360,17 @@ class OrderManager:
         if venue.exchange_order_id and cur.exchange_order_id != venue.exchange_order_id:
             cur = replace(cur, exchange_order_id=venue.exchange_order_id)
             self._by_exchange_id[venue.exchange_order_id] = cid
-            self.orders[cid] = cur
+            self._keep(cur)
             dirty = True
         if venue.filled > cur.filled + _EPS * max(cur.amount, 1.0):
+            before = cur
             try:
                 await self._fetch_fills(cur.symbol, since_ms=cur.created_ms - FILL_LOOKBACK_MS)
             except (BrokerError, OSError, TimeoutError) as e:
                 log.info("order %s: fills could not be fetched (%s)", cid, e)
             cur = self.orders[cid]
+            if cur is not before:
+                dirty = False  # journalled with its fill, the exchange id included: not a second time
             if venue.filled > cur.filled + _EPS * max(cur.amount, 1.0):
                 self._unresolve(cid)  # resolve_pending / recover fetch them again
                 self.journal.log(
@@ -427,7 +441,7 @@ class OrderManager:
         self._fill_keys.add(key)
         self.fills_recorded += 1
         if after is not None:
-            self.orders[after.client_order_id] = after
+            self._keep(after)
         else:
             self._problem(f"fill {key} recorded, but order {cur.client_order_id} cannot take it: {problem}")
         if self.fill_listener is not None:
@@ -522,6 +536,7 @@ class OrderManager:
         rep = RecoveryReport()
         fills_before = self.fills_recorded
         self.orders = self.journal.orders()
+        self._open = {c: None for c, o in self.orders.items() if o.status.is_open}
         self._by_exchange_id = {o.exchange_order_id: c for c, o in self.orders.items() if o.exchange_order_id}
         fills = self.journal.fills()
         self._fill_keys = {fill_key(f) for f in fills}
