@@ -216,7 +216,7 @@ async def _run(
         slippage=tcfg.slippage_bps / 10_000,
         initial_cash=tcfg.initial_cash,
         quote=quote,
-        stale_s=tcfg.risk.stale_feed_s or 60.0,
+        stale_s=float("inf") if tcfg.risk.stale_feed_s is None else tcfg.risk.stale_feed_s,
         flatten_on_halt=tcfg.risk.flatten_on_halt,
         journal_synchronous=tcfg.journal_synchronous,
         log=lambda m: err.print(m, highlight=False, soft_wrap=True),
@@ -247,7 +247,7 @@ async def _run(
             )
         broker = CcxtBroker(live_client)
     engine = TradingEngine(spec, strat, data_dir=s.data_dir, client=client, broker=broker,
-                           risk=RiskManager(tcfg.risk), options=opts, clock_offset_ms=offset)  # fmt: skip
+                           risk=RiskManager(_engine_limits(tcfg.risk)), options=opts, clock_offset_ms=offset)  # fmt: skip
     if mode == "paper":
         broker.on_fill = engine.on_paper_fill
         broker.clock = engine.now_ms  # fills stamped with the exchange's (or the replay's) clock
@@ -265,6 +265,14 @@ async def _run(
         await engine.stop("stopped")
         await client.close()
     out.print(f"session {name} stopped")
+
+
+def _engine_limits(limits: Any) -> Any:
+    """The risk limits as the engine applies them: ``stale_feed_s`` is watched by the engine's feed watchdog on
+    the local clock (an exchange's clock, or a paused replay's, may stand still or jump a bar at once), which moves
+    the risk state to REDUCING and back; the risk manager's own exchange-clock check is left off so that the two
+    never disagree."""
+    return limits.model_copy(update={"stale_feed_s": None})
 
 
 def _live_from_cli() -> bool:
