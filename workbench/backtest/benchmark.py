@@ -72,4 +72,6 @@ def buy_and_hold_metrics(
     frames = {k: cut(v) for k, v in frames.items()}
     curve = buy_and_hold_curve(frames, init_cash, prepend=True)
     held = pd.Series(1.0, index=curve.index[1:])
-    return compute_metrics(curve, None, position=held, benchmark=curve.iloc[1:])
+    out = compute_metrics(curve, None, position=held, benchmark=curve.iloc[1:])
+    out["final_equity"] = float(curve.iloc[-1])
+    return out

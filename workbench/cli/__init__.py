@@ -4,13 +4,14 @@
 registers its commands on it from a module of its own (``register(app)``), imported here.
 """
 
+from workbench.cli import backtests as _backtests
 from workbench.cli import journal as _journal
 from workbench.cli import replay as _replay
 from workbench.cli import secrets as _secrets
 from workbench.cli import trade as _trade
 from workbench.cli.app import app, main, settings
 
-for _area in (_secrets, _replay, _trade, _journal):
+for _area in (_secrets, _replay, _trade, _journal, _backtests):
     _area.register(app)
 
 __all__ = ["app", "main", "settings"]
