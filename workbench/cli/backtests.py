@@ -227,13 +227,12 @@ def backtests_rm(
 
     with _errors():
         root = _root()
-        ids = list(
-            dict.fromkeys(resolve(root, ref) for ref in result_ids)
-        )  # every id checked before any delete
-        if not yes:
-            if not typer.confirm(f"delete {len(ids)} stored result(s): {', '.join(ids)}?", default=False):
-                err.print("nothing deleted", highlight=False)
-                raise typer.Exit(1)
+        # every id is resolved before anything is deleted
+        ids = list(dict.fromkeys(resolve(root, ref) for ref in result_ids))
+        question = f"delete {len(ids)} stored result(s): {', '.join(ids)}?"
+        if not yes and not typer.confirm(question, default=False):
+            err.print("nothing deleted", highlight=False)
+            raise typer.Exit(1)
         for rid in ids:
             remove_result(root, rid)
             out.print(f"deleted {escape(rid)}", highlight=False)
