@@ -206,13 +206,16 @@ def test_research_commands_end_to_end(tmp_path) -> None:
         str(tmp_path / "r" / "bt.html"),
         config=cfg,
     )
-    assert "sharpe" in p.stdout and (tmp_path / "r" / "bt.html").stat().st_size > 100_000
+    assert "Sharpe ratio" in p.stdout and (tmp_path / "r" / "bt.html").stat().st_size > 100_000
+    assert "buy and hold" in p.stdout and "stored as " in p.stdout
     d = json.loads((tmp_path / "bt.json").read_text())
     assert (
         d["params"] == {"fast": 10, "slow": 50}
         and d["metrics"]["n_trades"] == sum(t["status"] == "closed" for t in d["trades"]) > 0
     )
-    assert d["metrics"]["beta"] is not None  # BTC/USDT is stored, so beta to BTC is computed
+    assert (
+        d["metrics"]["beta"] is not None and d["benchmark"] == "buy and hold BTC/USDT"
+    )  # beta to buy and hold
     p = run(
         "--home",
         str(home),
