@@ -930,9 +930,9 @@ def train(
     json_out: Annotated[Path | None, typer.Option("--json")] = None,
 ) -> None:
     """Train a price model: out-of-sample scores beside baselines, an OOS backtest, and a registered version."""
-    import pandas as pd
 
     from workbench.backtest.oos import backtest_predictions, buy_and_hold_metrics
+    from workbench.cli.output import compare_table, round_floats
     from workbench.ml.train import train_model
 
     with _errors():
@@ -959,8 +959,10 @@ def train(
         )
         r = res.result
         t = r.table().reset_index(names="model")
-        _print_frame(t, title=f"out-of-sample ({validation}, {folds} folds, horizon {horizon} bars)")
-        _print_frame(r.folds, title="folds")
+        _print_frame(
+            round_floats(t), title=f"out-of-sample ({validation}, {folds} folds, horizon {horizon} bars)"
+        )
+        _print_frame(round_floats(r.folds), title="folds")
         report = {
             "name": res.name,
             "version": res.version,
@@ -971,21 +973,23 @@ def train(
         }
         if target == "direction":
             bt = backtest_predictions(data, r.oos["prediction"], _bt_config(fees=fees, direction="both"))
-            bh = buy_and_hold_metrics(data, bt.start, bt.end)
-            cmp = pd.DataFrame(
-                [
-                    {
-                        "": "ml strategy (OOS only)",
-                        **{k: bt.metrics[k] for k in ("total_return", "sharpe", "max_drawdown", "n_trades")},
-                    },
-                    {
-                        "": "buy and hold (same bars)",
-                        **{k: bh[k] for k in ("total_return", "sharpe", "max_drawdown")},
-                    },
-                ]
-            )
-            _print_frame(
-                cmp, title=f"backtest on out-of-sample predictions {bt.start:%Y-%m-%d} .. {bt.end:%Y-%m-%d}"
+            bh = buy_and_hold_metrics(data, bt.start, bt.end, bt.config.init_cash)
+            out.print(
+                compare_table(
+                    {"ml strategy (OOS only)": bt.metrics, "buy and hold (same bars)": bh},
+                    [symbol],
+                    title=f"backtest on out-of-sample predictions {bt.start:%Y-%m-%d} .. {bt.end:%Y-%m-%d}",
+                    keys=(
+                        "total_return",
+                        "sharpe",
+                        "max_drawdown",
+                        "beta",
+                        "n_trades",
+                        "win_rate",
+                        "exposure",
+                    ),
+                    beta_of=bt.benchmark,
+                )
             )
             report["oos_backtest"] = {"ml": bt.metrics, "buy_and_hold": bh}
         console.print(f"registered {res.name} {res.version}" + (" (promoted)" if res.promoted else ""))

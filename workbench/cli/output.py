@@ -78,6 +78,15 @@ def format_frame_values(df: Any, currency: str | None = None) -> Any:
     return out
 
 
+def round_floats(df: Any, digits: int = 4) -> Any:
+    """A copy of ``df`` with float cells written with ``digits`` significant digits (scores, losses)."""
+    out = df.copy()
+    for c in out.columns:
+        if out[c].dtype.kind == "f":
+            out[c] = [("n/a" if v != v else f"{v:.{digits}g}") for v in out[c]]
+    return out
+
+
 # columns of the walk-forward table that are registered metrics under another name
 _ALIAS = {"is_sharpe": "sharpe", "oos_sharpe": "sharpe", "oos_return": "total_return"}
 
