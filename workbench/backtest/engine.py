@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from workbench.backtest.benchmark import benchmark_name, buy_and_hold_curve
+from workbench.backtest.benchmark import benchmark_name
 from workbench.backtest.metrics import compute_metrics
 from workbench.sim.portfolio import simulate_portfolio
 from workbench.strategies.base import Strategy
@@ -357,11 +357,6 @@ def run_backtest(
     orders_df = _orders(fills, symbols, tz_index)
     turnover = float((orders_df["size"] * orders_df["price"]).sum()) if len(orders_df) else 0.0
     # beta is measured one way everywhere: against buy and hold of the backtest's own symbols (benchmark.py)
-    if benchmark is not None:
-        bench, bench_name = benchmark.reindex(tz_index), str(benchmark.name or "the given benchmark")
-    else:
-        bench = buy_and_hold_curve({s: frames[s][mask] for s in symbols})
-        bench_name = benchmark_name(symbols)
     # metrics start from the initial cash one bar before the first bar (fees of a first-bar fill count)
     step = (
         freq
@@ -369,6 +364,14 @@ def run_backtest(
         else (tz_index[1] - tz_index[0] if len(tz_index) > 1 else pd.Timedelta(1, "h"))
     )
     curve = pd.concat([pd.Series([config.init_cash], index=[tz_index[0] - step]), equity])
+    # beta is measured one way everywhere: against buy and hold of the backtest's own symbols (benchmark.py),
+    # which starts from the same cash one bar earlier and buys at the first open (numpy: no index alignment)
+    if benchmark is not None:
+        bench, bench_name = benchmark.reindex(tz_index), str(benchmark.name or "the given benchmark")
+    else:
+        held_value = (arrays[3] / arrays[0][0]).mean(axis=1) if len(tz_index) else np.empty(0)
+        bench = pd.Series(np.concatenate(([1.0], held_value)), index=curve.index, copy=False)
+        bench_name = benchmark_name(symbols)
     metrics = compute_metrics(
         curve,
         trades,
