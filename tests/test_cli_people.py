@@ -236,3 +236,16 @@ def test_collect_fails_fast_when_the_host_does_not_resolve(tmp_path) -> None:
     assert p.returncode == 1, p.stdout + p.stderr
     assert "cannot resolve the host name 'nonexistent.invalid'" in p.stderr and "not retried" in p.stderr
     assert "retry" not in p.stderr.replace("not retried", "")
+
+
+def test_an_unreadable_result_is_named_not_read_as_data(tmp_path) -> None:
+    home = tmp_path / "home"
+    assert "no stored results" in cli(home, "backtests", "show", "last").output
+    bad = results_dir(home) / "20260101T000000000000Z-sma_cross-abcd"
+    bad.mkdir(parents=True)
+    (bad / "result.json").write_text('{"kind": "backtest", "metrics": {')  # cut short
+    (results_dir(home) / ".tmp-20260101T000000000001Z-x-0000").mkdir()  # a save in progress: not a result
+    ls = cli(home, "backtests", "ls")
+    assert ls.exit_code == 0 and "unreadable" in ls.output and ".tmp-" not in ls.output
+    show = cli(home, "backtests", "show", "2026")
+    assert show.exit_code == 1 and "cannot read" in show.output and "result.json" in show.output
