@@ -931,7 +931,8 @@ def train(
 ) -> None:
     """Train a price model: out-of-sample scores beside baselines, an OOS backtest, and a registered version."""
 
-    from workbench.backtest.oos import backtest_predictions, buy_and_hold_metrics
+    from workbench.backtest.benchmark import buy_and_hold_metrics
+    from workbench.backtest.oos import backtest_predictions
     from workbench.cli.output import compare_table, round_floats
     from workbench.ml.train import train_model
 
