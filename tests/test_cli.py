@@ -206,7 +206,8 @@ def test_research_commands_end_to_end(tmp_path) -> None:
         str(tmp_path / "r" / "bt.html"),
         config=cfg,
     )
-    assert "sharpe" in p.stdout and (tmp_path / "r" / "bt.html").stat().st_size > 100_000
+    assert "Sharpe ratio" in p.stdout and (tmp_path / "r" / "bt.html").stat().st_size > 100_000
+    assert "buy and hold" in p.stdout and "stored as " in p.stdout
     page = (tmp_path / "r" / "bt.html").read_text(encoding="utf-8")  # the strategy's SMAs on the price chart
     assert '"name":"fast"' in page and '"name":"slow"' in page and '<section id="benchmark">' in page
     d = json.loads((tmp_path / "bt.json").read_text())
@@ -214,7 +215,9 @@ def test_research_commands_end_to_end(tmp_path) -> None:
         d["params"] == {"fast": 10, "slow": 50}
         and d["metrics"]["n_trades"] == sum(t["status"] == "closed" for t in d["trades"]) > 0
     )
-    assert d["metrics"]["beta"] is not None  # BTC/USDT is stored, so beta to BTC is computed
+    assert (
+        d["metrics"]["beta"] is not None and d["benchmark"] == "buy and hold BTC/USDT"
+    )  # beta to buy and hold
     p = run(
         "--home",
         str(home),

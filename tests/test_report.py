@@ -4,6 +4,7 @@ bundle, every section present, numbers that match direct pandas computations, es
 from __future__ import annotations
 
 import html
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -158,7 +159,10 @@ def test_metrics_formatting(result) -> None:
     assert t.loc["n_trades", "value"] == str(int(closed.sum()))
     assert t.loc["n_open_trades", "value"] == str(int((~closed).sum()))
     assert t.loc["expectancy", "value"].endswith(" USDT")
-    assert t.loc["beta", "value"] == "n/a"  # no benchmark
+    # beta is measured against buy and hold of the same symbol, and says so
+    assert result.benchmark == "buy and hold BTC/USDT"
+    assert t.loc["beta", "metric"] == "Beta to buy and hold BTC/USDT"
+    assert t.loc["beta", "value"] == f"{m['beta']:,.2f}" and math.isfinite(m["beta"])
     # the VaR labels name their confidence level (compute_metrics' default, else the one asked for)
     assert t.loc["var_hist", "metric"] == "VaR 95%, historical (per bar)"
     assert t.loc["cvar_param", "metric"] == "CVaR 95%, Gaussian (per bar)"

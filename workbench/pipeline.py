@@ -463,6 +463,41 @@ def _kernel_env(values: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+_QUIET_KM: Any = None
+
+
+def stage_kernel_manager() -> type:
+    """The kernel manager of the stage kernels: jupyter_client's, without its two spurious messages.
+
+    * ``[IPKernelApp] WARNING | Kernel is running over TCP without encryption``: ipykernel warns unless the
+      manager provisions CurveZMQ keys, which jupyter_client does only with ``transport_encryption`` set; the
+      kernelspec ``python -m ipykernel install`` writes declares ``supported_encryption: curve``, so "auto"
+      encrypts the loopback channels (kept "disabled" where pyzmq lacks curve).
+    * ``KeyboardInterrupt caught in kernel`` after a successful stage: a graceful shutdown first *interrupts*
+      the kernel (SIGINT), and a kernel busy with its last message logs the interrupt. A stage that finished
+      has nothing to interrupt, so this manager does not send it while shutting down (a timeout or a user's
+      Ctrl-C still interrupts: ``shutting_down`` is False then).
+    """
+    global _QUIET_KM
+    if _QUIET_KM is None:
+        import zmq
+        from jupyter_client.manager import AsyncKernelManager
+        from traitlets import default
+
+        class QuietKernelManager(AsyncKernelManager):  # type: ignore[misc]
+            @default("transport_encryption")
+            def _default_encryption(self) -> str:
+                return "auto" if zmq.has("curve") else "disabled"
+
+            async def _async_interrupt_kernel(self) -> None:
+                if self.shutting_down:
+                    return
+                await super()._async_interrupt_kernel()
+
+        _QUIET_KM = QuietKernelManager
+    return _QUIET_KM
+
+
 def _execute(
     stage: Stage,
     params: dict[str, Any],
@@ -485,6 +520,7 @@ def _execute(
             progress_bar=False,
             execution_timeout=timeout,
             report_mode=False,
+            kernel_manager_class=stage_kernel_manager(),
         )
 
 

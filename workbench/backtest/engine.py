@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from workbench.backtest.benchmark import benchmark_name
 from workbench.backtest.metrics import compute_metrics
 from workbench.sim.portfolio import simulate_portfolio
 from workbench.strategies.base import Strategy
@@ -110,6 +111,7 @@ class BacktestResult:
     metrics: dict[str, float]
     exchange: str | None = None
     candles: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+    benchmark: str | None = None  # what metrics["beta"] is measured against (benchmark.benchmark_name)
 
     def to_vectorbt(self) -> Any:
         """The same fills as a ``vectorbt.Portfolio`` (``from_orders`` at the fill prices, fees as rates).
@@ -187,6 +189,7 @@ class BacktestResult:
             "exchange": self.exchange,
             "symbols": self.symbols,
             "timeframe": self.timeframe,
+            "benchmark": self.benchmark,
             "start": ts(self.start),
             "end": ts(self.end),
             "metrics": {k: _json_float(v) for k, v in self.metrics.items()},
@@ -297,7 +300,8 @@ def run_backtest(
     """Backtest ``strategy`` on Candles (one frame, or a dict symbol -> frame for several assets).
 
     Targets are computed on all the data given (so indicators warm up on history before ``start``), then the
-    simulation runs on ``[start, end)``.
+    simulation runs on ``[start, end)``. ``benchmark`` (prices on the same index) is what ``beta`` is measured
+    against; by default buy and hold of the same symbols over the same bars (:mod:`workbench.backtest.benchmark`).
     """
     config = config or BacktestConfig()
     frames = align(data)
@@ -352,9 +356,7 @@ def run_backtest(
     trades = _trades(trades_a, symbols, tz_index)
     orders_df = _orders(fills, symbols, tz_index)
     turnover = float((orders_df["size"] * orders_df["price"]).sum()) if len(orders_df) else 0.0
-    bench = None
-    if benchmark is not None:
-        bench = benchmark.reindex(tz_index)
+    # beta is measured one way everywhere: against buy and hold of the backtest's own symbols (benchmark.py)
     # metrics start from the initial cash one bar before the first bar (fees of a first-bar fill count)
     step = (
         freq
@@ -362,6 +364,14 @@ def run_backtest(
         else (tz_index[1] - tz_index[0] if len(tz_index) > 1 else pd.Timedelta(1, "h"))
     )
     curve = pd.concat([pd.Series([config.init_cash], index=[tz_index[0] - step]), equity])
+    # beta is measured one way everywhere: against buy and hold of the backtest's own symbols (benchmark.py),
+    # which starts from the same cash one bar earlier and buys at the first open (numpy: no index alignment)
+    if benchmark is not None:
+        bench, bench_name = benchmark.reindex(tz_index), str(benchmark.name or "the given benchmark")
+    else:
+        held_value = (arrays[3] / arrays[0][0]).mean(axis=1) if len(tz_index) else np.empty(0)
+        bench = pd.Series(np.concatenate(([1.0], held_value)), index=curve.index, copy=False)
+        bench_name = benchmark_name(symbols)
     metrics = compute_metrics(
         curve,
         trades,
@@ -386,6 +396,7 @@ def run_backtest(
         metrics=metrics,
         exchange=first.attrs.get("exchange"),
         candles={s: frames[s][mask] for s in symbols},
+        benchmark=bench_name,
     )
 
 

@@ -23,10 +23,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from workbench.metricdefs import keys as metric_keys
 from workbench.sim.portfolio import PREV, UNITS, bar_step, new_state
 from workbench.strategies.signals import cross_step, hysteresis_step
 
-METRICS = ("total_return", "sharpe", "max_drawdown", "n_trades", "win_rate", "exposure", "final_equity")
+# the column names come from the metric registry (labels and formats for the CLI and the reports)
+METRICS = metric_keys(
+    "total_return", "sharpe", "max_drawdown", "n_trades", "win_rate", "exposure", "final_equity"
+)
 _NM = len(METRICS)
 
 LONG, SHORT, BOTH = 0, 1, 2

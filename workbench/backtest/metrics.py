@@ -134,6 +134,8 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
+from workbench.metricdefs import METRIC_KEYS as _METRIC_KEYS
+
 _N = NormalDist()  # the standard normal (stdlib: importing scipy.stats costs ~0.5 s in a fresh process)
 
 __all__ = [
@@ -183,36 +185,9 @@ PERIODS_PER_YEAR_CRYPTO: Final[Mapping[str, float]] = MappingProxyType(
 EULER_GAMMA: Final = 0.5772156649015329
 """The Euler–Mascheroni constant γ of the expected-maximum-Sharpe formula."""
 
-METRIC_KEYS: Final = (
-    "total_return",
-    "annual_return",
-    "annual_volatility",
-    "sharpe",
-    "sortino",
-    "calmar",
-    "max_drawdown",
-    "max_drawdown_duration_days",
-    "win_rate",
-    "profit_factor",
-    "expectancy",
-    "avg_win",
-    "avg_loss",
-    "exposure",
-    "turnover",
-    "n_trades",
-    "n_open_trades",
-    "open_pnl",
-    "var_hist",
-    "cvar_hist",
-    "var_param",
-    "cvar_param",
-    "beta",
-    "skew",
-    "kurtosis",
-    "psr",
-    "dsr",
-)
-"""The keys of :func:`compute_metrics`, in order."""
+METRIC_KEYS: Final = _METRIC_KEYS
+"""The keys of :func:`compute_metrics`, in order (from the registry :mod:`workbench.metricdefs`, which also
+holds their labels, formats and groups)."""
 
 _NAN: Final = float("nan")
 _MIN_RETURNS: Final = 3

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from workbench.backtest.benchmark import buy_and_hold_metrics as _bh_metrics
 from workbench.backtest.engine import BacktestConfig, BacktestResult, run_backtest
-from workbench.backtest.metrics import compute_metrics
 from workbench.strategies.ml import MLStrategy
 
 __all__ = ["backtest_predictions", "buy_and_hold_metrics"]
@@ -31,6 +31,6 @@ def backtest_predictions(
 
 
 def buy_and_hold_metrics(candles: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> dict[str, float]:
-    """Metrics of holding the asset over the same bars (no costs): the baseline an ML strategy must beat."""
-    c = candles.loc[(candles.index >= start) & (candles.index <= end), "close"]
-    return compute_metrics(c / c.iloc[0])
+    """Metrics of holding the asset over the same bars (no costs): the baseline an ML strategy must beat
+    (:func:`workbench.backtest.benchmark.buy_and_hold_metrics`, the benchmark of every backtest)."""
+    return _bh_metrics(candles, start, end)

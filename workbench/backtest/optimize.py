@@ -27,7 +27,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workbench.backtest.benchmark import buy_and_hold_curve
 from workbench.backtest.engine import BacktestConfig, run_backtest
 from workbench.backtest.metrics import compute_metrics, deflated_sharpe, periods_per_year
 from workbench.backtest.sweep import evaluate
@@ -234,10 +235,14 @@ def optimize(
     fixed: Mapping[str, Any] | None = None,
     heartbeat_interval: int | None = HEARTBEAT_S,
     grace_period: int | None = None,
+    progress: Callable[[int, int, int, int], None] | None = None,
 ) -> OptimizeResult:
     """Walk-forward optimise a single-asset strategy on Candles ``data`` (see the module docstring).
     ``storage``: an Optuna RDB URL (default: the configured ``Settings.optuna_storage``, i.e.
-    ``ml.optuna.storage`` with ``{data}`` the data folder, never a file in the current folder)."""
+    ``ml.optuna.storage`` with ``{data}`` the data folder, never a file in the current folder).
+
+    ``progress(fold, folds, done, trials)`` is called before each fold and after each of its trials (``fold``
+    counts from 0; ``done`` is the fold's finished trials, those of other workers on a shared study included)."""
     import optuna
 
     if storage is None:
@@ -290,8 +295,17 @@ def optimize(
                 optuna.storages.fail_stale_trials(study)
         budget = optuna.study.MaxTrialsCallback(trials, states=counted)
         done = len(study.get_trials(deepcopy=False, states=counted))
+        callbacks: list[Any] = [budget]
+        if progress is not None:
+            progress(i, len(splits), min(done, trials), trials)
+
+            def tick(study: Any, trial: Any, i: int = i) -> None:
+                n = len(study.get_trials(deepcopy=False, states=counted))
+                progress(i, len(splits), min(n, trials), trials)
+
+            callbacks.append(tick)
         if done < trials:
-            study.optimize(objective, n_trials=trials - done, callbacks=[budget])
+            study.optimize(objective, n_trials=trials - done, callbacks=callbacks)
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if not complete:
             raise ParamError(
@@ -344,4 +358,8 @@ def optimize(
     oos_equity = pd.concat(equity).rename("oos_equity")
     first = oos_equity.index[0] - (oos_equity.index[1] - oos_equity.index[0])
     curve = pd.concat([pd.Series([config.init_cash], index=[first]), oos_equity])
-    return OptimizeResult(cls.name, results, oos_equity, compute_metrics(curve), storage, mode)
+    # beta as everywhere: against buy and hold of the symbol over the same (out-of-sample) bars
+    bench = buy_and_hold_curve(data.loc[data.index.isin(oos_equity.index)])
+    return OptimizeResult(
+        cls.name, results, oos_equity, compute_metrics(curve, benchmark=bench), storage, mode
+    )

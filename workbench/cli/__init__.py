@@ -4,6 +4,7 @@
 registers its commands on it from a module of its own (``register(app)``), imported here.
 """
 
+from workbench.cli import backtests as _backtests
 from workbench.cli import journal as _journal
 from workbench.cli import replay as _replay
 from workbench.cli import secrets as _secrets
@@ -11,7 +12,7 @@ from workbench.cli import services as _services
 from workbench.cli import trade as _trade
 from workbench.cli.app import app, main, settings
 
-for _area in (_secrets, _replay, _trade, _journal, _services):
+for _area in (_secrets, _replay, _trade, _journal, _services, _backtests):
     _area.register(app)
 
 __all__ = ["app", "main", "settings"]

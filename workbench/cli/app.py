@@ -123,6 +123,10 @@ def main_callback(
 @contextmanager
 def _errors():
     """Turn the workbench's own errors into one clear line on stderr and a non-zero exit, never a traceback."""
+    from pydantic import ValidationError
+
+    from workbench.backtest.results import ResultError
+    from workbench.cli.output import describe_validation_error
     from workbench.data.collect import CollectError
     from workbench.data.exchanges import redact
     from workbench.data.files import FileFormatError
@@ -133,6 +137,13 @@ def _errors():
 
     try:
         yield
+    except ValidationError as e:  # a setting given on the command line: in words, not pydantic's dump
+        err.print(
+            f"[red]error:[/red] {escape(redact(describe_validation_error(e)))}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from None
     except ConfigError as e:
         err.print(
             f"[red]config error:[/red] {escape(redact(str(e)))}", highlight=False, markup=True, soft_wrap=True
@@ -145,6 +156,7 @@ def _errors():
         SampleError,
         CandleValidationError,
         ParamError,
+        ResultError,
         ValueError,
     ) as e:
         err.print(f"[red]error:[/red] {redact(str(e))}", highlight=False, soft_wrap=True)
@@ -463,7 +475,20 @@ SlipOpt = Annotated[
     float | None,
     typer.Option(help="Slippage, fraction of the open price [default: trading.yml slippage_bps / 10000]."),
 ]
-DirectionOpt = Annotated[str, typer.Option(help="long, short or both.")]
+
+
+def _direction(value: str) -> str:
+    """``--direction`` checked on the command line, in words (not the settings model's validation dump)."""
+    if value not in ("long", "short", "both"):
+        import difflib
+
+        close = difflib.get_close_matches(value, ["long", "short", "both"], n=1, cutoff=0.5)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise typer.BadParameter(f"{value!r} is not one of long, short, both{hint}")
+    return value
+
+
+DirectionOpt = Annotated[str, typer.Option(help="long, short or both.", callback=_direction)]
 
 
 def _out(path: Path) -> Path:
@@ -490,8 +515,16 @@ def _strategy(spec: str):
 
 
 def _market(exchange: str, symbols: list[str], timeframe: str):
+    """The stored candles of ``symbols``; a missing series is an error that says what is stored, a timeframe
+    stored only finer is resampled with a note on stderr (:func:`workbench.cli.output.load_candles`)."""
+    from workbench.cli.output import load_candles
+
     store = _store()
-    frames = {s: store.candles(exchange, s, timeframe) for s in symbols}
+
+    def note(text: str) -> None:
+        err.print(f"[yellow]note:[/yellow] {escape(text)}", highlight=False, soft_wrap=True)
+
+    frames = {s: load_candles(store, exchange, s, timeframe, note) for s in symbols}
     return frames[symbols[0]] if len(symbols) == 1 else frames
 
 
@@ -572,20 +605,24 @@ def backtest(
         Path | None, typer.Option("--report", help="Write a self-contained HTML report.")
     ] = None,
     json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write metrics, equity and trades as JSON.")
+        Path | None, typer.Option("--json", help="Write metrics, equity and trades as JSON (raw numbers).")
     ] = None,
+    store: Annotated[
+        bool, typer.Option("--store/--no-store", help="Keep the result under <data>/backtests/<id>/.")
+    ] = True,
 ) -> None:
-    """Backtest a strategy on stored candles (next-bar-open execution; see docs/user_guide.md)."""
-    import pandas as pd
+    """Backtest a strategy on stored candles (next-bar-open execution; see docs/user_guide.md).
 
+    Prints the metrics beside buy and hold of the same symbols over the same bars, and stores the result
+    (JSON and HTML report) under <data>/backtests/<id>/ (see `workbench backtests`)."""
+    from workbench.backtest.benchmark import buy_and_hold_metrics
     from workbench.backtest.engine import run_backtest
+    from workbench.cli.output import check_period, compare_table
 
     with _errors():
         cls = _strategy(strategy)
         strat = cls(**_params(param))
-        data = _market(exchange, symbol, timeframe)
-        data = _slice(data, None, end)
-        cfg = _bt_config(
+        cfg = _bt_config(  # the settings first: a bad option fails before any data is read
             fees=fees,
             slippage=slippage,
             direction=direction,
@@ -596,19 +633,31 @@ def backtest(
             trailing=trailing,
             init_cash=init_cash,
         )
-        bench = None
-        try:
-            bench = _store().candles(exchange, "BTC/USDT", timeframe)["close"]
-        except Exception:
-            bench = None
-        res = run_backtest(data, strat, cfg, start=start, benchmark=bench)
+        data = _market(exchange, symbol, timeframe)
+        check_period(data, start, end)
+        data = _slice(data, None, end)
+        res = run_backtest(data, strat, cfg, start=start)
+        bh = buy_and_hold_metrics(res.candles, res.start, res.end, cfg.init_cash)
         out.print(
-            f"{res.strategy} {res.params} on {exchange} {', '.join(res.symbols)} {timeframe}, "
-            f"{res.start:%Y-%m-%d %H:%M} .. {res.end:%Y-%m-%d %H:%M} UTC"
+            f"{res.strategy} {res.params} on {exchange} {', '.join(res.symbols)} {res.timeframe or timeframe}, "
+            f"{res.start:%Y-%m-%d %H:%M} .. {res.end:%Y-%m-%d %H:%M} UTC",
+            highlight=False,
         )
-        _print_frame(
-            pd.DataFrame([{"metric": k, "value": v} for k, v in res.metrics.items()]), title="metrics"
+        out.print(
+            compare_table(
+                {"strategy": res.metrics, "buy and hold": bh},
+                res.symbols,
+                title=f"metrics; benchmark: {res.benchmark} (no costs)",
+                beta_of=res.benchmark,
+            )
         )
+        if store:
+            from workbench.cli.backtests import save_backtest
+
+            saved = save_backtest(res, bh, data)
+            out.print(
+                f"stored as {saved.id} ({saved.path}); `workbench backtests show {saved.id}`", highlight=False
+            )
         if json_out:
             res.save_json(_out(json_out))
             out.print(f"JSON written to {json_out}")
@@ -639,33 +688,62 @@ def sweep(
         Path | None, typer.Option("--json", help="Write every combination's metrics as JSON.")
     ] = None,
     html: Annotated[Path | None, typer.Option("--html", help="Write a heatmap report.")] = None,
+    store: Annotated[
+        bool, typer.Option("--store/--no-store", help="Keep the result under <data>/backtests/<id>/.")
+    ] = True,
 ) -> None:
-    """Evaluate every combination of a parameter grid (fused numba kernels for the built-ins)."""
+    """Evaluate every combination of a parameter grid (fused numba kernels for the built-ins).
+
+    Prints the top combinations (formatted as in the reports; --json keeps raw numbers) and buy and hold of the
+    same symbols over the same bars, and stores the result under <data>/backtests/<id>/."""
+    import pandas as pd
+
+    from workbench.backtest.benchmark import benchmark_name, buy_and_hold_metrics
     from workbench.backtest.sweep import parse_grid
     from workbench.backtest.sweep import sweep as run_sweep
+    from workbench.cli.output import check_period, compare_table, format_frame_values
+    from workbench.metricdefs import format_metric, quote_currency
 
     with _errors():
         cls = _strategy(strategy)
         g = parse_grid(grid, cls)
+        cfg = _bt_config(fees=fees, slippage=slippage, direction=direction)
         # as in backtest: the strategy warms up on the bars before --start, the simulation starts there
-        data = _slice(_market(exchange, symbol, timeframe), None, end)
-        res = run_sweep(
-            data,
-            cls,
-            g,
-            _bt_config(fees=fees, slippage=slippage, direction=direction),
-            metric=metric,
-            start=start,
-        )
+        market = _market(exchange, symbol, timeframe)
+        check_period(market, start, end)
+        data = _slice(market, None, end)
+        res = run_sweep(data, cls, g, cfg, metric=metric, start=start)
+        cur = quote_currency(symbol)
         out.print(
             f"{res.n_valid} valid of {res.n_combinations} combinations in {res.seconds:.2f} s "
             f"({res.n_valid / max(res.seconds, 1e-9):,.0f}/s, engine {res.engine})"
         )
-        _print_frame(res.top(top), title=f"top {top} by {metric}")
+        _print_frame(format_frame_values(res.top(top), cur), title=f"top {top} by {metric}")
+        bh_start = pd.Timestamp(start, tz="UTC") if start is not None else None
+        bh = buy_and_hold_metrics(data, bh_start, None, cfg.init_cash)
+        bench = benchmark_name(symbol)
+        best = {k: v for k, v in res.best.items() if k != "params"}
+        out.print(
+            compare_table(
+                {f"best by {metric}": best, "buy and hold": bh},
+                symbol,
+                title=f"best combination {res.best.get('params')} beside {bench} (no costs)",
+                keys=[k for k in (*res.table.columns, "dsr_normal_approx") if k in best or k in bh],
+            )
+        )
         if "dsr_normal_approx" in res.best:
             out.print(
-                f"best {res.best['params']}: Sharpe {res.best['sharpe']:.2f}, deflated Sharpe "
-                f"(for {res.n_valid} trials) {res.best['dsr_normal_approx']:.3f}"
+                f"best {res.best['params']}: Sharpe {format_metric('sharpe', res.best['sharpe'])}, deflated "
+                f"Sharpe (for {res.n_valid} trials) {format_metric('dsr_normal_approx', res.best['dsr_normal_approx'])}"
+            )
+        if store:
+            from workbench.cli.backtests import save_sweep
+
+            saved = save_sweep(
+                res, bh, bench, exchange=exchange, symbols=symbol, timeframe=timeframe, top=top
+            )
+            out.print(
+                f"stored as {saved.id} ({saved.path}); `workbench backtests show {saved.id}`", highlight=False
             )
         if json_out:
             _out(json_out).write_text(json.dumps(res.to_dict(), indent=1, default=str))
@@ -699,31 +777,69 @@ def optimize(
     ] = None,
     json_out: Annotated[Path | None, typer.Option("--json")] = None,
 ) -> None:
-    """Walk-forward Optuna optimisation: in-sample vs out-of-sample Sharpe and the deflated Sharpe."""
+    """Walk-forward Optuna optimisation: in-sample vs out-of-sample Sharpe and the deflated Sharpe, and the
+    stitched out-of-sample result beside buy and hold of the same bars. A progress bar on a terminal."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from workbench.backtest.benchmark import benchmark_name, buy_and_hold_metrics
     from workbench.backtest.optimize import optimize as run_opt
+    from workbench.cli.output import check_period, compare_table, format_frame_values
+    from workbench.metricdefs import format_metric, quote_currency
 
     with _errors():
         s = settings()
         cls = _strategy(strategy)
         fixed = cls.make_params(_params(param)).model_dump() if param else {}
         fixed = {k: fixed[k] for k in _params(param)}
+        cfg = _bt_config(fees=fees, slippage=slippage, direction=direction)
         url = storage or s.optuna_storage
-        data = _slice(_market(exchange, [symbol], timeframe), start, end)
-        res = run_opt(
-            data,
-            cls,
-            trials=trials,
-            folds=walk_forward,
-            mode=mode,
-            storage=url,
-            fixed=fixed,
-            config=_bt_config(fees=fees, slippage=slippage, direction=direction),
-        )
-        _print_frame(res.table(), title=f"walk-forward ({mode}), storage {url}")
+        market = _market(exchange, [symbol], timeframe)
+        check_period(market, start, end)
+        data = _slice(market, start, end)
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            disable=not err.is_terminal,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("walk-forward", total=walk_forward * trials)
+
+            def progress(fold: int, folds: int, done: int, n: int) -> None:
+                bar.update(task, completed=fold * n + done, description=f"fold {fold + 1}/{folds}, trials")
+
+            res = run_opt(
+                data,
+                cls,
+                trials=trials,
+                folds=walk_forward,
+                mode=mode,
+                storage=url,
+                fixed=fixed,
+                config=cfg,
+                progress=progress,
+            )
+        cur = quote_currency([symbol])
+        _print_frame(format_frame_values(res.table(), cur), title=f"walk-forward ({mode}), storage {url}")
+        oos = res.oos_equity.index
+        bh = buy_and_hold_metrics(data, oos[0], oos[-1], cfg.init_cash)
         out.print(
-            f"mean Sharpe in-sample {res.is_sharpe:.2f}, out-of-sample {res.oos_sharpe:.2f} "
-            f"(gap {res.gap:.2f}); stitched OOS: Sharpe {res.oos_metrics['sharpe']:.2f}, "
-            f"return {res.oos_metrics['total_return']:.2%}, PSR {res.oos_metrics['psr']:.3f}"
+            compare_table(
+                {"out of sample (stitched)": res.oos_metrics, "buy and hold": bh},
+                [symbol],
+                title=f"out-of-sample bars {oos[0]:%Y-%m-%d %H:%M} .. {oos[-1]:%Y-%m-%d %H:%M} UTC beside "
+                f"{benchmark_name([symbol])} (no costs)",
+                beta_of=benchmark_name([symbol]),
+            )
+        )
+        f2 = lambda k, v: format_metric(k, v, cur)  # noqa: E731
+        out.print(
+            f"mean Sharpe in-sample {f2('sharpe', res.is_sharpe)}, out-of-sample {f2('sharpe', res.oos_sharpe)} "
+            f"(gap {f2('sharpe', res.gap)}); stitched OOS: Sharpe {f2('sharpe', res.oos_metrics['sharpe'])}, "
+            f"return {f2('total_return', res.oos_metrics['total_return'])}, PSR {f2('psr', res.oos_metrics['psr'])}",
+            highlight=False,
         )
         if json_out:
             _out(json_out).write_text(json.dumps(res.to_dict(), indent=1, default=str))
@@ -814,9 +930,10 @@ def train(
     json_out: Annotated[Path | None, typer.Option("--json")] = None,
 ) -> None:
     """Train a price model: out-of-sample scores beside baselines, an OOS backtest, and a registered version."""
-    import pandas as pd
 
-    from workbench.backtest.oos import backtest_predictions, buy_and_hold_metrics
+    from workbench.backtest.benchmark import buy_and_hold_metrics
+    from workbench.backtest.oos import backtest_predictions
+    from workbench.cli.output import compare_table, round_floats
     from workbench.ml.train import train_model
 
     with _errors():
@@ -842,8 +959,10 @@ def train(
         )
         r = res.result
         t = r.table().reset_index(names="model")
-        _print_frame(t, title=f"out-of-sample ({validation}, {folds} folds, horizon {horizon} bars)")
-        _print_frame(r.folds, title="folds")
+        _print_frame(
+            round_floats(t), title=f"out-of-sample ({validation}, {folds} folds, horizon {horizon} bars)"
+        )
+        _print_frame(round_floats(r.folds), title="folds")
         report = {
             "name": res.name,
             "version": res.version,
@@ -854,21 +973,23 @@ def train(
         }
         if target == "direction":
             bt = backtest_predictions(data, r.oos["prediction"], _bt_config(fees=fees, direction="both"))
-            bh = buy_and_hold_metrics(data, bt.start, bt.end)
-            cmp = pd.DataFrame(
-                [
-                    {
-                        "": "ml strategy (OOS only)",
-                        **{k: bt.metrics[k] for k in ("total_return", "sharpe", "max_drawdown", "n_trades")},
-                    },
-                    {
-                        "": "buy and hold (same bars)",
-                        **{k: bh[k] for k in ("total_return", "sharpe", "max_drawdown")},
-                    },
-                ]
-            )
-            _print_frame(
-                cmp, title=f"backtest on out-of-sample predictions {bt.start:%Y-%m-%d} .. {bt.end:%Y-%m-%d}"
+            bh = buy_and_hold_metrics(data, bt.start, bt.end, bt.config.init_cash)
+            out.print(
+                compare_table(
+                    {"ml strategy (OOS only)": bt.metrics, "buy and hold (same bars)": bh},
+                    [symbol],
+                    title=f"backtest on out-of-sample predictions {bt.start:%Y-%m-%d} .. {bt.end:%Y-%m-%d}",
+                    keys=(
+                        "total_return",
+                        "sharpe",
+                        "max_drawdown",
+                        "beta",
+                        "n_trades",
+                        "win_rate",
+                        "exposure",
+                    ),
+                    beta_of=bt.benchmark,
+                )
             )
             report["oos_backtest"] = {"ml": bt.metrics, "buy_and_hold": bh}
         console.print(f"registered {res.name} {res.version}" + (" (promoted)" if res.promoted else ""))

@@ -105,6 +105,12 @@ class Collector:
             try:
                 return fn(*args, **kwargs)
             except (ex.NetworkError, ex.BadResponse) as e:
+                host = dns_failure(e)
+                if host is not None:  # no network or a wrong URL: retrying cannot help, so fail at once
+                    raise CollectError(
+                        f"{self.exchange_id}: {what}: cannot resolve the host name {host!r} (no network, or a "
+                        f"wrong URL in the exchange's settings?); not retried"
+                    ) from e
                 if attempt >= self.config.max_retries:
                     raise CollectError(
                         f"{self.exchange_id}: {what}: giving up after {attempt + 1} attempts: "
@@ -511,6 +517,47 @@ def _f(v: Any) -> float:
         return float(v) if v is not None else float("nan")
     except (TypeError, ValueError):
         return float("nan")
+
+
+_DNS_WORDS = (
+    "name or service not known",
+    "temporary failure in name resolution",
+    "nodename nor servname",
+    "failed to resolve",
+    "no address associated with hostname",
+    "getaddrinfo failed",
+)
+
+
+def dns_failure(e: BaseException) -> str | None:
+    """The host name whose lookup failed, if ``e`` (a ccxt error, through its chain of causes) is a DNS
+    failure (``socket.gaierror``, urllib3's ``NameResolutionError``, aiohttp's DNS error); else None.
+    ``'?'`` when the host is not known."""
+    import re
+    import socket
+
+    seen: set[int] = set()
+    todo: list[Any] = [e]
+    hit = False
+    text = []
+    while todo:
+        x = todo.pop()
+        if x is None or id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, socket.gaierror) or type(x).__name__ in ("NameResolutionError", "ClientConnectorDNSError"):
+            hit = True
+        if isinstance(x, BaseException):
+            text.append(str(x))
+            todo += [x.__cause__, x.__context__, getattr(x, "reason", None), getattr(x, "os_error", None)]
+            todo += [a for a in x.args if isinstance(a, BaseException)]
+    joined = " ".join(text)
+    if not hit and not any(w in joined.lower() for w in _DNS_WORDS):
+        return None
+    m = re.search(r"host='([^']+)'", joined) or re.search(r"resolve '([^']+)'", joined)
+    if m is None:
+        m = re.search(r"https?://([^/:\s]+)", joined)
+    return m.group(1) if m else "?"
 
 
 def _short(e: BaseException, n: int = 300) -> str:

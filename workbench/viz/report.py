@@ -39,6 +39,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
+from workbench.metricdefs import METRICS, format_metric, label, quote_currency
+from workbench.metricdefs import groups as metric_groups
 from workbench.viz import tearsheet as ts
 
 __all__ = [
@@ -85,80 +87,12 @@ _PALETTE = ("#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 
-METRIC_LABELS: dict[str, str] = {
-    "total_return": "Total return",
-    "annual_return": "Annual return (CAGR)",
-    "annual_volatility": "Annual volatility",
-    "sharpe": "Sharpe ratio",
-    "sortino": "Sortino ratio",
-    "calmar": "Calmar ratio",
-    "max_drawdown": "Max drawdown",
-    "max_drawdown_duration_days": "Longest drawdown",
-    "win_rate": "Win rate",
-    "profit_factor": "Profit factor",
-    "expectancy": "Expectancy per trade",
-    "avg_win": "Average win",
-    "avg_loss": "Average loss",
-    "exposure": "Exposure",
-    "turnover": "Turnover",
-    "n_trades": "Closed trades",
-    "n_open_trades": "Open trades (at the end)",
-    "open_pnl": "Open trades' PnL (marked)",
-    "var_hist": "VaR, historical (per bar)",
-    "cvar_hist": "CVaR, historical (per bar)",
-    "var_param": "VaR, Gaussian (per bar)",
-    "cvar_param": "CVaR, Gaussian (per bar)",
-    "beta": "Beta to benchmark",
-    "skew": "Skewness",
-    "kurtosis": "Kurtosis (non-excess)",
-    "psr": "Probabilistic Sharpe (PSR)",
-    "dsr": "Deflated Sharpe (DSR)",
-}
-"""Display label of each metric key (unknown keys are shown as their key, capitalised)."""
+METRIC_LABELS: dict[str, str] = {k: d.label for k, d in METRICS.items()}
+"""Display label of each metric key, from the registry :mod:`workbench.metricdefs` (unknown keys are shown as
+their key, capitalised)."""
 
-METRIC_GROUPS: dict[str, tuple[str, ...]] = {
-    "Returns": ("total_return", "annual_return", "annual_volatility", "sharpe", "sortino", "calmar"),
-    "Risk": (
-        "max_drawdown",
-        "max_drawdown_duration_days",
-        "var_hist",
-        "cvar_hist",
-        "var_param",
-        "cvar_param",
-        "beta",
-    ),
-    "Trades": (
-        "n_trades",
-        "n_open_trades",
-        "open_pnl",
-        "win_rate",
-        "profit_factor",
-        "expectancy",
-        "avg_win",
-        "avg_loss",
-        "exposure",
-        "turnover",
-    ),
-    "Distribution": ("skew", "kurtosis", "psr", "dsr"),
-}
-"""How the report groups the metrics (other keys go to 'Other')."""
-
-_PCT = {
-    "total_return",
-    "annual_return",
-    "annual_volatility",
-    "max_drawdown",
-    "win_rate",
-    "exposure",
-    "var_hist",
-    "cvar_hist",
-    "var_param",
-    "cvar_param",
-}
-_RATIO = {"sharpe", "sortino", "calmar", "profit_factor", "beta", "skew", "kurtosis"}
-_PROB = {"psr", "dsr", "dsr_normal_approx"}
-_MONEY = {"expectancy", "avg_win", "avg_loss", "final_equity", "open_pnl"}
-_COUNT = {"n_trades", "n_open_trades"}
+METRIC_GROUPS: dict[str, tuple[str, ...]] = metric_groups()
+"""How the report groups the metrics, from the registry (other keys go to 'Other')."""
 
 
 # ------------------------------------------------------------------------------------------ formatting
@@ -171,46 +105,6 @@ def _float(v: Any) -> float | None:
         return None
 
 
-def _special(f: float) -> str | None:
-    if math.isnan(f):
-        return "n/a"
-    if math.isinf(f):
-        return "∞" if f > 0 else "−∞"
-    return None
-
-
-def format_metric(key: str, value: Any, currency: str | None = None) -> str:
-    """A metric as text: percentages for returns, drawdown, volatility, exposure, win rate and VaR; 2 decimals
-    for ratios; 3 for probabilities (PSR, DSR); days for durations; currency amounts with 2 decimals."""
-    f = _float(value)
-    if f is None:
-        return "n/a" if value is None else str(value)
-    s = _special(f)
-    if s is not None:
-        return s
-    if key in _PCT:
-        return f"{f * 100:,.2f}%"
-    if key in _RATIO:
-        return f"{f:,.2f}"
-    if key in _PROB:  # a tiny probability is not 0: say how small it is
-        if f == 0.0:
-            return "< 1e-300"
-        if f < 0.0005:
-            return f"{f:.1e}"
-        if f > 0.9995 and f < 1.0:
-            return f"1 − {1.0 - f:.1e}"
-        return f"{f:.3f}"
-    if key in _COUNT:
-        return f"{f:,.0f}"
-    if key.endswith("_days"):
-        return f"{f:,.1f} days"
-    if key == "turnover":
-        return f"{f:,.2f}× per year"
-    if key in _MONEY:
-        return f"{f:,.2f}" + (f" {currency}" if currency else "")
-    return f"{f:,.4g}"
-
-
 VAR_LEVEL = 0.95
 """The VaR/CVaR confidence level of ``workbench.backtest.metrics.compute_metrics`` (its default), named in the
 labels unless a result says otherwise (a ``var_level`` metric or attribute)."""
@@ -219,11 +113,11 @@ _VAR_KEYS = {"var_hist", "cvar_hist", "var_param", "cvar_param"}
 
 
 def _label(key: str, var_level: float | None = None) -> str:
-    label = METRIC_LABELS.get(key, key.replace("_", " ").capitalize())
+    text = label(key)
     if key in _VAR_KEYS and var_level is not None:
-        what, _, rest = label.partition(", ")
-        label = f"{what} {var_level * 100:.4g}%, {rest}"
-    return label
+        what, _, rest = text.partition(", ")
+        text = f"{what} {var_level * 100:.4g}%, {rest}"
+    return text
 
 
 def _var_level(result: Any) -> float:
@@ -237,10 +131,7 @@ def _var_level(result: Any) -> float:
     return VAR_LEVEL
 
 
-def _quote_currency(symbols: Sequence[str]) -> str | None:
-    """The common quote currency of ccxt symbols ('BTC/USDT' -> 'USDT'), else None."""
-    quotes = {str(s).split("/", 1)[1].split(":", 1)[0] for s in symbols if "/" in str(s)}
-    return quotes.pop() if len(quotes) == 1 and len(symbols) > 0 else None
+_quote_currency = quote_currency
 
 
 def metrics_table(result: BacktestResultLike, var_level: float | None = None) -> pd.DataFrame:
@@ -254,10 +145,11 @@ def metrics_table(result: BacktestResultLike, var_level: float | None = None) ->
     order = [k for keys in METRIC_GROUPS.values() for k in keys if k in metrics]
     order += [k for k in metrics if k not in order]
     group_of = {k: g for g, keys in METRIC_GROUPS.items() for k in keys}
+    bench = getattr(result, "benchmark", None)  # what beta is measured against (the backtest names it)
     rows = [
         {
             "group": group_of.get(k, "Other"),
-            "metric": _label(k, level),
+            "metric": _label(k, level) if k != "beta" or not bench else f"Beta to {bench}",
             "value": format_metric(k, metrics[k], currency),
             "raw": _float(metrics[k]),
         }
@@ -1183,6 +1075,7 @@ def write_report(
         ("Data range", rng),
         ("Bars", f"{len(result.equity):,}"),
         ("Trades", f"{n_trades - n_open:,} closed" + (f", {n_open:,} open" if n_open else "")),
+        ("Benchmark (beta)", str(getattr(result, "benchmark", None) or "n/a")),
         *_config_rows(getattr(result, "config", None)),
     ]
     level = _var_level(result) if var_level is None else float(var_level)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from workbench.metricdefs import METRICS
 from workbench.viz.report import (
     _e,
     _float,
@@ -91,12 +92,14 @@ def _tick(v: Any) -> str:
 
 
 def _cell_format(metric: str) -> tuple[float, str]:
-    """(scale, d3 format) for a metric in a figure: percentages are shown ×100."""
-    if metric in ("total_return", "max_drawdown", "win_rate", "exposure"):
+    """(scale, d3 format) for a metric in a figure, by its registry format: percentages are shown ×100."""
+    d = METRICS.get(metric)
+    fmt = d.fmt if d is not None else "number"
+    if fmt == "pct":
         return 100.0, ".1f"
-    if metric == "n_trades":
+    if fmt == "count":
         return 1.0, ".0f"
-    if metric == "final_equity":
+    if fmt == "money":
         return 1.0, ",.0f"
     return 1.0, ".2f"
 

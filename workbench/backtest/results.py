@@ -1,0 +1,219 @@
+"""Stored results: every ``workbench backtest`` and ``workbench sweep`` keeps its result under
+``<data>/backtests/<id>/``, where ``workbench backtests ls|show|rm`` (and the dashboards' Backtests page) find it.
+
+Layout of one result folder::
+
+    <data>/backtests/20261201T094512123456Z-sma_cross-3fa2/
+        result.json     # {"id", "kind": "backtest"|"sweep", "created", "command", "summary", ...payload}
+        report.html     # the HTML report (backtest) or the heatmap report (sweep)
+
+``<id>`` is ``<UTC time to the microsecond>Z-<strategy>-<4 hex>``: ids sort by creation time as text, and two
+results written in the same microsecond still differ. ``summary`` holds what ``ls`` shows (strategy, symbols,
+timeframe, period, headline metrics) so that listing does not read the equity curves. A result is written
+into a hidden ``.tmp-<id>`` folder first and renamed into place when complete, so a crash leaves no half
+result (``ls`` skips the hidden folders; a leftover one is removed by the next save).
+
+The payload of a backtest is :meth:`BacktestResult.to_dict` (metrics, equity, trades, fills) plus the
+buy-and-hold metrics of the same bars; of a sweep, :meth:`SweepResult.to_dict` (every combination's
+metrics) plus the same buy-and-hold metrics. Numbers are raw (not formatted); NaN is ``null``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ResultError",
+    "StoredResult",
+    "list_results",
+    "load_result",
+    "remove_result",
+    "results_dir",
+    "save_result",
+]
+
+RESULT_FILE = "result.json"
+REPORT_FILE = "report.html"
+_ID = re.compile(r"^\d{8}T\d{12}Z-[A-Za-z0-9_.-]+-[0-9a-f]{4}$")
+_STALE_TMP_S = 3600.0
+
+
+class ResultError(ValueError):
+    """A stored result that is absent, ambiguous or unreadable (the message names it)."""
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    id: str
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return str(self.data.get("kind", "?"))
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return dict(self.data.get("summary") or {})
+
+    @property
+    def report(self) -> Path | None:
+        p = self.path / REPORT_FILE
+        return p if p.exists() else None
+
+
+def results_dir(data_dir: str | Path) -> Path:
+    """``<data>/backtests``."""
+    return Path(data_dir) / "backtests"
+
+
+def new_id(strategy: str, now: datetime | None = None) -> str:
+    t = (now or datetime.now(UTC)).astimezone(UTC)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(strategy)).strip("._") or "result"
+    return f"{t:%Y%m%dT%H%M%S%f}Z-{name[:40]}-{secrets.token_hex(2)}"
+
+
+def _json_default(v: Any) -> Any:
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    if hasattr(v, "item"):  # numpy scalars
+        return v.item()
+    return str(v)
+
+
+def _clean(v: Any) -> Any:
+    """NaN -> None, ±inf -> 'inf'/'-inf' (strict JSON), recursively."""
+    if isinstance(v, float):
+        if v != v:
+            return None
+        if v in (float("inf"), float("-inf")):
+            return "inf" if v > 0 else "-inf"
+        return v
+    if isinstance(v, Mapping):
+        return {str(k): _clean(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_clean(x) for x in v]
+    if hasattr(v, "item") and not isinstance(v, str | bytes):
+        try:
+            return _clean(v.item())
+        except (TypeError, ValueError):
+            return v
+    return v
+
+
+def save_result(
+    root: str | Path,
+    kind: str,
+    strategy: str,
+    payload: Mapping[str, Any],
+    summary: Mapping[str, Any],
+    *,
+    command: list[str] | None = None,
+    report: Callable[[Path], Any] | None = None,
+) -> StoredResult:
+    """Write one result folder (atomically: complete or absent) and return it. ``report(path)`` writes the
+    HTML report to ``path``."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for old in root.glob(".tmp-*"):  # a crashed save's leftovers (never a folder a live save is writing)
+        try:
+            if now - old.stat().st_mtime > _STALE_TMP_S:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
+    rid = new_id(strategy)
+    tmp = root / f".tmp-{rid}"
+    tmp.mkdir()
+    try:
+        doc = {
+            "id": rid,
+            "kind": kind,
+            "created": datetime.now(UTC).isoformat(),
+            "command": command,
+            "summary": _clean(dict(summary)),
+            **_clean(dict(payload)),
+        }
+        text = json.dumps(doc, indent=1, allow_nan=False, default=_json_default)
+        (tmp / RESULT_FILE).write_text(text, encoding="utf-8")
+        if report is not None:
+            report(tmp / REPORT_FILE)
+        final = root / rid
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return StoredResult(rid, final, doc)
+
+
+def _ids(root: Path) -> list[str]:
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and _ID.match(p.name))
+
+
+def _read(root: Path, rid: str) -> StoredResult:
+    path = root / rid
+    f = path / RESULT_FILE
+    try:
+        data = json.loads(f.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultError(f"stored result {rid}: {f} is missing") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise ResultError(f"stored result {rid}: cannot read {f}: {e}") from None
+    if not isinstance(data, dict):
+        raise ResultError(f"stored result {rid}: {f} is not a JSON object")
+    return StoredResult(rid, path, data)
+
+
+def list_results(root: str | Path) -> list[StoredResult]:
+    """Every stored result, oldest first; an unreadable one is listed with an ``error`` in its data."""
+    out = []
+    for rid in _ids(Path(root)):
+        try:
+            out.append(_read(Path(root), rid))
+        except ResultError as e:
+            out.append(StoredResult(rid, Path(root) / rid, {"kind": "?", "error": str(e)}))
+    return out
+
+
+def resolve(root: str | Path, ref: str) -> str:
+    """The id ``ref`` names: a full id, a unique prefix of one, or ``last`` (the newest)."""
+    ids = _ids(Path(root))
+    if not ids:
+        raise ResultError(
+            f"no stored results in {root}; `workbench backtest` and `workbench sweep` store theirs"
+        )
+    if ref == "last":
+        return ids[-1]
+    if ref in ids:
+        return ref
+    hits = [i for i in ids if i.startswith(ref)]
+    if len(hits) == 1:
+        return hits[0]
+    if hits:
+        raise ResultError(
+            f"{ref!r} matches {len(hits)} stored results: {', '.join(hits[:5])}; give more of the id"
+        )
+    raise ResultError(f"no stored result {ref!r} in {root}; `workbench backtests ls` lists them")
+
+
+def load_result(root: str | Path, ref: str) -> StoredResult:
+    return _read(Path(root), resolve(root, ref))
+
+
+def remove_result(root: str | Path, ref: str) -> str:
+    """Delete one result folder; returns its id."""
+    rid = resolve(root, ref)
+    shutil.rmtree(Path(root) / rid)
+    return rid
