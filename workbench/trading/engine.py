@@ -245,10 +245,10 @@ class TradingEngine:
         self.orders = OrderManager(
             j, self.broker, self.spec.name, clock_ms=self.now_ms, fill_listener=self._apply_fill
         )
+        await self.broker.connect()  # before market(): a live broker loads the venue's markets here
         j.meta_set(
             "markets", {s: {"amount_step": self.broker.market(s).amount_step} for s in self.spec.symbols}
         )
-        await self.broker.connect()
         if hasattr(self.broker, "restore"):
             self.broker.restore(j.orders().values(), j.fills())
         await self._reconcile("start")
