@@ -1,0 +1,123 @@
+"""Crash safety (issue 9 §4): a live session (``workbench trade run --mode live``, a real process, the real ccxt
+clients) against the replay exchange, SIGKILLed at random moments and restarted, at least 20 times, seeded.
+
+The kills land anywhere: while the engine starts (before or during its reconciliation), while it waits for a
+bar, and right after the replay clock stepped (so the kill falls between the decision, the journalled
+SUBMITTED, the POST and the venue's answer); the replay also steps while the engine is down (it must back-fill
+and act on the last closed bar only, never twice on one). The venue (a thread of this test, with its orders and
+trades) outlives every engine. At the end: every client id at the venue once; the journal's orders match the
+venue's (status, filled, exchange id); the journal's fills equal the venue's trades; the portfolio rebuilt from
+the journal's fills equals the venue's balances (1e-9 relative); no bar decided twice (client ids embed the
+bar)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from live_session import (
+    CASH,
+    START,
+    SYMBOL,
+    TF_MS,
+    LiveSession,
+    assert_agrees,
+    bars_of,
+    step,
+    write_config,
+    write_strategy,
+)
+
+from workbench.data.sample import load_sample
+from workbench.data.store import Store
+from workbench.replay import ReplayExchange
+from workbench.types import OrderStatus
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = 9_2026
+KILLS = 22
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    data = tmp_path_factory.mktemp("crash-home") / "data"
+    load_sample(Store(data), ROOT / "data" / "sample", kinds=("candles",))
+    return data
+
+
+def _snapshot(s: LiveSession) -> Counter:
+    """The journal's order states right after a kill (what the restart has to resolve)."""
+    j = s.journal()
+    try:
+        return Counter(o.status.value for o in j.orders().values())
+    finally:
+        j.close()
+
+
+def _submitted(j, after_seq: int, bar_ms: int) -> bool:
+    """An order SUBMITTED in this life, or the decision on ``bar_ms`` made (it made no order: a flat target)."""
+    if any(r.data.get("status") == "SUBMITTED" for r in j.read(after_seq=after_seq, kinds=["order"])):
+        return True
+    return (j.meta_get("decided") or {}).get("bar", 0) >= bar_ms
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_loses_and_duplicates_nothing(home, tmp_path) -> None:
+    rng = random.Random(SEED)
+    replay = ReplayExchange(Store(home), [SYMBOL], "5m", start=START, speed=0, balances={"USDT": CASH},
+                            timeout_fault_s=3.0)  # fmt: skip
+    with replay.run_in_thread():
+        cfg = write_config(tmp_path / "config", replay, home)
+        s = LiveSession(cfg, home, replay, "crash", write_strategy(tmp_path / "strategies"))
+        first_bar = replay.now_ms() - 2 * TF_MS
+        in_flight = 0  # kills that left an order SUBMITTED (sent, answer not journalled)
+        try:
+            for _ in range(KILLS):
+                s.start()
+                how = rng.random()
+                down = rng.choice([0, 0, 1, 2])  # bars that close while the engine is down
+                if how < 0.2 and s.lives > 1:
+                    time.sleep(rng.uniform(0.2, 1.6))  # during the start: imports, connect, reconcile
+                else:
+                    s.running()
+                    for _ in range(rng.randint(0, 2)):
+                        step(replay, s)
+                    if how < 0.65:
+                        replay.advance(TF_MS)  # a bar closes: the engine decides and sends...
+                        time.sleep(rng.choice([0.0, rng.uniform(0.0, 0.1), rng.uniform(0.0, 0.5)]))
+                    else:
+                        # ...or, for certain, dies with the POST in flight: the venue took the order (its answer
+                        # is held back), or holds the request unprocessed (it is never placed)
+                        held = "timeout-after-accept" if how < 0.85 else "timeout"
+                        down = max(down, int(held == "timeout"))  # the outcome window passes while it is down
+                        replay.inject(held, path="/api/v3/order", method="POST")
+                        mark = s.last_seq()
+                        t = replay.advance(TF_MS)
+                        s.wait(lambda j, m=mark, b=t - TF_MS: _submitted(j, m, b), step=0.01)
+                s.kill()  # ...and dies somewhere in there
+                replay.clear_faults()
+                snap = _snapshot(s)
+                in_flight += snap[OrderStatus.SUBMITTED.value] > 0
+                for _ in range(down):
+                    replay.advance(TF_MS)
+            s.start()
+            s.running()
+            last = step(replay, s, 2)
+            s.stop()
+        finally:
+            if s.p is not None and s.p.poll() is None:
+                s.kill()
+        assert s.p.returncode == 0, s.text()[-4000:]
+        got = assert_agrees(s)
+    assert s.lives == KILLS + 1
+    cids = [o.clientOrderId for o in got["orders"]]
+    bars = bars_of(s, cids, first_bar, last)
+    twice = {b: n for b, n in Counter(bars.values()).items() if n > 1}
+    assert not twice, f"bars acted on more than once: {twice}"
+    assert len(cids) >= 20, f"the strategy traded too little to test anything: {len(cids)} orders"
+    assert len(got["trades"]) == len(cids)  # market orders, each filled whole
+    assert in_flight >= 1, "no kill landed while an order was in flight"
+    print(f"{s.lives} lives, {len(cids)} orders, {in_flight} kills with an order in flight")
