@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.strategies.base import Strategy
-from workbench.trading.brokers.base import MarketRuleError, OrderRejected
+from workbench.trading.brokers.base import BrokerError, MarketRuleError, OrderRejected
 from workbench.trading.feeds import MarketFeed, fetch_closed_candles
 from workbench.trading.journal import Journal, journal_path, session_dir
 from workbench.trading.orders import OrderManager, client_order_id, manual_order_id
@@ -707,8 +707,23 @@ class TradingEngine:
                 rows = await fetch_closed_candles(self.client, s, self.spec.timeframe, cur.ts, now)
                 await self._on_candles(s, rows)
         if self.spec.mode == "live" and self.orders is not None and self.orders.open_orders():
-            await self.orders.poll()
+            await self._poll_orders()
+
+    async def _poll_orders(self) -> None:
+        """Live: orders whose outcome is unknown asked again, working ones polled (no user-data stream), fills
+        synced. A venue that cannot answer now is asked again on the next tick."""
+        assert self.orders is not None
+        await self.orders.resolve_pending()
+        try:
+            for o in self.orders.open_orders():
+                if o.status is not OrderStatus.SUBMITTED:
+                    venue = await self.broker.fetch_order(o)
+                    if venue is not None:
+                        await self.orders.on_order_update(venue)
             await self._sync_fills()
+        except BrokerError as e:
+            assert self.journal is not None
+            self.journal.log("warning", f"order poll failed ({e}); trying again")
 
     async def _sync_fills(self) -> None:
         assert self.journal is not None
