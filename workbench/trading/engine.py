@@ -38,7 +38,7 @@ from typing import Any
 
 from workbench.strategies.base import Strategy
 from workbench.trading.brokers.base import BrokerError, MarketRuleError, OrderRejected
-from workbench.trading.feeds import MarketFeed, fetch_closed_candles
+from workbench.trading.feeds import TRANSIENT_ERRORS, MarketFeed, fetch_closed_candles
 from workbench.trading.journal import Journal, journal_path, session_dir
 from workbench.trading.orders import OrderManager, client_order_id, manual_order_id
 from workbench.trading.portfolio import Portfolio
@@ -732,6 +732,23 @@ class TradingEngine:
             for f in await self.broker.fetch_fills(s, None if since is None else since - 60_000):
                 self._book_fill(f)
 
+    async def _guarded(self, what: str, work: Any) -> bool:
+        """Await ``work``; a transient venue error (REST timeout, 5xx, dropped connection, rate limit) is logged
+        and ``False`` returned: the event's work is tried again (the next candle event re-detects a gap, the
+        next tick polls again, a reconnect is queued again) instead of killing the session."""
+        assert self.journal is not None
+        try:
+            await work
+        except (BrokerError, *TRANSIENT_ERRORS) as e:
+            self.journal.log("warning", f"{what}: {type(e).__name__}: {str(e)[:300]}; trying again")
+            return False
+        return True
+
+    def _again(self, kind: str, symbol: str | None, payload: Any, delay_s: float = 1.0) -> None:
+        """Queue an event again after ``delay_s`` (its work failed on a transient venue error; a paused replay
+        sends no new event that would retry it)."""
+        asyncio.get_running_loop().call_later(delay_s, self.queue.put_nowait, (kind, symbol, payload))
+
     async def run(self, *, until: Callable[[], bool] | None = None) -> None:
         """Run until ``stop`` (a command, Ctrl-C) or ``until()`` is true. ``start()`` must have been called."""
         assert self.journal is not None
@@ -749,7 +766,8 @@ class TradingEngine:
                     continue
                 self.events += 1
                 if kind == "candles":
-                    await self._on_candles(symbol, payload)
+                    if not await self._guarded(kind, self._on_candles(symbol, payload)):
+                        self._again(kind, symbol, payload)  # its back-fill failed: the same rows again soon
                 elif kind == "book":
                     bid = payload["bids"][0][0] if payload["bids"] else None
                     ask = payload["asks"][0][0] if payload["asks"] else None
@@ -758,8 +776,11 @@ class TradingEngine:
                     self.journal.record_book(self.now_ms(), symbol, payload["bids"], payload["asks"])
                 elif kind == "reconnected":
                     self.journal.log("warning", f"{symbol}: feed reconnected; back-filling and reconciling")
-                    await self._backfill()
-                    await self._reconcile("reconnect")
+                    if not (
+                        await self._guarded(kind, self._backfill())
+                        and await self._guarded(kind, self._reconcile("reconnect"))
+                    ):
+                        self._again(kind, symbol, None)
                 elif kind == "stale":
                     self.journal.record_risk(
                         self.now_ms(), "stale_feed", f"{symbol}: no update for {payload:.0f} s"
@@ -767,7 +788,7 @@ class TradingEngine:
                 elif kind == "fresh":
                     self.journal.log("info", f"{symbol}: feed updates again")
                 elif kind == "timer":
-                    await self._on_timer()
+                    await self._guarded(kind, self._on_timer())
                 elif kind == "command":
                     await self._handle_command(payload)
                 if until is not None and until():
