@@ -121,3 +121,39 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(home, tmp_path) 
     assert len(got["trades"]) == len(cids)  # market orders, each filled whole
     assert in_flight >= 1, "no kill landed while an order was in flight"
     print(f"{s.lives} lives, {len(cids)} orders, {in_flight} kills with an order in flight")
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from workbench.trading.journal import Journal
+root = Path(sys.argv[1])
+for i in range(int(sys.argv[2])):
+    Journal(root / f"s{i}" / "journal.sqlite").close()
+"""
+
+
+def test_a_journal_being_created_is_never_seen_without_its_schema(tmp_path) -> None:
+    """A reader (``trade status``, a dashboard, a test waiting on the engine) that opens a session's journal the
+    moment the file appears finds a journal, never "not a workbench journal": the engine creates it whole."""
+    import subprocess
+    import sys
+
+    from workbench.trading.journal import Journal
+
+    n = 40
+    p = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(n)], env={"PYTHONPATH": str(ROOT)})
+    seen = 0
+    try:
+        for i in range(n):
+            path = tmp_path / f"s{i}" / "journal.sqlite"
+            while not path.exists():
+                assert p.poll() in (None, 0)
+                if p.poll() == 0 and not path.exists():
+                    raise AssertionError(f"{path} never appeared")
+            Journal(path, readonly=True).close()  # at once: raises if the schema is not there yet
+            seen += 1
+    finally:
+        p.wait(60)
+    assert p.returncode == 0 and seen == n
+    assert not [f.name for f in tmp_path.rglob(".*")], "temporary files left behind"

@@ -218,3 +218,44 @@ def test_the_outcome_window_runs_on_the_wall_clock_while_the_session_clock_stand
     j.close()
     assert got.status is OrderStatus.REJECTED and got.reason == "not found at the venue", got
     assert wall[0] >= 10.0 and venue.accepted[o.client_order_id] == 0
+
+
+@pytest.mark.slow
+def test_random_faults_on_every_rest_call_leave_the_session_running_and_reconciled(home, replay, tmp_path):
+    """5xx, 429, dropped connections and lost answers drawn at random (seeded) over every REST request of the
+    running session (klines, orders, order queries, trades, balances): it keeps trading, sends nothing twice,
+    and once the faults stop the journal agrees with the venue."""
+    s = live(home, replay, tmp_path, "random-faults")
+    first = replay.now_ms() - 2 * TF_MS
+    try:
+        step(replay, s, 1)
+        drawn: list[tuple[str, str, str]] = []
+        take = replay._take_fault
+
+        def counted(method: str, path: str) -> str | None:  # the replay's own draw, counted
+            f = take(method, path)
+            if f is not None:
+                drawn.append((method, path, f))
+            return f
+
+        with replay._lock:
+            replay._take_fault = counted
+            replay._rng.seed(11)
+            replay.fault_kinds = ("5xx", "429", "drop", "drop-after-accept", "1007")
+            replay.fault_rate = 0.25
+        for _ in range(8):
+            t = replay.advance(TF_MS)
+            s.decided(t - TF_MS, timeout=120)
+        with replay._lock:
+            replay.fault_rate = 0.0
+        last = step(replay, s, 2)
+        assert s.p.poll() is None
+    finally:
+        s.stop()
+    assert s.p.returncode == 0, s.text()[-3000:]
+    assert len(drawn) >= 3, drawn
+    got = assert_agrees(s)
+    cids = [v.clientOrderId for v in got["orders"]]
+    assert len(set(bars_of(s, cids, first, last).values())) == len(cids)
+    assert len(cids) >= 5
+    print(f"faults drawn: {drawn}")
