@@ -8,8 +8,8 @@ behind the session's back) a restart refuses to trade with a message that says w
 
 ccxt's timeout is 3 s here and the replay's ``timeout_fault_s`` 6 s, so a "timeout" fault is a client-side
 ``RequestTimeout`` while the venue still holds the request. An order whose POST failed before it reached the
-venue is established as "not found at the venue" only after the order manager's outcome window (15 s): those
-cases take that long, by design."""
+venue is established as "not found at the venue" only after the order manager's outcome window
+(``order_outcome_window_s``, 4 s here: the replay never executes a request it held back)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ from workbench.types import Order, OrderStatus, OrderType, Side
 ROOT = Path(__file__).resolve().parents[1]
 PLACED = ("timeout-after-accept", "drop-after-accept", "1007")  # the venue took the order, the answer got lost
 NOT_PLACED = ("5xx", "429", "drop", "timeout")  # the request never reached the matching engine
+OUTCOME_WINDOW_S = 4.0  # trading.yml order_outcome_window_s: held-back requests here are never executed late
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,7 @@ def replay(home):
 
 
 def live(home: Path, replay: ReplayExchange, tmp_path: Path, name: str, *extra: str) -> LiveSession:
-    cfg = write_config(tmp_path / "config", replay, home, timeout_ms=3000)
+    cfg = write_config(tmp_path / "config", replay, home, timeout_ms=3000, outcome_window_s=OUTCOME_WINDOW_S)
     s = LiveSession(cfg, home, replay, name, write_strategy(tmp_path / "strategies"), *extra)
     s.start()
     s.running()

@@ -206,6 +206,10 @@ class TradingConfig(_Model):
     initial_cash: float = Field(10_000.0, gt=0)
     fees: FeesConfig = FeesConfig()
     slippage_bps: float = Field(5.0, ge=0)
+    order_outcome_window_s: float = Field(15.0, gt=0)
+    """An order whose POST got no answer and that the venue does not know is marked REJECTED ("not found at
+    the venue") only this long after it was sent; keep it longer than the venue's receive window (Binance's
+    ``recvWindow``: a request older than that is dropped, never executed late)."""
     risk: RiskConfig = RiskConfig()
 
 

@@ -183,6 +183,7 @@ async def _run(
         quote=quote,
         stale_s=tcfg.risk.stale_feed_s or 60.0,
         flatten_on_halt=tcfg.risk.flatten_on_halt,
+        outcome_window_s=tcfg.order_outcome_window_s,
         log=lambda m: err.print(m, highlight=False, soft_wrap=True),
     )
     spec = SessionSpec(name, strategy, _params(param), exchange, tuple(symbols), timeframe, mode, size, sl, tp,

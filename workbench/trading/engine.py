@@ -141,6 +141,7 @@ class EngineOptions:
     initial_cash: float = 10_000.0
     quote: str = "USDT"
     flatten_on_halt: bool = False
+    outcome_window_s: float = 15.0
     log: Callable[[str], None] = field(default=print)
 
 
@@ -243,8 +244,9 @@ class TradingEngine:
         assert j is not None
         j.record_state(self.now_ms(), "STARTING", f"pid {os.getpid()}", risk=self.risk.state.value)
         self.orders = OrderManager(
-            j, self.broker, self.spec.name, clock_ms=self.now_ms, fill_listener=self._apply_fill
-        )
+            j, self.broker, self.spec.name, clock_ms=self.now_ms, fill_listener=self._apply_fill,
+            outcome_window_s=self.opt.outcome_window_s,
+        )  # fmt: skip
         await self.broker.connect()  # before market(): a live broker loads the venue's markets here
         j.meta_set(
             "markets", {s: {"amount_step": self.broker.market(s).amount_step} for s in self.spec.symbols}
