@@ -470,9 +470,12 @@ class TradingEngine:
         positions = {s: self.portfolio.position(s, "strategy").amount for s in self.spec.symbols}
         cash = self.portfolio.balances.get(self.opt.quote, 0.0)
         intents = self.adapter.decide(bar_ms, positions=positions, cash=cash, opens=opens)  # type: ignore[arg-type]
+        # "decided" is saved once the bar's orders are journalled: a crash before (even while the first order's
+        # POST is in flight) makes the restart decide the bar again, and the orders already journalled are known
+        # by their ids. One intent per symbol and bar: seq 0, so an id does not depend on the other symbols.
+        for intent in intents:
+            await self._execute(intent, seq=0, positions=positions)
         self._save_state()
-        for i, intent in enumerate(intents):
-            await self._execute(intent, seq=i, positions=positions)
         self.journal.meta_set("decided", {"bar": bar_ms, "orders": len(intents)})
 
     def _sized(self, intent: Intent, position: float) -> float:
