@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from workbench.replay import ReplayExchange
-from workbench.trading.journal import Journal, JournalError, journal_path
+from workbench.trading.journal import Journal, journal_path
 from workbench.trading.orders import client_order_id
 from workbench.trading.portfolio import Portfolio
 from workbench.types import OrderStatus
@@ -62,7 +62,14 @@ def write_strategy(folder: Path) -> str:
     return f"{path}:Flip"
 
 
-def write_config(folder: Path, replay: ReplayExchange, home: Path, *, timeout_ms: int = 10_000) -> Path:
+def write_config(
+    folder: Path,
+    replay: ReplayExchange,
+    home: Path,
+    *,
+    timeout_ms: int = 10_000,
+    outcome_window_s: float = 15.0,
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     wb = {
         "paths": {"data": str(home)},
@@ -73,6 +80,7 @@ def write_config(folder: Path, replay: ReplayExchange, home: Path, *, timeout_ms
         "initial_cash": CASH,
         "fees": {"maker": 0.001, "taker": 0.001},
         "slippage_bps": 5.0,
+        "order_outcome_window_s": outcome_window_s,
         "risk": {
             "max_order_notional": 1_000_000,
             "max_position_fraction": 1.0,
@@ -109,11 +117,12 @@ class LiveSession:
     """``workbench trade run --mode live --yes`` processes of one session, one at a time; the log is appended
     over restarts."""
 
-    def __init__(self, cfg: Path, home: Path, replay: ReplayExchange, name: str, strategy: str, *extra: str):
+    def __init__(self, cfg: Path, home: Path, replay: ReplayExchange, name: str, strategy: str, *extra: str,
+                 symbols: tuple[str, ...] = (SYMBOL,)):  # fmt: skip
         self.cfg, self.home, self.replay, self.name = cfg, home, replay, name
         self.strategy = strategy
-        self.args = ["--strategy", strategy, "-e", "binance", "-s", SYMBOL, "-t", "5m", "--mode", "live",
-                     "--yes", "--session", name, *extra]  # fmt: skip
+        self.args = ["--strategy", strategy, "-e", "binance", *(a for s in symbols for a in ("-s", s)), "-t", "5m",
+                     "--mode", "live", "--yes", "--session", name, *extra]  # fmt: skip
         self.logpath = home.parent / f"{name}.log"
         self.p: subprocess.Popen | None = None
         self.lives = 0
@@ -150,11 +159,7 @@ class LiveSession:
             if alive and self.p is not None and self.p.poll() is not None:
                 raise AssertionError(f"trade run ended ({self.p.returncode}):\n{self.text()[-6000:]}")
             if journal_path(self.home, self.name).exists():
-                try:
-                    j = self.journal()
-                except JournalError:  # the engine is creating it this very moment
-                    time.sleep(step)
-                    continue
+                j = self.journal()
                 try:
                     got = what(j)
                 finally:
@@ -167,7 +172,9 @@ class LiveSession:
     def running(self) -> None:
         """Wait until this life of the engine journalled RUNNING."""
         mark = self.mark
-        self.wait(lambda j: any(r.data.get("state") == "RUNNING" for r in j.read(after_seq=mark, kinds="state")))
+        self.wait(
+            lambda j: any(r.data.get("state") == "RUNNING" for r in j.read(after_seq=mark, kinds="state"))
+        )
 
     def decided(self, bar_ms: int, timeout: float = 90) -> None:
         self.wait(lambda j: (j.meta_get("decided") or {}).get("bar", 0) >= bar_ms, timeout=timeout)
@@ -274,7 +281,9 @@ def assert_agrees(session: LiveSession) -> dict[str, Any]:
     vb = venue_balances(replay)
     for ccy in sorted(set(pf.balances) | set(vb)):
         ours, theirs = pf.balances.get(ccy, 0.0), vb.get(ccy, 0.0)
-        assert close(ours, theirs, rel=1e-9, abs_=1e-9), f"{ccy}: journal portfolio {ours!r}, venue {theirs!r}"
+        assert close(ours, theirs, rel=1e-9, abs_=1e-9), (
+            f"{ccy}: journal portfolio {ours!r}, venue {theirs!r}"
+        )
     return {"orders": orders, "trades": trades, "journal_orders": jorders, "fills": jfills}
 
 

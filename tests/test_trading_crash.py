@@ -27,6 +27,7 @@ from live_session import (
     assert_agrees,
     bars_of,
     step,
+    venue_orders,
     write_config,
     write_strategy,
 )
@@ -34,6 +35,7 @@ from live_session import (
 from workbench.data.sample import load_sample
 from workbench.data.store import Store
 from workbench.replay import ReplayExchange
+from workbench.trading.orders import client_order_id
 from workbench.types import OrderStatus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,3 +159,46 @@ def test_a_journal_being_created_is_never_seen_without_its_schema(tmp_path) -> N
         p.wait(60)
     assert p.returncode == 0 and seen == n
     assert not [f.name for f in tmp_path.rglob(".*")], "temporary files left behind"
+
+
+@pytest.mark.slow
+def test_a_kill_while_the_first_of_two_orders_is_in_flight_loses_no_decision(home, tmp_path) -> None:
+    """Two symbols, two orders on one bar. The engine dies while the first order's POST is in flight (the venue
+    took it and holds the answer back); the second was never sent. The restart must take the bar's decision
+    again: the first order is recognised by its client id (never resent), the second is sent, once."""
+    eth = "ETH/USDT"
+    replay = ReplayExchange(Store(home), [SYMBOL, eth], "5m", start=START, speed=0, balances={"USDT": CASH},
+                            timeout_fault_s=8.0)  # fmt: skip
+    with replay.run_in_thread():
+        cfg = write_config(tmp_path / "config", replay, home)
+        s = LiveSession(
+            cfg, home, replay, "two", write_strategy(tmp_path / "strategies"), symbols=(SYMBOL, eth)
+        )
+        try:
+            s.start()
+            s.running()
+            step(replay, s, 1)
+            replay.inject("timeout-after-accept", path="/api/v3/order", method="POST")
+            mark = s.last_seq()
+            t = replay.advance(TF_MS)
+            s.wait(lambda j: _submitted(j, mark, t - TF_MS), step=0.01)
+            s.kill()
+            ids = {sym: client_order_id(s.name, s.strategy, sym, t, 0) for sym in (SYMBOL, eth)}
+            j = s.journal()
+            try:
+                at_kill = {c: o.status for c, o in j.orders().items() if c in ids.values()}
+            finally:
+                j.close()
+            assert list(at_kill.values()) == [OrderStatus.SUBMITTED], at_kill  # one in flight, one not sent
+            s.start()
+            s.running()  # the restart decides the bar again
+            placed = Counter(o.clientOrderId for o in venue_orders(replay))
+            assert all(placed[c] == 1 for c in ids.values()), (ids, placed)
+            step(replay, s, 1)
+            s.stop()
+        finally:
+            if s.p is not None and s.p.poll() is None:
+                s.kill()
+        assert s.p.returncode == 0, s.text()[-4000:]
+        dup = [c for c, n in Counter(o.clientOrderId for o in venue_orders(replay)).items() if n > 1]
+        assert not dup

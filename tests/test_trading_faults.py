@@ -40,7 +40,8 @@ from workbench.trading.orders import OrderManager, client_order_id
 from workbench.types import Order, OrderStatus, OrderType, Side
 
 ROOT = Path(__file__).resolve().parents[1]
-PLACED = ("timeout-after-accept", "drop-after-accept", "1007")  # the venue took the order, the answer got lost
+# the venue took the order, the answer got lost
+PLACED = ("timeout-after-accept", "drop-after-accept", "1007")
 NOT_PLACED = ("5xx", "429", "drop", "timeout")  # the request never reached the matching engine
 OUTCOME_WINDOW_S = 4.0  # trading.yml order_outcome_window_s: held-back requests here are never executed late
 

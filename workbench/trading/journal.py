@@ -321,7 +321,8 @@ class Journal:
                 for stmt in filter(str.strip, _SCHEMA.split(";")):
                     db.execute(stmt)
                 db.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (json.dumps(SCHEMA_VERSION),)
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (json.dumps(SCHEMA_VERSION),),
                 )
             finally:
                 db.close()  # the last connection: its WAL is checkpointed into the file and removed
