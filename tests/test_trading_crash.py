@@ -35,7 +35,8 @@ from live_session import (
 from workbench.data.sample import load_sample
 from workbench.data.store import Store
 from workbench.replay import ReplayExchange
-from workbench.trading.orders import client_order_id
+from workbench.trading.journal import Journal, journal_path
+from workbench.trading.orders import client_order_id, manual_order_id
 from workbench.types import OrderStatus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +60,16 @@ def _snapshot(s: LiveSession) -> Counter:
         j.close()
 
 
+def _command_order(s: LiveSession) -> None:
+    """A manual market buy sent through the journal's command channel, as ``workbench trade order`` does
+    (without waiting for the answer: the engine is about to die)."""
+    j = Journal(journal_path(s.home, s.name))
+    try:
+        j.send_command("order", {"symbol": SYMBOL, "side": "buy", "amount": 0.001, "type": "market"}, "test")
+    finally:
+        j.close()
+
+
 def _submitted(j, after_seq: int, bar_ms: int) -> bool:
     """An order SUBMITTED in this life, or the decision on ``bar_ms`` made (it made no order: a flat target)."""
     if any(r.data.get("status") == "SUBMITTED" for r in j.read(after_seq=after_seq, kinds=["order"])):
@@ -73,7 +84,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(home, tmp_path) 
                             timeout_fault_s=3.0)  # fmt: skip
     with replay.run_in_thread():
         cfg = write_config(tmp_path / "config", replay, home)
-        s = LiveSession(cfg, home, replay, "crash", write_strategy(tmp_path / "strategies"))
+        s = LiveSession(cfg, home, replay, "crash", write_strategy(tmp_path / "strategies"), "--size", "0.8")
         first_bar = replay.now_ms() - 2 * TF_MS
         in_flight = 0  # kills that left an order SUBMITTED (sent, answer not journalled)
         try:
@@ -88,6 +99,10 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(home, tmp_path) 
                     for _ in range(rng.randint(0, 2)):
                         step(replay, s)
                     if how < 0.65:
+                        if (
+                            rng.random() < 0.4
+                        ):  # a manual order command (the CLI's channel) in the same moment
+                            _command_order(s)
                         replay.advance(TF_MS)  # a bar closes: the engine decides and sends...
                         time.sleep(rng.choice([0.0, rng.uniform(0.0, 0.1), rng.uniform(0.0, 0.5)]))
                     else:
@@ -115,14 +130,27 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(home, tmp_path) 
         assert s.p.returncode == 0, s.text()[-4000:]
         got = assert_agrees(s)
     assert s.lives == KILLS + 1
-    cids = [o.clientOrderId for o in got["orders"]]
+    # every manual order command was answered once and placed at most once (its id is the command's seq)
+    j = s.journal()
+    try:
+        commands = [r for r in j.read(kinds=["command"]) if r.data.get("name") == "order"]
+        acks = [j.get_ack(r.key) for r in commands]
+    finally:
+        j.close()
+    assert commands and all(a is not None for a in acks), acks
+    manual = {manual_order_id(s.name, SYMBOL, r.seq) for r in commands}
+    placed = [o.clientOrderId for o in got["orders"] if o.clientOrderId in manual]
+    assert placed and len(placed) == len(set(placed))  # (assert_agrees: each matches the journal's order)
+    cids = [o.clientOrderId for o in got["orders"] if o.clientOrderId not in manual]
     bars = bars_of(s, cids, first_bar, last)
     twice = {b: n for b, n in Counter(bars.values()).items() if n > 1}
     assert not twice, f"bars acted on more than once: {twice}"
     assert len(cids) >= 20, f"the strategy traded too little to test anything: {len(cids)} orders"
-    assert len(got["trades"]) == len(cids)  # market orders, each filled whole
+    assert len(got["trades"]) == len(cids) + len(placed)  # market orders, each filled whole
     assert in_flight >= 1, "no kill landed while an order was in flight"
-    print(f"{s.lives} lives, {len(cids)} orders, {in_flight} kills with an order in flight")
+    print(
+        f"{s.lives} lives, {len(cids)} strategy and {len(placed)} manual orders, {in_flight} kills in flight"
+    )
 
 
 WRITER = """
