@@ -211,6 +211,10 @@ class TradingConfig(_Model):
     fsync per write, milliseconds each). ``NORMAL``: a committed row survives the engine's crash or SIGKILL but
     the last commits may be lost in a power cut or an OS crash; a write costs tens of microseconds
     (docs/benchmarks.md, "Trading engine")."""
+    order_outcome_window_s: float = Field(15.0, gt=0)
+    """An order whose POST got no answer and that the venue does not know is marked REJECTED ("not found at
+    the venue") only this long after it was sent; keep it longer than the venue's receive window (Binance's
+    ``recvWindow``: a request older than that is dropped, never executed late)."""
     risk: RiskConfig = RiskConfig()
 
 

@@ -219,6 +219,7 @@ async def _run(
         stale_s=float("inf") if tcfg.risk.stale_feed_s is None else tcfg.risk.stale_feed_s,
         flatten_on_halt=tcfg.risk.flatten_on_halt,
         journal_synchronous=tcfg.journal_synchronous,
+        outcome_window_s=tcfg.order_outcome_window_s,
         log=lambda m: err.print(m, highlight=False, soft_wrap=True),
     )
     spec = SessionSpec(name, strategy, _params(param), exchange, tuple(symbols), timeframe, mode, size, sl, tp,

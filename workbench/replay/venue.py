@@ -15,6 +15,8 @@ Matching (the fill model is :func:`workbench.sim.fills.market_fill`, the one the
 * ``newClientOrderId`` is unique among *open* orders only (a repeat while the first is open: -2010 "Duplicate
   order sent."; after it filled or was cancelled the id is accepted again); lookups by client id find the latest
   order with that id.
+* A trade's price and commission are rounded to the 8 decimals it is reported with, and the balances change by
+  exactly those numbers: the balances equal the sum of the reported trades (as at Binance).
 
 State (balances, orders, trades, id counters, the replay time and the test keys) is kept in memory and, when
 a state file is given, written to it atomically (temp file, fsync, rename; mode 0600) after every change, so a
@@ -367,9 +369,12 @@ class Venue:
         self._unlock(order, m)
         units = order.origQty if order.side == "BUY" else -order.origQty
         cash = self.free[m.quote]
-        cash_after, filled, fill_px, fee = market_fill(cash, units, ref_px, fee_rate, slippage)
+        _, filled, fill_px, fee = market_fill(cash, units, ref_px, fee_rate, slippage)
         qty = abs(filled)
-        self.free[m.quote] = cash_after
+        # book exactly what the trade reports (8 decimals, as Binance does): the balances then equal the sum of
+        # the account's trades, which is how a client rebuilds them
+        fill_px, fee = round(float(fill_px), 8), round(float(fee), 8)
+        self.free[m.quote] = cash - qty * fill_px - fee if filled > 0 else cash + qty * fill_px - fee
         self.free[m.base] += filled
         if self.free[m.base] < 0 and self.free[m.base] > -1e-12:
             self.free[m.base] = 0.0

@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from workbench.strategies.base import Strategy
-from workbench.trading.brokers.base import MarketRuleError, OrderRejected
-from workbench.trading.feeds import MarketFeed, fetch_closed_candles
+from workbench.trading.brokers.base import BrokerError, MarketRuleError, OrderRejected
+from workbench.trading.feeds import TRANSIENT_ERRORS, MarketFeed, fetch_closed_candles
 from workbench.trading.journal import Journal, journal_path, session_dir
 from workbench.trading.orders import OrderManager, client_order_id, manual_order_id
 from workbench.trading.portfolio import Portfolio
@@ -144,6 +144,7 @@ class EngineOptions:
     quote: str = "USDT"
     flatten_on_halt: bool = False
     journal_synchronous: str = "FULL"  # trading.journal_synchronous: FULL | NORMAL (see Journal)
+    outcome_window_s: float = 15.0
     log: Callable[[str], None] = field(default=print)
 
 
@@ -249,9 +250,10 @@ class TradingEngine:
         assert j is not None
         j.record_state(self.now_ms(), "STARTING", f"pid {os.getpid()}", risk=self.risk.state.value)
         self.orders = OrderManager(
-            j, self.broker, self.spec.name, clock_ms=self.now_ms, fill_listener=self._apply_fill
-        )
-        await self.broker.connect()
+            j, self.broker, self.spec.name, clock_ms=self.now_ms, fill_listener=self._apply_fill,
+            outcome_window_s=self.opt.outcome_window_s,
+        )  # fmt: skip
+        await self.broker.connect()  # before market(): a live broker loads the venue's markets here
         j.meta_set(
             "markets", {s: {"amount_step": self.broker.market(s).amount_step} for s in self.spec.symbols}
         )
@@ -478,9 +480,12 @@ class TradingEngine:
         positions = {s: self.portfolio.position(s, "strategy").amount for s in self.spec.symbols}
         cash = self.portfolio.balances.get(self.opt.quote, 0.0)
         intents = self.adapter.decide(bar_ms, positions=positions, cash=cash, opens=opens)  # type: ignore[arg-type]
+        # "decided" is saved once the bar's orders are journalled: a crash before (even while the first order's
+        # POST is in flight) makes the restart decide the bar again, and the orders already journalled are known
+        # by their ids. One intent per symbol and bar: seq 0, so an id does not depend on the other symbols.
+        for intent in intents:
+            await self._execute(intent, seq=0, positions=positions)
         self._save_state()
-        for i, intent in enumerate(intents):
-            await self._execute(intent, seq=i, positions=positions)
         self.journal.meta_set("decided", {"bar": bar_ms, "orders": len(intents)})
 
     def _sized(self, intent: Intent, position: float) -> float:
@@ -759,8 +764,23 @@ class TradingEngine:
                 rows = await fetch_closed_candles(self.client, s, self.spec.timeframe, cur.ts, now)
                 await self._on_candles(s, rows)
         if self.spec.mode == "live" and self.orders is not None and self.orders.open_orders():
-            await self.orders.poll()
+            await self._poll_orders()
+
+    async def _poll_orders(self) -> None:
+        """Live: orders whose outcome is unknown asked again, working ones polled (no user-data stream), fills
+        synced. A venue that cannot answer now is asked again on the next tick."""
+        assert self.orders is not None
+        await self.orders.resolve_pending()
+        try:
+            for o in self.orders.open_orders():
+                if o.status is not OrderStatus.SUBMITTED:
+                    venue = await self.broker.fetch_order(o)
+                    if venue is not None:
+                        await self.orders.on_order_update(venue)
             await self._sync_fills()
+        except BrokerError as e:
+            assert self.journal is not None
+            self.journal.log("warning", f"order poll failed ({e}); trying again")
 
     async def _sync_fills(self) -> None:
         assert self.journal is not None
@@ -768,6 +788,23 @@ class TradingEngine:
         for s in self.spec.symbols:
             for f in await self.broker.fetch_fills(s, None if since is None else since - 60_000):
                 self._book_fill(f)
+
+    async def _guarded(self, what: str, work: Any) -> bool:
+        """Await ``work``; a transient venue error (REST timeout, 5xx, dropped connection, rate limit) is logged
+        and ``False`` returned: the event's work is tried again (the next candle event re-detects a gap, the
+        next tick polls again, a reconnect is queued again) instead of killing the session."""
+        assert self.journal is not None
+        try:
+            await work
+        except (BrokerError, *TRANSIENT_ERRORS) as e:
+            self.journal.log("warning", f"{what}: {type(e).__name__}: {str(e)[:300]}; trying again")
+            return False
+        return True
+
+    def _again(self, kind: str, symbol: str | None, payload: Any, delay_s: float = 1.0) -> None:
+        """Queue an event again after ``delay_s`` (its work failed on a transient venue error; a paused replay
+        sends no new event that would retry it)."""
+        asyncio.get_running_loop().call_later(delay_s, self.queue.put_nowait, (kind, symbol, payload))
 
     async def run(self, *, until: Callable[[], bool] | None = None) -> None:
         """Run until ``stop`` (a command, Ctrl-C) or ``until()`` is true. ``start()`` must have been called."""
@@ -794,7 +831,8 @@ class TradingEngine:
                         await asyncio.sleep(0)  # a backlog still lets the feeds, timer and commands run
                 self.events += 1
                 if kind == "candles":
-                    await self._on_candles(symbol, payload)
+                    if not await self._guarded(kind, self._on_candles(symbol, payload)):
+                        self._again(kind, symbol, payload)  # its back-fill failed: the same rows again soon
                 elif kind == "book":
                     bid = payload["bids"][0][0] if payload["bids"] else None
                     ask = payload["asks"][0][0] if payload["asks"] else None
@@ -807,14 +845,17 @@ class TradingEngine:
                         self.journal.record_book(self.now_ms(), symbol, payload["bids"], payload["asks"])
                 elif kind == "reconnected":
                     self.journal.log("warning", f"{symbol}: feed reconnected; back-filling and reconciling")
-                    await self._backfill()
-                    await self._reconcile("reconnect")
+                    if not (
+                        await self._guarded(kind, self._backfill())
+                        and await self._guarded(kind, self._reconcile("reconnect"))
+                    ):
+                        self._again(kind, symbol, None)
                 elif kind == "stale":
                     await self._on_stale(symbol, payload)
                 elif kind == "fresh":
                     await self._on_fresh(symbol)
                 elif kind == "timer":
-                    await self._on_timer()
+                    await self._guarded(kind, self._on_timer())
                 elif kind == "command":
                     await self._handle_command(payload)
                 if until is not None and until():

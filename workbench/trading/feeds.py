@@ -26,7 +26,12 @@ from typing import Any
 
 import ccxt
 
-__all__ = ["MarketFeed", "fetch_closed_candles"]
+__all__ = ["TRANSIENT_ERRORS", "MarketFeed", "fetch_closed_candles"]
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ccxt.NetworkError, ccxt.BadResponse, OSError)
+"""Errors of a market-data REST call that are worth trying again later (a timeout, a 5xx, a dropped
+connection, a rate limit, Binance -1007): the engine logs them and carries on instead of dying; ccxt stays
+imported here, not in the engine."""
 
 
 async def fetch_closed_candles(

@@ -32,6 +32,7 @@ order's client id is derived from its command (see :func:`workbench.trading.orde
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -319,18 +320,29 @@ class Journal:
             raise
 
     def _create(self) -> None:
-        """A new journal is made whole under a temporary name and renamed into place, so that a reader never
-        opens a file without its schema (it either finds no journal or a complete one)."""
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.new")
-        for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
-            leftover.unlink(missing_ok=True)
-        db = sqlite3.connect(str(tmp), isolation_level=None)
+        """A new journal is built beside its path and linked into place whole: a reader in another process never
+        opens a file without its schema (it would be "not a workbench journal"); of two creators, one wins."""
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.new")
         try:
-            self._db = db
-            self._setup()
+            db = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                db.execute("PRAGMA journal_mode = WAL")
+                for stmt in filter(str.strip, _SCHEMA.split(";")):
+                    db.execute(stmt)
+                db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (json.dumps(SCHEMA_VERSION),),
+                )
+            finally:
+                db.close()  # the last connection: its WAL is checkpointed into the file and removed
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, self.path)
+        except sqlite3.Error as e:
+            raise JournalError(f"{self.path}: cannot create the journal: {e}") from None
         finally:
-            db.close()
-        os.replace(tmp, self.path)
+            for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
 
     def _setup(self) -> None:
         db = self._db

@@ -20,7 +20,8 @@ anything else happens:
   the POST, a 5xx, Binance -1007; or any unexpected error of the broker call): resolved by
   ``broker.fetch_order`` (by client id), retried with exponential backoff, **never by resending**. Only when the
   venue says it does not know the id and the outcome window (``outcome_window_s`` after SUBMITTED, longer than the
-  venue's receive window: Binance drops a request older than ``recvWindow``, 5 s by default) has passed is the
+  venue's receive window: Binance drops a request older than ``recvWindow``, 5 s by default; measured on the
+  session's clock, and on the monotonic wall clock for an order this process sent) has passed is the
   order marked REJECTED with reason "not found at the venue". When the venue cannot be asked, the order stays
   SUBMITTED (counted as open) and :meth:`OrderManager.resolve_pending` (the engine's timer) or
   :meth:`OrderManager.recover` (a restart) tries again. A :class:`~workbench.trading.brokers.base.DuplicateOrder`
@@ -57,6 +58,7 @@ import hashlib
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Final
@@ -147,6 +149,7 @@ class OrderManager:
         fill_listener: Callable[[Fill], None] | None = None,
         clock_ms: Callable[[], int] = now_ms,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.journal = journal
         self.broker = broker
@@ -159,6 +162,8 @@ class OrderManager:
         self.fill_listener = fill_listener
         self._clock = clock_ms
         self._sleep = sleep
+        self._mono = monotonic
+        self._sent_mono: dict[str, float] = {}
         self.orders: dict[str, Order] = {}
         self._open: dict[str, None] = {}  # client ids of the open orders, in the order they opened
         self._by_exchange_id: dict[str, str] = {}
@@ -262,6 +267,7 @@ class OrderManager:
         except KeyError:
             return self.deny(order, f"{order.symbol}: no such market at {self.broker.name}")
         order = self._set(order.with_status(_S.SUBMITTED, ts_ms=self._clock()))
+        self._sent_mono[cid] = self._mono()
         try:
             venue = await self.broker.submit(order)
         except DuplicateOrder as e:
@@ -307,7 +313,7 @@ class OrderManager:
                 if venue is not None:
                     self._resolved(cid)
                     return await self._apply_venue(cid, venue)
-                if not_sent or self._clock() - cur.updated_ms >= self.outcome_window_ms:
+                if not_sent or self._window_passed(cur):
                     self._resolved(cid)
                     return self._set(
                         cur.with_status(_S.REJECTED, ts_ms=self._clock(), reason="not found at the venue")
@@ -320,6 +326,15 @@ class OrderManager:
             "warning", f"order {cid}: outcome still unknown after {self.resolve_attempts} queries"
         )
         return self.orders[cid]
+
+    def _window_passed(self, cur: Order) -> bool:
+        """Whether the outcome window since ``cur`` was SUBMITTED has passed, on the session's clock or, for an
+        order sent by this process, on the monotonic wall clock (a replay clock may stand still while the
+        request's time in flight, which the window bounds, runs on)."""
+        if self._clock() - cur.updated_ms >= self.outcome_window_ms:
+            return True
+        sent = self._sent_mono.get(cur.client_order_id)
+        return sent is not None and (self._mono() - sent) * 1000 >= self.outcome_window_ms
 
     async def resolve_pending(self) -> list[Order]:
         """Try again to establish the orders whose outcome is unknown (call on a timer)."""
