@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from workbench.backtest.metrics import compute_metrics
+from workbench.backtest.metrics import epoch_ns, metrics_from_arrays, trade_stats
 from workbench.sim.portfolio import simulate_portfolio
 from workbench.strategies.base import Strategy
 from workbench.types import Timeframe
@@ -95,21 +95,128 @@ class BacktestConfig(BaseModel):
         return self.sl_stop is not None or self.tp_stop is not None
 
 
-@dataclass
+@dataclass(frozen=True)
+class _SimRecords:
+    """What the simulator returned and what the metrics need, kept as arrays: the frames and the metrics of
+    :class:`BacktestResult` are built from them on first access."""
+
+    index: pd.DatetimeIndex
+    held: np.ndarray  # (n, k) units per bar and asset
+    fills: np.ndarray  # FILL_FIELDS rows, in time order
+    trades: np.ndarray  # TRADE_FIELDS rows, by asset then entry
+    curve: np.ndarray  # equity with the initial cash one bar before the first bar
+    curve_ns: np.ndarray  # its bar times, int64 ns
+    benchmark: np.ndarray | None  # benchmark prices on the curve's bars
+    n_trials: int
+    trials_sharpe_var: float | None
+
+
+_UNSET: Any = object()
+
+
 class BacktestResult:
-    strategy: str
-    params: dict[str, Any]
-    config: BacktestConfig
-    symbols: list[str]
-    timeframe: str | None
-    equity: pd.Series
-    targets: pd.DataFrame
-    positions: pd.DataFrame
-    trades: pd.DataFrame
-    orders: pd.DataFrame
-    metrics: dict[str, float]
-    exchange: str | None = None
-    candles: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+    """A backtest's result. ``equity``, ``targets`` and the inputs are set on construction; ``positions``,
+    ``trades``, ``orders``, ``metrics`` and ``candles`` from ``run_backtest`` are built from the simulator's
+    arrays on first access and cached (a sweep or a caller that needs only the equity pays for nothing else).
+    Every attribute can also be given or assigned directly."""
+
+    def __init__(
+        self,
+        strategy: str,
+        params: dict[str, Any],
+        config: BacktestConfig,
+        symbols: list[str],
+        timeframe: str | None,
+        equity: pd.Series,
+        targets: pd.DataFrame,
+        positions: pd.DataFrame = _UNSET,
+        trades: pd.DataFrame = _UNSET,
+        orders: pd.DataFrame = _UNSET,
+        metrics: dict[str, float] = _UNSET,
+        exchange: str | None = None,
+        candles: dict[str, pd.DataFrame] | None = None,
+        *,
+        records: _SimRecords | None = None,
+        candle_frames: Mapping[str, pd.DataFrame] | None = None,
+    ) -> None:
+        self.strategy = strategy
+        self.params = params
+        self.config = config
+        self.symbols = symbols
+        self.timeframe = timeframe
+        self.equity = equity
+        self.targets = targets
+        self.exchange = exchange
+        self._records = records
+        self._candle_frames = candle_frames
+        given = {"positions": positions, "trades": trades, "orders": orders, "metrics": metrics}
+        missing = [k for k, v in given.items() if v is _UNSET]
+        if missing and records is None:
+            raise TypeError(f"BacktestResult needs {', '.join(missing)} (or the simulator's records)")
+        self._cache: dict[str, Any] = {k: v for k, v in given.items() if v is not _UNSET}
+        if candles is not None:
+            self._cache["candles"] = candles
+        elif candle_frames is None:
+            self._cache["candles"] = {}
+
+    def __repr__(self) -> str:
+        span = f"{self.start} .. {self.end}" if len(self.equity) else "no bars"
+        return f"BacktestResult({self.strategy!r}, {self.params!r}, {self.symbols!r}, {span})"
+
+    def _get(self, name: str) -> Any:
+        try:
+            return self._cache[name]
+        except KeyError:
+            value = self._cache[name] = getattr(self, f"_build_{name}")()
+            return value
+
+    def _build_positions(self) -> pd.DataFrame:
+        r = self._records
+        assert r is not None
+        return pd.DataFrame(r.held, index=r.index, columns=self.symbols)
+
+    def _build_trades(self) -> pd.DataFrame:
+        assert self._records is not None
+        return _trades(self._records.trades, self.symbols, self._records.index)
+
+    def _build_orders(self) -> pd.DataFrame:
+        assert self._records is not None
+        return _orders(self._records.fills, self.symbols, self._records.index)
+
+    def _build_candles(self) -> dict[str, pd.DataFrame]:
+        assert self._candle_frames is not None
+        return dict(self._candle_frames)
+
+    def _build_metrics(self) -> dict[str, float]:
+        r = self._records
+        assert r is not None
+        f, tr = r.fills, r.trades
+        turnover = float(np.sum(np.abs(f[:, 2]) * f[:, 3])) if len(f) else 0.0
+        ok = ~np.isnan(r.curve)
+        return metrics_from_arrays(
+            r.curve[ok] if not ok.all() else r.curve,
+            r.curve_ns[ok] if not ok.all() else r.curve_ns,
+            trades=trade_stats(tr[:, 8].copy(), tr[:, 9] != 1),
+            exposure=float(np.mean(np.any(np.nan_to_num(r.held, nan=0.0) != 0, axis=1)))
+            if len(r.held)
+            else None,
+            turnover_notional=turnover,
+            benchmark=None if r.benchmark is None else (r.benchmark[ok] if not ok.all() else r.benchmark),
+            n_trials=r.n_trials,
+            trials_sharpe_var=r.trials_sharpe_var,
+        )
+
+    positions = property(
+        lambda self: self._get("positions"), lambda self, v: self._cache.__setitem__("positions", v)
+    )
+    trades = property(lambda self: self._get("trades"), lambda self, v: self._cache.__setitem__("trades", v))
+    orders = property(lambda self: self._get("orders"), lambda self, v: self._cache.__setitem__("orders", v))
+    metrics = property(
+        lambda self: self._get("metrics"), lambda self, v: self._cache.__setitem__("metrics", v)
+    )
+    candles = property(
+        lambda self: self._get("candles"), lambda self, v: self._cache.__setitem__("candles", v)
+    )
 
     def to_vectorbt(self) -> Any:
         """The same fills as a ``vectorbt.Portfolio`` (``from_orders`` at the fill prices, fees as rates).
@@ -323,15 +430,15 @@ def run_backtest(
         mask &= index < _utc(end)
     if not mask.any():
         raise ValueError(f"no bars in [{start}, {end})")
-    effective = effective[mask]
-    opens = pd.DataFrame({s: frames[s]["open"] for s in symbols})[mask]
-    closes = pd.DataFrame({s: frames[s]["close"] for s in symbols})[mask]
-    highs = pd.DataFrame({s: frames[s]["high"] for s in symbols})[mask]
-    lows = pd.DataFrame({s: frames[s]["low"] for s in symbols})[mask]
-    tz_index = opens.index
+    sel = _as_slice(mask)
+    effective = effective.iloc[sel] if isinstance(sel, slice) else effective[mask]
+    tz_index = index[sel]
     tf = first.attrs.get("timeframe")
     freq = pd.Timedelta(Timeframe.parse(tf).ms, unit="ms") if tf else None
-    arrays = [np.ascontiguousarray(x.to_numpy(dtype="float64")) for x in (opens, highs, lows, closes)]
+    arrays = [
+        np.ascontiguousarray(np.column_stack([frames[s][c].to_numpy(dtype="float64") for s in symbols])[sel])
+        for c in ("open", "high", "low", "close")
+    ]
     eff = np.ascontiguousarray(effective.to_numpy(dtype="float64"))
     changes = int(np.count_nonzero(np.diff(np.vstack([np.zeros((1, eff.shape[1])), eff]), axis=0)))
     nan = float("nan")
@@ -348,30 +455,38 @@ def run_backtest(
         2 * changes + 2 * len(symbols),
     )
     equity = pd.Series(equity_a, index=tz_index, name="equity")
-    positions = pd.DataFrame(held, index=tz_index, columns=symbols)
-    trades = _trades(trades_a, symbols, tz_index)
-    orders_df = _orders(fills, symbols, tz_index)
-    turnover = float((orders_df["size"] * orders_df["price"]).sum()) if len(orders_df) else 0.0
-    bench = None
-    if benchmark is not None:
-        bench = benchmark.reindex(tz_index)
+    if len(trades_a):
+        trades_a = trades_a[np.lexsort((trades_a[:, 2], trades_a[:, 0]))]  # by asset, then entry: as vectorbt
     # metrics start from the initial cash one bar before the first bar (fees of a first-bar fill count)
+    t_ns = epoch_ns(tz_index)
     step = (
         freq
         if freq is not None
         else (tz_index[1] - tz_index[0] if len(tz_index) > 1 else pd.Timedelta(1, "h"))
     )
-    curve = pd.concat([pd.Series([config.init_cash], index=[tz_index[0] - step]), equity])
-    metrics = compute_metrics(
-        curve,
-        trades,
-        position=positions.abs().sum(axis=1),
-        turnover_notional=turnover,
+    curve_ns = np.empty(len(t_ns) + 1, dtype=np.int64)
+    curve_ns[0] = t_ns[0] - step.value
+    curve_ns[1:] = t_ns
+    curve = np.empty(len(equity_a) + 1)
+    curve[0] = config.init_cash
+    curve[1:] = equity_a
+    bench = None
+    if benchmark is not None:
+        bench = np.empty(len(curve))
+        bench[0] = nan  # the prepended bar: no benchmark return into the first bar, as reindexing gave
+        bench[1:] = np.asarray(benchmark.reindex(tz_index), dtype=float)
+    records = _SimRecords(
+        index=tz_index,
+        held=held,
+        fills=fills,
+        trades=trades_a,
+        curve=curve,
+        curve_ns=curve_ns,
         benchmark=bench,
         n_trials=n_trials,
         trials_sharpe_var=trials_sharpe_var,
     )
-    targets = tgt[mask]
+    targets = tgt.iloc[sel] if isinstance(sel, slice) else tgt[mask]
     return BacktestResult(
         strategy=strategy.name,
         params=strategy.params.model_dump(),
@@ -380,13 +495,20 @@ def run_backtest(
         timeframe=tf,
         equity=equity,
         targets=targets,
-        positions=positions,
-        trades=trades,
-        orders=orders_df,
-        metrics=metrics,
         exchange=first.attrs.get("exchange"),
-        candles={s: frames[s][mask] for s in symbols},
+        records=records,
+        candle_frames={
+            s: (frames[s].iloc[sel] if isinstance(sel, slice) else frames[s][mask]) for s in symbols
+        },
     )
+
+
+def _as_slice(mask: np.ndarray) -> slice | np.ndarray:
+    """A boolean mask as the slice it selects when its True values are contiguous (no copy), else itself."""
+    on = np.flatnonzero(mask)
+    if len(on) and on[-1] - on[0] + 1 == len(on):
+        return slice(int(on[0]), int(on[-1]) + 1)
+    return mask
 
 
 _TRADE_COLUMNS = [
@@ -412,7 +534,6 @@ def _trades(r: np.ndarray, symbols: list[str], index: pd.DatetimeIndex) -> pd.Da
     """Trades (round trips) from the simulator's records (``workbench.sim.portfolio.TRADE_FIELDS``)."""
     if len(r) == 0:
         return pd.DataFrame(columns=_TRADE_COLUMNS)
-    r = r[np.lexsort((r[:, 2], r[:, 0]))]  # by asset, then entry: as vectorbt lists them
     closed = r[:, 9] == 1
     size, entry = r[:, 4], r[:, 5]
     reason = np.where(closed, _REASONS[np.maximum(r[:, 10], 0).astype(int)], "open")
