@@ -283,6 +283,13 @@ def sweeps(df: pd.DataFrame, vbt_combos: int, reps: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ main
 
 
+def _cpu() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
 def machine() -> dict[str, Any]:
     import numba
     import vectorbt as vbt
@@ -291,14 +298,7 @@ def machine() -> dict[str, Any]:
         "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu": next(
-            (
-                ln.split(":", 1)[1].strip()
-                for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")
-            ),
-            platform.processor(),
-        ),  # fmt: skip
+        "cpu": _cpu(),
         "cpus": os.cpu_count(),
         "load_avg": os.getloadavg(),
         "numpy": np.__version__,
