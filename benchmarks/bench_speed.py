@@ -327,6 +327,7 @@ def main() -> None:
     out: dict[str, Any] = {"machine": machine(), "targets": TARGETS}
     print(f"1. one backtest, {args.bars:,} bars ...", flush=True)
     out["single"] = single(args.bars, reps)
+    print(json.dumps(out["single"]), flush=True)
     with tempfile.TemporaryDirectory(prefix="wb-bench-") as tmp:
         home = Path(tmp) / "home"
         home.mkdir()
@@ -334,6 +335,7 @@ def main() -> None:
         setup_store(home, env)
         print("2. processes ...", flush=True)
         out["process"] = processes(home, env, runs, Path(tmp))
+        print(json.dumps(out["process"]), flush=True)
         print("3. sweeps ...", flush=True)
         df = load_store_candles(env)
         out["sweep"] = sweeps(df, vbt_combos, reps)
