@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import inspect
 import json
 import os
 import platform
@@ -42,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import talib
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -85,19 +87,18 @@ def best_of(fn: Any, reps: int) -> tuple[float, Any]:
 # ------------------------------------------------------------------------------------------ 1. one backtest
 
 
-VBT_ORDERS = f"""
-def vbt_from_orders(vbt, close, open_, freq):
+def vbt_from_orders(vbt: Any, close: pd.Series, open_: np.ndarray, freq: str) -> Any:
+    """vectorbt for the engine's orders: TA-Lib SMAs, the long state (held when equal), a target-percent
+    order where the shifted target changes, filled at the open."""
     c = close.to_numpy()
-    f, s = talib.SMA(c, {FAST}), talib.SMA(c, {SLOW})
+    f, s = talib.SMA(c, FAST), talib.SMA(c, SLOW)
     state = pd.Series(np.where(f > s, 1.0, np.where(f < s, 0.0, np.nan))).ffill().fillna(0.0).to_numpy()
     eff = np.r_[0.0, state[:-1]]
     prev = np.r_[0.0, eff[:-1]]
     size = np.where(eff != prev, eff, np.nan)
     return vbt.Portfolio.from_orders(
-        close, size=size, size_type="targetpercent", price=open_, fees={FEES}, init_cash={INIT_CASH}, freq=freq
+        close, size=size, size_type="targetpercent", price=open_, fees=FEES, init_cash=INIT_CASH, freq=freq
     )
-"""
-exec(VBT_ORDERS)  # the same function in this process and in the reference process below
 
 
 def single(n: int, reps: int) -> dict[str, Any]:
@@ -119,7 +120,7 @@ def single(n: int, reps: int) -> dict[str, Any]:
         return r.equity, r.metrics, r.trades
 
     def theirs() -> pd.Series:
-        return vbt_from_orders(vbt, close, open_, "1h").value()  # noqa: F821 (defined by exec above)
+        return vbt_from_orders(vbt, close, open_, "1h").value()
 
     t_eq, eq = best_of(ours_equity, reps)
     t_all, _ = best_of(ours_all, reps)
@@ -144,7 +145,9 @@ REF_PROCESS = """
 import sys, time, glob
 t0 = time.time()
 import numpy as np, pandas as pd, talib
+from typing import Any
 import vectorbt as vbt
+FAST, SLOW, FEES, INIT_CASH = {consts}
 {fn}
 files = sorted(glob.glob(sys.argv[1] + "/**/*.parquet", recursive=True))
 df = pd.concat([pd.read_parquet(f) for f in files]).sort_values("ts")
@@ -183,7 +186,8 @@ def setup_store(home: Path, env: dict[str, str]) -> None:
 
 def processes(home: Path, env: dict[str, str], runs: int, out_dir: Path) -> dict[str, Any]:
     ref = out_dir / "ref_vbt.py"
-    ref.write_text(textwrap.dedent(REF_PROCESS).format(fn=VBT_ORDERS))
+    fn = inspect.getsource(vbt_from_orders)
+    ref.write_text(textwrap.dedent(REF_PROCESS).format(fn=fn, consts=(FAST, SLOW, FEES, INIT_CASH)))
     store_dir = str(home / "market" / "candles" / "binance" / "BTC-USDT" / "5m")
     ours = [PY, "-m", "workbench.cli", "backtest", "--strategy", "sma_cross", "-e", "binance", "-s", "BTC/USDT",
             "-t", "5m", "-p", f"fast={FAST}", "-p", f"slow={SLOW}"]  # fmt: skip
