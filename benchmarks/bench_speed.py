@@ -74,13 +74,16 @@ def synth(n: int, seed: int = 7) -> pd.DataFrame:
     return df
 
 
-def best_of(fn: Any, reps: int) -> tuple[float, Any]:
-    fn()  # warm
-    best, out = float("inf"), None
+def interleaved(fns: dict[str, Any], reps: int) -> tuple[dict[str, float], dict[str, Any]]:
+    """The best time of each function over ``reps`` rounds, the functions alternating within each round (so
+    that a change of load on a shared machine hits them alike), after one untimed round."""
+    out = {k: f() for k, f in fns.items()}
+    best = dict.fromkeys(fns, float("inf"))
     for _ in range(reps):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            out[k] = f()
+            best[k] = min(best[k], time.perf_counter() - t0)
     return best, out
 
 
@@ -122,9 +125,9 @@ def single(n: int, reps: int) -> dict[str, Any]:
     def theirs() -> pd.Series:
         return vbt_from_orders(vbt, close, open_, "1h").value()
 
-    t_eq, eq = best_of(ours_equity, reps)
-    t_all, _ = best_of(ours_all, reps)
-    t_vbt, value = best_of(theirs, reps)
+    best, got = interleaved({"equity": ours_equity, "all": ours_all, "vbt": theirs}, reps)
+    t_eq, t_all, t_vbt = best["equity"], best["all"], best["vbt"]
+    eq, value = got["equity"], got["vbt"]
     big = value.to_numpy() >= 1.0
     rel = np.abs(eq.to_numpy() - value.to_numpy()) / np.abs(value.to_numpy())
     return {
@@ -325,7 +328,7 @@ def main() -> None:
     args = ap.parse_args()
     runs = args.runs or (3 if args.quick else 5)
     vbt_combos = args.vbt_combos or (100 if args.quick else 300)
-    reps = 2 if args.quick else 3
+    reps = 3 if args.quick else 7
     if not CANDLES.exists():
         sys.exit(f"{CANDLES} not found (the shared data bundle)")
     out: dict[str, Any] = {"machine": machine(), "targets": TARGETS}

@@ -97,18 +97,23 @@ class BacktestConfig(BaseModel):
 
 @dataclass(frozen=True)
 class _SimRecords:
-    """What the simulator returned and what the metrics need, kept as arrays: the frames and the metrics of
-    :class:`BacktestResult` are built from them on first access."""
+    """What the simulator returned and what the result's frames and metrics are built from on first access."""
 
-    index: pd.DatetimeIndex
+    index: pd.DatetimeIndex  # the simulated bars
+    equity: np.ndarray  # (n,)
     held: np.ndarray  # (n, k) units per bar and asset
     fills: np.ndarray  # FILL_FIELDS rows, in time order
     trades: np.ndarray  # TRADE_FIELDS rows, by asset then entry
-    curve: np.ndarray  # equity with the initial cash one bar before the first bar
-    curve_ns: np.ndarray  # its bar times, int64 ns
-    benchmark: np.ndarray | None  # benchmark prices on the curve's bars
+    init_cash: float
+    step_ns: int  # one bar: the initial cash is marked one step before the first bar
+    benchmark: pd.Series | None
     n_trials: int
     trials_sharpe_var: float | None
+    targets: np.ndarray  # sized targets on every bar given (before the start cut)
+    targets_index: pd.Index
+    targets_columns: pd.Index
+    sel: slice | np.ndarray  # the simulated bars among those given
+    frames: Mapping[str, pd.DataFrame]  # the candles given
 
 
 _UNSET: Any = object()
@@ -128,7 +133,7 @@ class BacktestResult:
         symbols: list[str],
         timeframe: str | None,
         equity: pd.Series,
-        targets: pd.DataFrame,
+        targets: pd.DataFrame = _UNSET,
         positions: pd.DataFrame = _UNSET,
         trades: pd.DataFrame = _UNSET,
         orders: pd.DataFrame = _UNSET,
@@ -137,7 +142,6 @@ class BacktestResult:
         candles: dict[str, pd.DataFrame] | None = None,
         *,
         records: _SimRecords | None = None,
-        candle_frames: Mapping[str, pd.DataFrame] | None = None,
     ) -> None:
         self.strategy = strategy
         self.params = params
@@ -145,18 +149,22 @@ class BacktestResult:
         self.symbols = symbols
         self.timeframe = timeframe
         self.equity = equity
-        self.targets = targets
         self.exchange = exchange
         self._records = records
-        self._candle_frames = candle_frames
-        given = {"positions": positions, "trades": trades, "orders": orders, "metrics": metrics}
+        given = {
+            "targets": targets,
+            "positions": positions,
+            "trades": trades,
+            "orders": orders,
+            "metrics": metrics,
+        }
         missing = [k for k, v in given.items() if v is _UNSET]
         if missing and records is None:
             raise TypeError(f"BacktestResult needs {', '.join(missing)} (or the simulator's records)")
         self._cache: dict[str, Any] = {k: v for k, v in given.items() if v is not _UNSET}
         if candles is not None:
             self._cache["candles"] = candles
-        elif candle_frames is None:
+        elif records is None:
             self._cache["candles"] = {}
 
     def __repr__(self) -> str:
@@ -184,28 +192,49 @@ class BacktestResult:
         return _orders(self._records.fills, self.symbols, self._records.index)
 
     def _build_candles(self) -> dict[str, pd.DataFrame]:
-        assert self._candle_frames is not None
-        return dict(self._candle_frames)
+        r = self._records
+        assert r is not None
+        return {s: (df.iloc[r.sel] if isinstance(r.sel, slice) else df[r.sel]) for s, df in r.frames.items()}
+
+    def _build_targets(self) -> pd.DataFrame:
+        r = self._records
+        assert r is not None
+        return pd.DataFrame(r.targets[r.sel], index=r.targets_index[r.sel], columns=r.targets_columns)
 
     def _build_metrics(self) -> dict[str, float]:
         r = self._records
         assert r is not None
+        # the curve: the initial cash one bar before the first bar, then the equity at each close
+        t_ns = epoch_ns(r.index)
+        times = np.empty(len(t_ns) + 1, dtype=np.int64)
+        times[0] = t_ns[0] - r.step_ns
+        times[1:] = t_ns
+        curve = np.empty(len(r.equity) + 1)
+        curve[0] = r.init_cash
+        curve[1:] = r.equity
+        bench = None
+        if r.benchmark is not None:  # no benchmark price for the prepended bar, as reindexing gives
+            bench = np.full(len(curve), np.nan)
+            bench[1:] = np.asarray(r.benchmark.reindex(r.index), dtype=float)
+        ok = ~np.isnan(curve)
+        if not ok.all():
+            curve, times = curve[ok], times[ok]
+            bench = None if bench is None else bench[ok]
         f, tr = r.fills, r.trades
-        turnover = float(np.sum(np.abs(f[:, 2]) * f[:, 3])) if len(f) else 0.0
-        ok = ~np.isnan(r.curve)
         return metrics_from_arrays(
-            r.curve[ok] if not ok.all() else r.curve,
-            r.curve_ns[ok] if not ok.all() else r.curve_ns,
+            curve,
+            times,
             trades=trade_stats(tr[:, 8].copy(), tr[:, 9] != 1),
-            exposure=float(np.mean(np.any(np.nan_to_num(r.held, nan=0.0) != 0, axis=1)))
-            if len(r.held)
-            else None,
-            turnover_notional=turnover,
-            benchmark=None if r.benchmark is None else (r.benchmark[ok] if not ok.all() else r.benchmark),
+            exposure=float(np.mean(np.any(np.nan_to_num(r.held, nan=0.0) != 0, axis=1))),
+            turnover_notional=float(np.sum(np.abs(f[:, 2]) * f[:, 3])) if len(f) else 0.0,
+            benchmark=bench,
             n_trials=r.n_trials,
             trials_sharpe_var=r.trials_sharpe_var,
         )
 
+    targets = property(
+        lambda self: self._get("targets"), lambda self, v: self._cache.__setitem__("targets", v)
+    )
     positions = property(
         lambda self: self._get("positions"), lambda self, v: self._cache.__setitem__("positions", v)
     )
@@ -411,16 +440,19 @@ def run_backtest(
     symbols = list(frames)
     raw = targets_for(strategy, frames, features)
     raw = raw.reindex(columns=symbols) if set(raw.columns) == set(symbols) else raw
-    tgt = raw.fillna(0.0).astype("float64")
+    # numpy from here on (the same operations as fillna / clip / multiply / shift on the frame)
+    tgt = raw.to_numpy(dtype="float64", na_value=np.nan, copy=True)
+    tgt[np.isnan(tgt)] = 0.0
     if config.direction == "long":
-        tgt = tgt.clip(lower=0.0)
+        tgt[tgt < 0.0] = 0.0
     elif config.direction == "short":
-        tgt = tgt.clip(upper=0.0)
+        tgt[tgt > 0.0] = 0.0
     # single-asset strategies on n assets: each gets 1/n of the fraction; pair strategies weight their legs
     split = strategy.assets == 1 and config.size_type == "fraction"
     tgt = tgt * (config.size / len(symbols) if split else config.size)
     # decided at the close of t, executed at the open of t+1
-    effective = tgt.shift(1).fillna(0.0)
+    effective = np.zeros_like(tgt)
+    effective[1:] = tgt[:-1]
     first = next(iter(frames.values()))
     index = first.index
     mask = np.ones(len(index), dtype=bool)
@@ -431,16 +463,22 @@ def run_backtest(
     if not mask.any():
         raise ValueError(f"no bars in [{start}, {end})")
     sel = _as_slice(mask)
-    effective = effective.iloc[sel] if isinstance(sel, slice) else effective[mask]
     tz_index = index[sel]
     tf = first.attrs.get("timeframe")
     freq = pd.Timedelta(Timeframe.parse(tf).ms, unit="ms") if tf else None
-    arrays = [
-        np.ascontiguousarray(np.column_stack([frames[s][c].to_numpy(dtype="float64") for s in symbols])[sel])
-        for c in ("open", "high", "low", "close")
-    ]
-    eff = np.ascontiguousarray(effective.to_numpy(dtype="float64"))
-    changes = int(np.count_nonzero(np.diff(np.vstack([np.zeros((1, eff.shape[1])), eff]), axis=0)))
+    if len(symbols) == 1:
+        one = frames[symbols[0]]
+        arrays = [np.ascontiguousarray(one[c].to_numpy(dtype="float64")[sel].reshape(-1, 1)) for c in _OHLC]
+    else:
+        arrays = [
+            np.ascontiguousarray(
+                np.column_stack([frames[s][c].to_numpy(dtype="float64") for s in symbols])[sel]
+            )
+            for c in _OHLC
+        ]
+    eff = np.ascontiguousarray(effective[sel])
+    # an upper bound on the orders: one per asset and target change (the first bar against 0)
+    changes = int(np.count_nonzero(eff[1:] != eff[:-1])) + int(np.count_nonzero(eff[0] != 0.0))
     nan = float("nan")
     equity_a, held, fills, trades_a = simulate_portfolio(
         *arrays,
@@ -458,35 +496,28 @@ def run_backtest(
     if len(trades_a):
         trades_a = trades_a[np.lexsort((trades_a[:, 2], trades_a[:, 0]))]  # by asset, then entry: as vectorbt
     # metrics start from the initial cash one bar before the first bar (fees of a first-bar fill count)
-    t_ns = epoch_ns(tz_index)
     step = (
         freq
         if freq is not None
         else (tz_index[1] - tz_index[0] if len(tz_index) > 1 else pd.Timedelta(1, "h"))
     )
-    curve_ns = np.empty(len(t_ns) + 1, dtype=np.int64)
-    curve_ns[0] = t_ns[0] - step.value
-    curve_ns[1:] = t_ns
-    curve = np.empty(len(equity_a) + 1)
-    curve[0] = config.init_cash
-    curve[1:] = equity_a
-    bench = None
-    if benchmark is not None:
-        bench = np.empty(len(curve))
-        bench[0] = nan  # the prepended bar: no benchmark return into the first bar, as reindexing gave
-        bench[1:] = np.asarray(benchmark.reindex(tz_index), dtype=float)
     records = _SimRecords(
         index=tz_index,
+        equity=equity_a,
         held=held,
         fills=fills,
         trades=trades_a,
-        curve=curve,
-        curve_ns=curve_ns,
-        benchmark=bench,
+        init_cash=config.init_cash,
+        step_ns=int(step.value),
+        benchmark=benchmark,
         n_trials=n_trials,
         trials_sharpe_var=trials_sharpe_var,
+        targets=tgt,
+        targets_index=raw.index,
+        targets_columns=raw.columns,
+        sel=sel,
+        frames=frames,
     )
-    targets = tgt.iloc[sel] if isinstance(sel, slice) else tgt[mask]
     return BacktestResult(
         strategy=strategy.name,
         params=strategy.params.model_dump(),
@@ -494,13 +525,12 @@ def run_backtest(
         symbols=symbols,
         timeframe=tf,
         equity=equity,
-        targets=targets,
         exchange=first.attrs.get("exchange"),
         records=records,
-        candle_frames={
-            s: (frames[s].iloc[sel] if isinstance(sel, slice) else frames[s][mask]) for s in symbols
-        },
     )
+
+
+_OHLC = ("open", "high", "low", "close")
 
 
 def _as_slice(mask: np.ndarray) -> slice | np.ndarray:
