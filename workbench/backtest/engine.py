@@ -225,7 +225,7 @@ class BacktestResult:
             curve,
             times,
             trades=trade_stats(tr[:, 8].copy(), tr[:, 9] != 1),
-            exposure=float(np.mean(np.any(np.nan_to_num(r.held, nan=0.0) != 0, axis=1))),
+            exposure=float(np.mean(np.any(np.abs(r.held) > 0, axis=1))),  # NaN units count as flat
             turnover_notional=float(np.sum(np.abs(f[:, 2]) * f[:, 3])) if len(f) else 0.0,
             benchmark=bench,
             n_trials=r.n_trials,

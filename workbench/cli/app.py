@@ -632,8 +632,10 @@ def backtest(
             init_cash=init_cash,
         )
         bench = None
-        try:
-            bench = _store().candles(exchange, "BTC/USDT", timeframe)["close"]
+        try:  # BTC/USDT as the benchmark: the candles already loaded when they are the data
+            frames = {symbol[0]: data} if isinstance(data, pd.DataFrame) else data
+            btc = frames.get("BTC/USDT")
+            bench = (btc if btc is not None else _store().candles(exchange, "BTC/USDT", timeframe))["close"]
         except Exception:
             bench = None
         res = run_backtest(data, strat, cfg, start=start, benchmark=bench)
