@@ -90,6 +90,7 @@ bench: install-test
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) benchmarks/bench_store.py
 	$(PY) benchmarks/bench_backtest.py
+	$(PY) benchmarks/bench_speed.py
 	$(PY) benchmarks/bench_ml.py
 	$(PY) benchmarks/bench_trading.py
 

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -50,7 +50,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from workbench.backtest.benchmark import benchmark_name
-from workbench.backtest.metrics import compute_metrics
+from workbench.backtest.metrics import epoch_ns, metrics_from_arrays, trade_stats
 from workbench.sim.portfolio import simulate_portfolio
 from workbench.strategies.base import Strategy
 from workbench.types import Timeframe
@@ -96,22 +96,156 @@ class BacktestConfig(BaseModel):
         return self.sl_stop is not None or self.tp_stop is not None
 
 
-@dataclass
+@dataclass(frozen=True)
+class _SimRecords:
+    """What the simulator returned and what the result's frames and metrics are built from on first access."""
+
+    index: pd.DatetimeIndex  # the simulated bars
+    equity: np.ndarray  # (n,)
+    held: np.ndarray  # (n, k) units per bar and asset
+    fills: np.ndarray  # FILL_FIELDS rows, in time order
+    trades: np.ndarray  # TRADE_FIELDS rows, by asset then entry
+    init_cash: float
+    step_ns: int  # one bar: the initial cash is marked one step before the first bar
+    benchmark: np.ndarray | None  # benchmark values on the metric curve's points (the prepended bar included)
+    n_trials: int
+    trials_sharpe_var: float | None
+    targets: np.ndarray  # sized targets on every bar given (before the start cut)
+    targets_index: pd.Index
+    targets_columns: pd.Index
+    sel: slice | np.ndarray  # the simulated bars among those given
+    frames: Mapping[str, pd.DataFrame]  # the candles given
+
+
+_UNSET: Any = object()
+
+
 class BacktestResult:
-    strategy: str
-    params: dict[str, Any]
-    config: BacktestConfig
-    symbols: list[str]
-    timeframe: str | None
-    equity: pd.Series
-    targets: pd.DataFrame
-    positions: pd.DataFrame
-    trades: pd.DataFrame
-    orders: pd.DataFrame
-    metrics: dict[str, float]
-    exchange: str | None = None
-    candles: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
-    benchmark: str | None = None  # what metrics["beta"] is measured against (benchmark.benchmark_name)
+    """A backtest's result. ``equity``, ``targets`` and the inputs are set on construction; ``positions``,
+    ``trades``, ``orders``, ``metrics`` and ``candles`` from ``run_backtest`` are built from the simulator's
+    arrays on first access and cached (a sweep or a caller that needs only the equity pays for nothing else).
+    Every attribute can also be given or assigned directly."""
+
+    def __init__(
+        self,
+        strategy: str,
+        params: dict[str, Any],
+        config: BacktestConfig,
+        symbols: list[str],
+        timeframe: str | None,
+        equity: pd.Series,
+        targets: pd.DataFrame = _UNSET,
+        positions: pd.DataFrame = _UNSET,
+        trades: pd.DataFrame = _UNSET,
+        orders: pd.DataFrame = _UNSET,
+        metrics: dict[str, float] = _UNSET,
+        exchange: str | None = None,
+        candles: dict[str, pd.DataFrame] | None = None,
+        *,
+        benchmark: str | None = None,
+        records: _SimRecords | None = None,
+    ) -> None:
+        self.strategy = strategy
+        self.params = params
+        self.config = config
+        self.symbols = symbols
+        self.timeframe = timeframe
+        self.equity = equity
+        self.exchange = exchange
+        self.benchmark = benchmark  # what metrics["beta"] is measured against (benchmark.benchmark_name)
+        self._records = records
+        given = {
+            "targets": targets,
+            "positions": positions,
+            "trades": trades,
+            "orders": orders,
+            "metrics": metrics,
+        }
+        missing = [k for k, v in given.items() if v is _UNSET]
+        if missing and records is None:
+            raise TypeError(f"BacktestResult needs {', '.join(missing)} (or the simulator's records)")
+        self._cache: dict[str, Any] = {k: v for k, v in given.items() if v is not _UNSET}
+        if candles is not None:
+            self._cache["candles"] = candles
+        elif records is None:
+            self._cache["candles"] = {}
+
+    def __repr__(self) -> str:
+        span = f"{self.start} .. {self.end}" if len(self.equity) else "no bars"
+        return f"BacktestResult({self.strategy!r}, {self.params!r}, {self.symbols!r}, {span})"
+
+    def _get(self, name: str) -> Any:
+        try:
+            return self._cache[name]
+        except KeyError:
+            value = self._cache[name] = getattr(self, f"_build_{name}")()
+            return value
+
+    def _build_positions(self) -> pd.DataFrame:
+        r = self._records
+        assert r is not None
+        return pd.DataFrame(r.held, index=r.index, columns=self.symbols)
+
+    def _build_trades(self) -> pd.DataFrame:
+        assert self._records is not None
+        return _trades(self._records.trades, self.symbols, self._records.index)
+
+    def _build_orders(self) -> pd.DataFrame:
+        assert self._records is not None
+        return _orders(self._records.fills, self.symbols, self._records.index)
+
+    def _build_candles(self) -> dict[str, pd.DataFrame]:
+        r = self._records
+        assert r is not None
+        return {s: (df.iloc[r.sel] if isinstance(r.sel, slice) else df[r.sel]) for s, df in r.frames.items()}
+
+    def _build_targets(self) -> pd.DataFrame:
+        r = self._records
+        assert r is not None
+        return pd.DataFrame(r.targets[r.sel], index=r.targets_index[r.sel], columns=r.targets_columns)
+
+    def _build_metrics(self) -> dict[str, float]:
+        r = self._records
+        assert r is not None
+        # the curve: the initial cash one bar before the first bar, then the equity at each close
+        t_ns = epoch_ns(r.index)
+        times = np.empty(len(t_ns) + 1, dtype=np.int64)
+        times[0] = t_ns[0] - r.step_ns
+        times[1:] = t_ns
+        curve = np.empty(len(r.equity) + 1)
+        curve[0] = r.init_cash
+        curve[1:] = r.equity
+        bench = r.benchmark  # on the curve's points (the prepended bar included)
+        ok = ~np.isnan(curve)
+        if not ok.all():
+            curve, times = curve[ok], times[ok]
+            bench = None if bench is None else bench[ok]
+        f, tr = r.fills, r.trades
+        return metrics_from_arrays(
+            curve,
+            times,
+            trades=trade_stats(tr[:, 8].copy(), tr[:, 9] != 1),
+            exposure=float(np.mean(np.any(np.abs(r.held) > 0, axis=1))),  # NaN units count as flat
+            turnover_notional=float(np.sum(np.abs(f[:, 2]) * f[:, 3])) if len(f) else 0.0,
+            benchmark=bench,
+            n_trials=r.n_trials,
+            trials_sharpe_var=r.trials_sharpe_var,
+        )
+
+    targets = property(
+        lambda self: self._get("targets"), lambda self, v: self._cache.__setitem__("targets", v)
+    )
+    positions = property(
+        lambda self: self._get("positions"), lambda self, v: self._cache.__setitem__("positions", v)
+    )
+    trades = property(lambda self: self._get("trades"), lambda self, v: self._cache.__setitem__("trades", v))
+    orders = property(lambda self: self._get("orders"), lambda self, v: self._cache.__setitem__("orders", v))
+    metrics = property(
+        lambda self: self._get("metrics"), lambda self, v: self._cache.__setitem__("metrics", v)
+    )
+    candles = property(
+        lambda self: self._get("candles"), lambda self, v: self._cache.__setitem__("candles", v)
+    )
 
     def to_vectorbt(self) -> Any:
         """The same fills as a ``vectorbt.Portfolio`` (``from_orders`` at the fill prices, fees as rates).
@@ -308,16 +442,19 @@ def run_backtest(
     symbols = list(frames)
     raw = targets_for(strategy, frames, features)
     raw = raw.reindex(columns=symbols) if set(raw.columns) == set(symbols) else raw
-    tgt = raw.fillna(0.0).astype("float64")
+    # numpy from here on (the same operations as fillna / clip / multiply / shift on the frame)
+    tgt = raw.to_numpy(dtype="float64", na_value=np.nan, copy=True)
+    tgt[np.isnan(tgt)] = 0.0
     if config.direction == "long":
-        tgt = tgt.clip(lower=0.0)
+        tgt[tgt < 0.0] = 0.0
     elif config.direction == "short":
-        tgt = tgt.clip(upper=0.0)
+        tgt[tgt > 0.0] = 0.0
     # single-asset strategies on n assets: each gets 1/n of the fraction; pair strategies weight their legs
     split = strategy.assets == 1 and config.size_type == "fraction"
     tgt = tgt * (config.size / len(symbols) if split else config.size)
     # decided at the close of t, executed at the open of t+1
-    effective = tgt.shift(1).fillna(0.0)
+    effective = np.zeros_like(tgt)
+    effective[1:] = tgt[:-1]
     first = next(iter(frames.values()))
     index = first.index
     mask = np.ones(len(index), dtype=bool)
@@ -327,17 +464,23 @@ def run_backtest(
         mask &= index < _utc(end)
     if not mask.any():
         raise ValueError(f"no bars in [{start}, {end})")
-    effective = effective[mask]
-    opens = pd.DataFrame({s: frames[s]["open"] for s in symbols})[mask]
-    closes = pd.DataFrame({s: frames[s]["close"] for s in symbols})[mask]
-    highs = pd.DataFrame({s: frames[s]["high"] for s in symbols})[mask]
-    lows = pd.DataFrame({s: frames[s]["low"] for s in symbols})[mask]
-    tz_index = opens.index
+    sel = _as_slice(mask)
+    tz_index = index[sel]
     tf = first.attrs.get("timeframe")
     freq = pd.Timedelta(Timeframe.parse(tf).ms, unit="ms") if tf else None
-    arrays = [np.ascontiguousarray(x.to_numpy(dtype="float64")) for x in (opens, highs, lows, closes)]
-    eff = np.ascontiguousarray(effective.to_numpy(dtype="float64"))
-    changes = int(np.count_nonzero(np.diff(np.vstack([np.zeros((1, eff.shape[1])), eff]), axis=0)))
+    if len(symbols) == 1:
+        one = frames[symbols[0]]
+        arrays = [np.ascontiguousarray(one[c].to_numpy(dtype="float64")[sel].reshape(-1, 1)) for c in _OHLC]
+    else:
+        arrays = [
+            np.ascontiguousarray(
+                np.column_stack([frames[s][c].to_numpy(dtype="float64") for s in symbols])[sel]
+            )
+            for c in _OHLC
+        ]
+    eff = np.ascontiguousarray(effective[sel])
+    # an upper bound on the orders: one per asset and target change (the first bar against 0)
+    changes = int(np.count_nonzero(eff[1:] != eff[:-1])) + int(np.count_nonzero(eff[0] != 0.0))
     nan = float("nan")
     equity_a, held, fills, trades_a = simulate_portfolio(
         *arrays,
@@ -352,36 +495,43 @@ def run_backtest(
         2 * changes + 2 * len(symbols),
     )
     equity = pd.Series(equity_a, index=tz_index, name="equity")
-    positions = pd.DataFrame(held, index=tz_index, columns=symbols)
-    trades = _trades(trades_a, symbols, tz_index)
-    orders_df = _orders(fills, symbols, tz_index)
-    turnover = float((orders_df["size"] * orders_df["price"]).sum()) if len(orders_df) else 0.0
-    # beta is measured one way everywhere: against buy and hold of the backtest's own symbols (benchmark.py)
+    if len(trades_a):
+        trades_a = trades_a[np.lexsort((trades_a[:, 2], trades_a[:, 0]))]  # by asset, then entry: as vectorbt
     # metrics start from the initial cash one bar before the first bar (fees of a first-bar fill count)
     step = (
         freq
         if freq is not None
         else (tz_index[1] - tz_index[0] if len(tz_index) > 1 else pd.Timedelta(1, "h"))
     )
-    curve = pd.concat([pd.Series([config.init_cash], index=[tz_index[0] - step]), equity])
     # beta is measured one way everywhere: against buy and hold of the backtest's own symbols (benchmark.py),
-    # which starts from the same cash one bar earlier and buys at the first open (numpy: no index alignment)
+    # which starts from the same cash one bar before the first bar and buys at the first open; a benchmark given
+    # as prices has no price for that prepended bar (as reindexing gives)
+    n = len(tz_index)
     if benchmark is not None:
-        bench, bench_name = benchmark.reindex(tz_index), str(benchmark.name or "the given benchmark")
+        bench = np.full(n + 1, np.nan)
+        bench[1:] = np.asarray(benchmark.reindex(tz_index), dtype=float)
+        bench_name = str(benchmark.name or "the given benchmark")
     else:
-        held_value = (arrays[3] / arrays[0][0]).mean(axis=1) if len(tz_index) else np.empty(0)
-        bench = pd.Series(np.concatenate(([1.0], held_value)), index=curve.index, copy=False)
+        held_value = (arrays[3] / arrays[0][0]).mean(axis=1) if n else np.empty(0)
+        bench = np.concatenate(([1.0], held_value))
         bench_name = benchmark_name(symbols)
-    metrics = compute_metrics(
-        curve,
-        trades,
-        position=positions.abs().sum(axis=1),
-        turnover_notional=turnover,
+    records = _SimRecords(
+        index=tz_index,
+        equity=equity_a,
+        held=held,
+        fills=fills,
+        trades=trades_a,
+        init_cash=config.init_cash,
+        step_ns=int(step.value),
         benchmark=bench,
         n_trials=n_trials,
         trials_sharpe_var=trials_sharpe_var,
+        targets=tgt,
+        targets_index=raw.index,
+        targets_columns=raw.columns,
+        sel=sel,
+        frames=frames,
     )
-    targets = tgt[mask]
     return BacktestResult(
         strategy=strategy.name,
         params=strategy.params.model_dump(),
@@ -389,15 +539,21 @@ def run_backtest(
         symbols=symbols,
         timeframe=tf,
         equity=equity,
-        targets=targets,
-        positions=positions,
-        trades=trades,
-        orders=orders_df,
-        metrics=metrics,
         exchange=first.attrs.get("exchange"),
-        candles={s: frames[s][mask] for s in symbols},
+        records=records,
         benchmark=bench_name,
     )
+
+
+_OHLC = ("open", "high", "low", "close")
+
+
+def _as_slice(mask: np.ndarray) -> slice | np.ndarray:
+    """A boolean mask as the slice it selects when its True values are contiguous (no copy), else itself."""
+    on = np.flatnonzero(mask)
+    if len(on) and on[-1] - on[0] + 1 == len(on):
+        return slice(int(on[0]), int(on[-1]) + 1)
+    return mask
 
 
 _TRADE_COLUMNS = [
@@ -423,7 +579,6 @@ def _trades(r: np.ndarray, symbols: list[str], index: pd.DatetimeIndex) -> pd.Da
     """Trades (round trips) from the simulator's records (``workbench.sim.portfolio.TRADE_FIELDS``)."""
     if len(r) == 0:
         return pd.DataFrame(columns=_TRADE_COLUMNS)
-    r = r[np.lexsort((r[:, 2], r[:, 0]))]  # by asset, then entry: as vectorbt lists them
     closed = r[:, 9] == 1
     size, entry = r[:, 4], r[:, 5]
     reason = np.where(closed, _REASONS[np.maximum(r[:, 10], 0).astype(int)], "open")

@@ -100,16 +100,20 @@ def simulate(open_, high, low, close, state, cfg, out):
     wins = 0
     closed = 0
     held = 0
+    stops = sl == sl or tp == tp
     for t in range(t0, n):
         eff[0] = 0.0 if t == 0 else _clip(state[t - 1], direction) * size
         if eff[0] == st[0, PREV] and st[0, UNITS] == 0.0:
             r = 0.0  # flat and staying flat: value = cash, return 0, drawdown unchanged
             s1 += r
             continue
-        cash, _, nt = bar_step(
-            t, open_[t : t + 1], high[t : t + 1], low[t : t + 1], eff, cash, st, notional, fee, slip, sl, tp,
-            trailing, fills, 0, trades, 0, False,
-        )  # fmt: skip
+        if eff[0] == st[0, PREV] and not stops:
+            nt = 0  # holding, no order and no stop: the bar step would not fill; only mark the bar
+        else:
+            cash, _, nt = bar_step(
+                t, open_[t : t + 1], high[t : t + 1], low[t : t + 1], eff, cash, st, notional, fee, slip, sl,
+                tp, trailing, fills, 0, trades, 0, False,
+            )  # fmt: skip
         for i in range(nt):
             closed += 1
             if trades[i, 8] > 0.0:

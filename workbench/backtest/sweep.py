@@ -73,17 +73,38 @@ def expand_grid(
     strategy: type[Strategy], grid: Mapping[str, Sequence[Any]]
 ) -> tuple[list[dict[str, Any]], int]:
     """Every valid combination (invalid ones, e.g. fast >= slow, are skipped) and the total count."""
+    _, combos, total = _expand(strategy, grid)
+    return combos, total
+
+
+def _expand(
+    strategy: type[Strategy], grid: Mapping[str, Sequence[Any]]
+) -> tuple[list[Any], list[dict[str, Any]], int]:
+    """:func:`expand_grid` plus each valid combination's validated parameters (validated once, here)."""
     names = list(grid)
-    combos, total = [], 0
+    checked, combos, total = [], [], 0
     for values in itertools.product(*(grid[n] for n in names)):
         total += 1
         params = dict(zip(names, values, strict=True))
         try:
-            strategy.make_params(params)
+            checked.append(strategy.make_params(params))
         except ParamError:
             continue
         combos.append(params)
-    return combos, total
+    return checked, combos, total
+
+
+def _instances(cls: type[Strategy], checked: Sequence[Any]) -> list[Strategy]:
+    """Strategies with already validated parameters; without validating them again where the class keeps
+    :class:`Strategy`'s constructor (any other constructor is called as usual)."""
+    if cls.__init__ is not Strategy.__init__:
+        return [cls(**p.model_dump()) for p in checked]
+    out = []
+    for p in checked:
+        s = cls.__new__(cls)
+        s.params = p
+        out.append(s)
+    return out
 
 
 @dataclass
@@ -132,18 +153,18 @@ def sweep(
     """
     cls = get_strategy(strategy) if isinstance(strategy, str) else strategy
     config = config or BacktestConfig()
-    combos, total = expand_grid(cls, grid)
+    checked, combos, total = _expand(cls, grid)
     if not combos:
         raise ParamError(f"strategy {cls.name!r}: no valid combination in the grid ({total} tried)")
     if metric not in K.METRICS:
         raise ParamError(f"unknown metric {metric!r}; metrics: {', '.join(K.METRICS)}")
     t0 = time.perf_counter()
     if _kernel_ok(data, cls, config):
-        res, engine = _kernel_sweep(data, cls, combos, config, start)
+        res, engine = _kernel_sweep(data, cls, combos, config, start, checked=checked)
     else:
         res, engine = _engine_sweep(data, cls, combos, config, start), "simulator"
     seconds = time.perf_counter() - t0
-    params = pd.DataFrame([cls.make_params(c).model_dump() for c in combos])
+    params = pd.DataFrame([p.model_dump() for p in checked])
     table = pd.concat([params, pd.DataFrame(res, columns=list(K.METRICS))], axis=1)
     table["n_trades"] = table["n_trades"].astype(int)
     # higher is better for every metric here (max_drawdown is negative: closer to 0 ranks first)
@@ -176,7 +197,10 @@ def _kernel_sweep(
     combos: list[dict[str, Any]],
     config: BacktestConfig,
     start: object = None,
+    *,
+    checked: Sequence[Any] | None = None,
 ):
+    """``checked``: the combinations' validated parameters, where the caller has them already."""
     o = c["open"].to_numpy(dtype="float64")
     h = c["high"].to_numpy(dtype="float64")
     lo = c["low"].to_numpy(dtype="float64")
@@ -197,9 +221,11 @@ def _kernel_sweep(
         notional=config.size_type == "notional",
     )
     px = (o, h, lo, cl)
-    full = [cls.make_params(p).model_dump() for p in combos]
+    if checked is None:
+        checked = [cls.make_params(p) for p in combos]
+    full = [p.model_dump() for p in checked]
     if cls.sweep_kernel is not None:
-        res = _fused(c, px, cls, full, cfg)
+        res = _fused(c, px, cls, full, cfg, _instances(cls, checked))
         return res, f"numba:{cls.name}"
     # any other single-asset strategy: its own target() per combination, simulated in chunks
     out = np.empty((len(full), len(K.METRICS)))
@@ -210,7 +236,14 @@ def _kernel_sweep(
     return out, "numba:generic"
 
 
-def _fused(c: pd.DataFrame, px, cls: type[Strategy], full: list[dict[str, Any]], cfg: np.ndarray):
+def _fused(
+    c: pd.DataFrame,
+    px,
+    cls: type[Strategy],
+    full: list[dict[str, Any]],
+    cfg: np.ndarray,
+    strategies: list[Strategy] | None = None,
+):
     """Run the strategy's declared fused kernel: each distinct indicator (by its declaration's key) computed
     once, one table per output, an index row per indicator; then checked against ``target()`` on the first
     combination, so a declaration that does not reproduce the strategy is refused, never reported."""
@@ -221,7 +254,8 @@ def _fused(c: pd.DataFrame, px, cls: type[Strategy], full: list[dict[str, Any]],
         raise ParamError(
             f"strategy {cls.name!r} declares sweep kernel {spec.kernel!r}; kernels: {', '.join(K.FUSED)}"
         )
-    strategies = [cls(**p) for p in full]
+    if strategies is None:
+        strategies = [cls(**p) for p in full]
     rows: dict[Any, int] = {}
     values: list[tuple[np.ndarray, ...]] = []
     index = {n: np.empty(len(full), dtype=np.int64) for n in spec.indicators}

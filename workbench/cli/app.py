@@ -62,12 +62,10 @@ state = _State()
 
 def settings() -> Settings:
     if state.settings is None:
-        from workbench.data.exchanges import exchange_ids
-
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConfigWarning)
             # config may not import ccxt: the known exchange ids come from the exchange layer
-            state.settings = load_settings(state.config, exchange_ids=exchange_ids())
+            state.settings = load_settings(state.config, exchange_ids=_exchange_ids())
         for w in caught:
             if issubclass(w.category, ConfigWarning):
                 err.print(
@@ -120,46 +118,78 @@ def main_callback(
         settings()  # a bad config fails every command, also one that would not read it
 
 
+def _exchange_ids() -> list[str]:
+    """``ccxt.exchanges`` without importing ccxt (1-2 s) when it is not loaded yet: the list literal of its
+    ``__init__.py``, read as text; the import is the fallback where that literal cannot be found."""
+    import ast
+    import importlib.util
+    import re
+
+    if "ccxt" not in sys.modules:
+        try:
+            spec = importlib.util.find_spec("ccxt")
+            origin = spec.origin if spec is not None else None
+            if origin:
+                m = re.search(r"^exchanges\s*=\s*(\[[^\]]*\])", Path(origin).read_text(), re.MULTILINE)
+                if m:
+                    ids = ast.literal_eval(m.group(1))
+                    if ids and all(isinstance(x, str) for x in ids):
+                        return list(ids)
+        except (OSError, ValueError, SyntaxError):
+            pass
+    from workbench.data.exchanges import exchange_ids
+
+    return exchange_ids()
+
+
+# (module, class) of the errors shown as one line; a module not imported yet cannot have raised its error,
+# so nothing is imported for this (the collect and exchange modules import ccxt)
+_USER_ERRORS = (
+    ("workbench.data.collect", "CollectError"),
+    ("workbench.data.store", "StoreError"),
+    ("workbench.data.files", "FileFormatError"),
+    ("workbench.data.sample", "SampleError"),
+    ("workbench.types", "CandleValidationError"),
+    ("workbench.strategies.base", "ParamError"),
+    ("workbench.backtest.results", "ResultError"),
+)
+
+
+def _user_error(e: BaseException) -> bool:
+    if isinstance(e, ValueError):
+        return True
+    for mod, name in _USER_ERRORS:
+        m = sys.modules.get(mod)
+        cls = getattr(m, name, None) if m is not None else None
+        if cls is not None and isinstance(e, cls):
+            return True
+    return False
+
+
 @contextmanager
 def _errors():
     """Turn the workbench's own errors into one clear line on stderr and a non-zero exit, never a traceback."""
-    from pydantic import ValidationError
-
-    from workbench.backtest.results import ResultError
-    from workbench.cli.output import describe_validation_error
-    from workbench.data.collect import CollectError
-    from workbench.data.exchanges import redact
-    from workbench.data.files import FileFormatError
-    from workbench.data.sample import SampleError
-    from workbench.data.store import StoreError
-    from workbench.strategies.base import ParamError
-    from workbench.types import CandleValidationError
-
     try:
         yield
-    except ValidationError as e:  # a setting given on the command line: in words, not pydantic's dump
-        err.print(
-            f"[red]error:[/red] {escape(redact(describe_validation_error(e)))}",
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(1) from None
     except ConfigError as e:
+        from workbench.data.exchanges import redact
+
         err.print(
             f"[red]config error:[/red] {escape(redact(str(e)))}", highlight=False, markup=True, soft_wrap=True
         )
         raise typer.Exit(2) from None
-    except (
-        CollectError,
-        StoreError,
-        FileFormatError,
-        SampleError,
-        CandleValidationError,
-        ParamError,
-        ResultError,
-        ValueError,
-    ) as e:
-        err.print(f"[red]error:[/red] {redact(str(e))}", highlight=False, soft_wrap=True)
+    except Exception as e:
+        if not _user_error(e):
+            raise
+        from workbench.data.exchanges import redact
+
+        msg = str(e)
+        pyd = sys.modules.get("pydantic")
+        if pyd is not None and isinstance(e, pyd.ValidationError):  # a setting given on the command line
+            from workbench.cli.output import describe_validation_error
+
+            msg = describe_validation_error(e)  # in words, not pydantic's dump with its URL
+        err.print(f"[red]error:[/red] {escape(redact(msg))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 

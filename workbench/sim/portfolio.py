@@ -223,7 +223,25 @@ def simulate_portfolio(o, h, lo, c, eff, notional, fee_rate, slippage, init_cash
     nt = 0
     cash = init_cash
     st = new_state(k)
+    stops = sl == sl or tp == tp
     for t in range(n):
+        # a bar where no target changes and (without stops, or while flat) nothing can fill: bar_step would do
+        # nothing, so only mark it (the same rules, one call less per bar)
+        idle = True
+        for j in range(k):
+            x = eff[t, j]
+            if x != x:
+                x = 0.0
+            if x != st[j, PREV] or (stops and st[j, UNITS] != 0.0):
+                idle = False
+                break
+        if idle:
+            v = cash
+            for j in range(k):
+                v += st[j, UNITS] * c[t, j]
+                held[t, j] = st[j, UNITS]
+            equity[t] = v
+            continue
         cash, nf, nt = bar_step(
             t, o[t], h[t], lo[t], eff[t], cash, st, notional, fee_rate, slippage, sl, tp, trailing,
             fills, nf, trades, nt, True,
