@@ -199,7 +199,7 @@ def test_backtest_command_imports_neither_ccxt_nor_vectorbt(tmp_path) -> None:
             "-e", "binance", "-s", "BTC/USDT", "-t", "1h"]  # fmt: skip
     p = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, cwd=ROOT,
                        timeout=300)  # fmt: skip
-    assert "sharpe" in p.stdout and "loaded: []" in p.stdout, p.stdout + p.stderr
+    assert "Sharpe ratio" in p.stdout and "loaded: []" in p.stdout, p.stdout + p.stderr
     bad = subprocess.run([sys.executable, "-c", code, *args, "-p", "fast=0"], capture_output=True, text=True,
                          env=env, cwd=ROOT, timeout=300)  # fmt: skip
     assert "exit 1" in bad.stdout and "error:" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
