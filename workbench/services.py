@@ -279,8 +279,11 @@ _DASHBOARD_DROP_ENV_SUFFIXES = tuple("_" + s for s in ("API_KEY", "SECRET", "PAS
 
 
 def dashboards_root(settings: Settings) -> Path:
-    """``dashboards/`` of the project: the notebooks Voilà serves."""
-    return (settings.root / "dashboards").resolve()
+    """``dashboards/`` of the project (the notebooks Voilà serves), else the copy an installed wheel carries."""
+    from workbench.resources import bundled
+
+    here = (settings.root / "dashboards").resolve()
+    return here if here.is_dir() else (bundled("dashboards") or here)
 
 
 def dashboard_token(
