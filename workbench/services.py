@@ -1,8 +1,8 @@
-"""Background services: the replay exchange and trading sessions as processes of their own.
+"""Background services: the replay exchange, trading sessions and the dashboards as processes of their own.
 
-The notebooks (``60_paper_trading``), ``make demo`` (``workbench paper-demo``) and, later, ``workbench
-up|down|ps`` start and stop the long-running parts of the workbench through these functions, so they all do
-it the same way:
+The notebooks (``60_paper_trading``), ``make demo`` (``workbench paper-demo``, ``workbench up``) and ``workbench
+up|down|ps|dashboards`` start and stop the long-running parts of the workbench through these functions, so they
+all do it the same way:
 
 * :func:`start_replay` runs ``workbench replay-exchange`` and :func:`start_session` runs ``workbench trade run``
   as child processes (their own process group, so a Ctrl-C in a notebook does not reach them), with the same
@@ -25,6 +25,16 @@ it the same way:
 * Services started by a process are stopped when that process exits (``atexit``: a notebook kernel shut down,
   a demo that failed half-way leave nothing running), unless started with ``detach=True`` (``workbench up``).
   A SIGKILLed caller cannot clean up: a later :func:`services` / :func:`stop` finds and ends its children.
+* :func:`start_dashboards` serves ``dashboards/`` with Voilà on 127.0.0.1, token authentication always on
+  (:func:`dashboard_token`: ``$WORKBENCH_DASHBOARD_TOKEN``, the secrets store's ``dashboards.token``, else
+  generated). The token goes into a private config file (``<data>/run/dashboards.jupyter/voila.py``, 0600),
+  never onto a command line, into an environment, a log or the ``.json``; a request carrying ``?token=`` is
+  redirected, once its login cookie is set, to the page without it (a page's query string reaches its kernel's
+  environment). Sources stripped, tracebacks hidden, idle kernels culled, preheated kernels (a pool per
+  dashboard). **For the panels:** a preheated kernel runs the notebook before anyone visits, so a live panel
+  calls ``voila.utils.wait_for_request()`` (it returns at once outside a preheated kernel) before it reads
+  the request (``QUERY_STRING``) or starts its update loop. The dashboards' kernels get the caller's settings
+  (``WORKBENCH_CONFIG``: the overlay file, ``WORKBENCH_HOME``) and no exchange credential or master key.
 * :func:`step` drives a paused replay (``speed=0``) bar by bar, waiting after each bar until the session has
   decided on it (the journal's ``decided`` meta), so a notebook or a demo gets the same trades on a slow machine
   as on a fast one.
