@@ -12,6 +12,7 @@ import http.cookiejar
 import os
 import re
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -260,5 +261,61 @@ def test_up_ps_down_through_the_cli(home: Path) -> None:
         assert not list((home / "run").glob("*.pid")) and not list((home / "run").glob("*.json"))
         assert "nothing running" in _cli(home, "ps").stdout
     finally:
+        for s in sv.services(settings):
+            sv.stop(s)
+
+
+def test_an_idle_kernel_is_culled(home: Path, folder: Path) -> None:
+    settings = load_settings(ROOT / "config", env={"WORKBENCH_HOME": str(home)})
+    port = _free_port()
+    svc = sv.start_dashboards(settings, port, root=folder, token=TOKEN, pool_size=0, cull_idle_s=2,
+                              cull_interval_s=1)  # fmt: skip
+    try:
+        assert _children(svc.pid) == []  # no pool: no kernel before a visit
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        status, _, body = _get(
+            f"http://127.0.0.1:{port}/voila/render/probe.ipynb?token={TOKEN}", opener=opener
+        )
+        assert status == 200 and MARKER in body
+        assert svc.log().count("Kernel started") == 1
+        # the page was left (no browser holds its kernel): the kernel is culled once idle
+        _wait(
+            lambda: "Culling 'idle' kernel" in svc.log() and not _children(svc.pid), "the idle kernel culled"
+        )
+    finally:
+        assert sv.stop(svc) == 0, svc.log()
+
+
+def test_workbench_dashboards_in_the_foreground_until_ctrl_c(home: Path) -> None:
+    settings = load_settings(ROOT / "config", env={"WORKBENCH_HOME": str(home)})
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "WORKBENCH_CONFIG"}
+    env.update(
+        WORKBENCH_HOME=str(home), PYTHONPATH=str(ROOT), COLUMNS="250", **{sv.DASHBOARD_TOKEN_ENV: TOKEN}
+    )
+    cmd = [sys.executable, "-m", "workbench.cli", "dashboards", "--port", str(port), "--pool-size", "0"]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ctrl-C stops" in line:
+                break
+        text = "".join(lines)
+        assert f"http://127.0.0.1:{port}/voila/render/index.ipynb?token={TOKEN}" in text, text
+        assert f"token from {sv.DASHBOARD_TOKEN_ENV}" in text
+        (server,) = sv.services(settings)
+        assert server.kind == "dashboards" and server.running()
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=60)[0]
+        assert proc.returncode == 0, text + rest
+        assert not _alive(server.pid) and sv.services(settings) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
         for s in sv.services(settings):
             sv.stop(s)
