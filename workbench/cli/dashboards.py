@@ -58,9 +58,9 @@ def dashboards(
             svc = sv.start_dashboards(s, port, token=token, pool_size=pool_size)
         except sv.ServiceError as e:
             raise _service_error(e) from None
-        _print_url(svc, token, source)
-        out.print("Ctrl-C stops the server and its kernels", highlight=False)
-        try:
+        try:  # from here a Ctrl-C stops the server
+            _print_url(svc, token, source)
+            out.print("Ctrl-C stops the server and its kernels", highlight=False)
             while svc.running():
                 time.sleep(0.5)
         except KeyboardInterrupt:
