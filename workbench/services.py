@@ -409,6 +409,12 @@ def start_dashboards(
     server answers. The returned Service's ``url`` is the server's base URL without the token: use
     :func:`dashboard_url` to print the address with it.
     """
+    import importlib.util
+
+    if importlib.util.find_spec("voila") is None:
+        raise ServiceError(
+            "Voilà is not installed here: pip install -e '.[dashboards]' (voila, ipywidgets, anywidget)"
+        )
     folder = Path(root).resolve() if root is not None else dashboards_root(settings)
     if not folder.is_dir():
         raise ServiceError(f"no dashboards folder at {folder}")
