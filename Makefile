@@ -8,10 +8,11 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # keep numeric libraries from oversubscribing the 2 cores
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: help venv install install-test install-notebook demo lab test lint format check-notebooks test-py test-notebooks bench clean
+.PHONY: help venv install install-test install-notebook install-dashboards demo lab test lint format check-notebooks test-py test-notebooks bench clean
 
 help:
-	@echo "make demo    create .venv, install (with JupyterLab), load the bundled sample, run the pipeline, write reports, paper-trade"
+	@echo "make demo    create .venv, install (with JupyterLab), load the bundled sample, run the pipeline, write reports, paper-trade,"
+	@echo "             then serve live dashboards over a paper session (workbench up; workbench down stops it)"
 	@echo "make lab     open the notebooks in JupyterLab on http://127.0.0.1:$(LAB_PORT) with the workbench kernel"
 	@echo "make test    install test dependencies, lint, check layers and notebooks, run every test"
 	@echo "make bench   run the benchmarks (not part of make test); results in benchmarks/results/"
@@ -33,16 +34,22 @@ $(VENV)/.installed-notebook: pyproject.toml $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[notebook]'
 	@touch $@
 
+# Voilà and widgets (the [dashboards] extra): `make demo` ends with `workbench up`
+$(VENV)/.installed-dashboards: pyproject.toml $(VENV)/.installed-notebook
+	$(PY) -m pip install -q -e '.[dashboards]'
+	@touch $@
+
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-notebook
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $@
 
 venv: $(PY)
 install: $(VENV)/.installed
+install-dashboards: $(VENV)/.installed-dashboards
 install-test: $(VENV)/.installed-test
 install-notebook: $(VENV)/.installed-notebook
 
-demo: install-notebook
+demo: install-notebook install-dashboards
 	$(WB) init --sample
 	$(WB) data ls
 	$(WB) data audit
@@ -57,6 +64,8 @@ demo: install-notebook
 	@echo "reports: data/reports/ and data/reports/../runs/*/  (open the .html files in a browser)"
 	@echo "paper session: data/trading/sessions/demo/ (workbench journal export --session demo); docs/trading.md"
 	@echo "notebooks: make lab  (JupyterLab on 127.0.0.1, kernel 'Python (workbench)')"
+	$(WB) down
+	$(WB) up
 
 # JupyterLab on the loopback interface only, in notebooks/, the workbench kernel by default; Ctrl-C stops it.
 # LAB_FLAGS: more options (as root, --allow-root is added: Jupyter refuses root otherwise)

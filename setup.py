@@ -11,7 +11,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
-BUNDLED = ("notebooks", "config/pipeline.yml", "data/sample")  # = workbench.resources.BUNDLED
+BUNDLED = ("notebooks", "dashboards", "config/pipeline.yml", "data/sample")  # = workbench.resources.BUNDLED
 SKIP = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "*.pyc")
 
 

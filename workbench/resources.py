@@ -1,4 +1,5 @@
-"""Files that ship with the package: the stage notebooks, the default pipeline file and the bundled sample.
+"""Files that ship with the package: the stage notebooks, the dashboards, the default pipeline file and the bundled
+sample.
 
 In a checkout (and an editable install) they are the checkout's own ``notebooks/``, ``config/pipeline.yml``
 and ``data/sample/``. A built wheel carries copies of them under ``workbench/_bundle/`` with the same layout
@@ -13,7 +14,7 @@ from pathlib import Path
 __all__ = ["BUNDLED", "bundle_root", "bundled"]
 
 # what a wheel carries, as paths relative to the checkout root (setup.py copies exactly these)
-BUNDLED = ("notebooks", "config/pipeline.yml", "data/sample")
+BUNDLED = ("notebooks", "dashboards", "config/pipeline.yml", "data/sample")
 
 _PACKAGE = Path(__file__).resolve().parent
 

@@ -1,8 +1,8 @@
-"""Background services: the replay exchange and trading sessions as processes of their own.
+"""Background services: the replay exchange, trading sessions and the dashboards as processes of their own.
 
-The notebooks (``60_paper_trading``), ``make demo`` (``workbench paper-demo``) and, later, ``workbench
-up|down|ps`` start and stop the long-running parts of the workbench through these functions, so they all do
-it the same way:
+The notebooks (``60_paper_trading``), ``make demo`` (``workbench paper-demo``, ``workbench up``) and ``workbench
+up|down|ps|dashboards`` start and stop the long-running parts of the workbench through these functions, so they
+all do it the same way:
 
 * :func:`start_replay` runs ``workbench replay-exchange`` and :func:`start_session` runs ``workbench trade run``
   as child processes (their own process group, so a Ctrl-C in a notebook does not reach them), with the same
@@ -25,6 +25,16 @@ it the same way:
 * Services started by a process are stopped when that process exits (``atexit``: a notebook kernel shut down,
   a demo that failed half-way leave nothing running), unless started with ``detach=True`` (``workbench up``).
   A SIGKILLed caller cannot clean up: a later :func:`services` / :func:`stop` finds and ends its children.
+* :func:`start_dashboards` serves ``dashboards/`` with Voilà on 127.0.0.1, token authentication always on
+  (:func:`dashboard_token`: ``$WORKBENCH_DASHBOARD_TOKEN``, the secrets store's ``dashboards.token``, else
+  generated). The token goes into a private config file (``<data>/run/dashboards.jupyter/voila.py``, 0600),
+  never onto a command line, into an environment, a log or the ``.json``; a request carrying ``?token=`` is
+  redirected, once its login cookie is set, to the page without it (a page's query string reaches its kernel's
+  environment). Sources stripped, tracebacks hidden, idle kernels culled, preheated kernels (a pool per
+  dashboard). **For the panels:** a preheated kernel runs the notebook before anyone visits, so a live panel
+  calls ``voila.utils.wait_for_request()`` (it returns at once outside a preheated kernel) before it reads
+  the request (``QUERY_STRING``) or starts its update loop. The dashboards' kernels get the caller's settings
+  (``WORKBENCH_CONFIG``: the overlay file, ``WORKBENCH_HOME``) and no exchange credential or master key.
 * :func:`step` drives a paused replay (``speed=0``) bar by bar, waiting after each bar until the session has
   decided on it (the journal's ``decided`` meta), so a notebook or a demo gets the same trades on a slow machine
   as on a fast one.
@@ -53,13 +63,19 @@ from workbench.config import Settings, SettingsFile
 from workbench.types import Timeframe
 
 __all__ = [
+    "DASHBOARD_TOKEN_ENV",
+    "DASHBOARD_TOKEN_SECRET",
     "Service",
     "ServiceError",
     "archive_session",
+    "dashboard_token",
+    "dashboard_url",
+    "dashboards_root",
     "replay_url",
     "service_dir",
     "services",
     "session_frames",
+    "start_dashboards",
     "start_replay",
     "start_session",
     "step",
@@ -81,12 +97,12 @@ class Service:
     """One background process started by this module (or found through its ``<name>.json``)."""
 
     name: str
-    kind: str  # "replay" | "session"
+    kind: str  # "replay" | "session" | "dashboards"
     pid: int
     run_dir: Path
     command: list[str] = field(default_factory=list)
     config: Path | None = None
-    url: str | None = None  # replay: its base URL once ready
+    url: str | None = None  # replay: its base URL once ready; dashboards: the home page, without the token
     session: str | None = None  # session: the session name (its journal is under <data>/trading/sessions/)
     data_dir: Path | None = None
     timeframe: str | None = None
@@ -261,6 +277,199 @@ def start_session(
     return wait_ready(svc, timeout_s) if wait else svc
 
 
+# ------------------------------------------------------------------------------------------------ dashboards
+
+DASHBOARD_TOKEN_ENV = "WORKBENCH_DASHBOARD_TOKEN"
+DASHBOARD_TOKEN_SECRET = "dashboards.token"
+_MIN_TOKEN_LEN = 16
+# a web-facing process holds no credential: the dashboards read the journal, the store and the registry, and
+# send commands through the journal; they open no exchange connection
+_DASHBOARD_DROP_ENV_SUFFIXES = tuple("_" + s for s in ("API_KEY", "SECRET", "PASSWORD", "UID", "LOGIN",
+                                                      "PRIVATE_KEY", "WALLET_ADDRESS", "TOKEN", "TWOFA"))  # fmt: skip
+
+
+def dashboards_root(settings: Settings) -> Path:
+    """``dashboards/`` of the project (the notebooks Voilà serves), else the copy an installed wheel carries."""
+    from workbench.resources import bundled
+
+    here = (settings.root / "dashboards").resolve()
+    return here if here.is_dir() else (bundled("dashboards") or here)
+
+
+def dashboard_token(
+    settings: Settings, env: Mapping[str, str] | None = None, *, prompt: bool = False
+) -> tuple[str, str]:
+    """The dashboards' token and where it came from: ``$WORKBENCH_DASHBOARD_TOKEN``, else the secrets store's
+    ``dashboards.token``, else a new random one. A token shorter than 16 characters is refused (authentication
+    is never off). A store that cannot be opened (no master key) is skipped, and the source says so."""
+    from workbench.secrets import SecretsError, open_store, register_secret
+
+    env = os.environ if env is None else env
+    token, source = env.get(DASHBOARD_TOKEN_ENV) or "", DASHBOARD_TOKEN_ENV
+    note = ""
+    if not token and settings.secrets_path.exists():
+        try:
+            token = open_store(settings, env, prompt=prompt).get(DASHBOARD_TOKEN_SECRET) or ""
+            source = f"secrets store {DASHBOARD_TOKEN_SECRET}"
+        except SecretsError as e:
+            note = f" (secrets store not read: {e})"
+    if not token:
+        return _new_token(), "generated" + note
+    token = token.strip()
+    if len(token) < _MIN_TOKEN_LEN or any(c.isspace() or not c.isprintable() for c in token):
+        raise ServiceError(
+            f"the dashboard token from {source} is unusable: it needs at least {_MIN_TOKEN_LEN} printable "
+            "characters without spaces (unset it to have one generated)"
+        )
+    register_secret(token)
+    return token, source
+
+
+def _new_token() -> str:
+    import secrets as _random
+
+    from workbench.secrets import register_secret
+
+    token = _random.token_urlsafe(32)
+    register_secret(token)
+    return token
+
+
+def _voila_config(token: str, port: int, pool_size: int, cull_idle_s: float, cull_interval_s: float,
+                  conf_dir: Path) -> str:  # fmt: skip
+    return f"""# Written by workbench.services.start_dashboards for one Voila server (mode 0600: it holds the token).
+import functools
+
+from jupyter_server.log import log_request
+
+c = get_config()  # noqa: F821
+c.Voila.token = {token!r}
+c.Voila.ip = "127.0.0.1"
+c.Voila.port = {int(port)}
+c.Voila.port_retries = 0
+c.Voila.open_browser = False
+c.Voila.connection_dir_root = {str(conf_dir)!r}
+# request lines with their query strings (?token=...) scrubbed, as jupyter_server logs them
+c.Voila.tornado_settings = {{"log_function": functools.partial(log_request, record_prometheus_metrics=False)}}
+# A dashboard's query string reaches its kernel (QUERY_STRING, VOILA_REQUEST_URL): a request that carries the
+# token is answered, once authenticated (the login cookie is set), with a redirect to the same page without it.
+import voila.handler as _voila_handler
+from urllib.parse import urlencode as _urlencode
+
+_voila_prepare = _voila_handler.VoilaHandler.prepare
+
+
+async def _prepare_without_token(self, *args, **kwargs):
+    got = _voila_prepare(self, *args, **kwargs)
+    if got is not None and hasattr(got, "__await__"):
+        await got
+    if self._finished or "token" not in self.request.query_arguments or not self.current_user:
+        return
+    rest = [(k, v.decode()) for k, vs in self.request.query_arguments.items() if k != "token" for v in vs]
+    self.redirect(self.request.path + ("?" + _urlencode(rest) if rest else ""))
+
+
+_voila_handler.VoilaHandler.prepare = _prepare_without_token
+
+c.VoilaConfiguration.strip_sources = True
+c.VoilaConfiguration.show_tracebacks = False
+c.VoilaConfiguration.preheat_kernel = {pool_size > 0}
+c.VoilaConfiguration.default_pool_size = {max(int(pool_size), 0)}
+c.VoilaKernelManager.preheat_denylist = ["index.ipynb"]
+c.MappingKernelManager.cull_idle_timeout = {int(cull_idle_s)}
+c.MappingKernelManager.cull_interval = {int(cull_interval_s)}
+c.MappingKernelManager.cull_connected = False
+c.MappingKernelManager.cull_busy = False
+"""
+
+
+def start_dashboards(
+    settings: Settings,
+    port: int = 8866,
+    *,
+    root: str | Path | None = None,
+    token: str | None = None,
+    pool_size: int = 1,
+    cull_idle_s: float = 120.0,
+    cull_interval_s: float = 30.0,
+    name: str = "dashboards",
+    wait: bool = True,
+    timeout_s: float = 120.0,
+    detach: bool = False,
+) -> Service:
+    """Serve ``root`` (default ``dashboards/``) with Voilà on 127.0.0.1:``port``, token authentication on.
+
+    The token (``token``, else :func:`dashboard_token`) goes into a private Voilà config file
+    ``<data>/run/<name>.jupyter/voila.py`` (folder 0700, file 0600), never onto the command line (``ps``) nor
+    into a log or the service's ``.json``; the child's environment holds no token and no exchange credential.
+    Sources stripped, tracebacks hidden, idle kernels culled (``cull_idle_s``; a kernel with a connected tab
+    is kept), and ``pool_size`` preheated kernels per dashboard (0: none). A preheated kernel runs its
+    notebook up to ``voila.utils.wait_for_request()`` before anyone visits: a live panel must call it (it
+    returns at once outside a preheated kernel) before it starts its update loop. ``wait``: return once the
+    server answers. The returned Service's ``url`` is the server's base URL without the token: use
+    :func:`dashboard_url` to print the address with it.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("voila") is None:
+        raise ServiceError(
+            "Voilà is not installed here: pip install -e '.[dashboards]' (voila, ipywidgets, anywidget)"
+        )
+    folder = Path(root).resolve() if root is not None else dashboards_root(settings)
+    if not folder.is_dir():
+        raise ServiceError(f"no dashboards folder at {folder}")
+    if token is None:
+        token, _ = dashboard_token(settings)
+    elif len(token) < _MIN_TOKEN_LEN:
+        raise ServiceError(f"the dashboard token needs at least {_MIN_TOKEN_LEN} characters")
+    if not 0 < int(port) < 65536:
+        raise ServiceError(f"bad port {port!r}")
+    run_dir = service_dir(settings)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    old = _read_service(run_dir / f"{name}.json")
+    if old is not None and old.running():
+        raise ServiceError(
+            f"dashboards {name!r} are already served (pid {old.pid}, {old.url}); stop them first"
+        )
+    conf_dir = run_dir / f"{name}.jupyter"
+    conf_dir.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(conf_dir, 0o700)
+    conf = conf_dir / "voila.py"
+    fd = os.open(conf_dir / ".voila.py.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(_voila_config(token, port, pool_size, cull_idle_s, cull_interval_s, conf_dir))
+    os.replace(conf_dir / ".voila.py.tmp", conf)
+    master = settings.security.master_key_env
+    prefix = settings.security.api_key_env_prefix + "_"
+    drop = [
+        master,
+        *(k for k in os.environ if k.startswith(prefix) and k.endswith(_DASHBOARD_DROP_ENV_SUFFIXES)),
+    ]
+    command = [sys.executable, "-m", "voila", str(folder), f"--Voila.config_file_paths={conf_dir}"]
+    svc = _spawn(settings, name, "dashboards", [], _effective(settings), detach=detach, command=command,
+                 cwd=run_dir, drop_env=drop, url=f"http://127.0.0.1:{int(port)}/")  # fmt: skip
+    return wait_ready(svc, timeout_s) if wait else svc
+
+
+def dashboard_url(svc: Service, token: str | None = None, page: str | None = "index.ipynb") -> str:
+    """The address to open: the home notebook ``page`` (if the served folder has it, else the file list),
+    with ``?token=`` when ``token`` is given (print it once to the terminal; never log it)."""
+    base = svc.url or ""
+    folder = Path(svc.command[3]) if svc.kind == "dashboards" and len(svc.command) > 3 else None
+    if page and folder is not None and (folder / page).is_file():
+        base += f"voila/render/{page}"
+    return f"{base}?token={token}" if token else base
+
+
+def _dashboards_ready(svc: Service) -> Service | None:
+    try:
+        with urllib.request.urlopen(f"{svc.url}login", timeout=5) as r:  # the login page needs no token
+            return svc if r.status == 200 else None
+    except (OSError, ValueError):
+        return None
+
+
 def _default_session(strategy: str, symbols: Sequence[str], timeframe: str) -> str:
     strat = Path(
         strategy.split(":")[-1] if ":" in strategy and not strategy.endswith(".py") else strategy
@@ -302,6 +511,10 @@ def _spawn(
     timeframe: str | None = None,
     env: Mapping[str, str] | None = None,
     detach: bool = False,
+    command: list[str] | None = None,
+    cwd: Path | None = None,
+    drop_env: Sequence[str] = (),
+    url: str | None = None,
 ) -> Service:
     if not name or "/" in name or name.startswith("."):
         raise ServiceError(f"bad service name {name!r}")
@@ -316,7 +529,8 @@ def _spawn(
     tmp = cfg.with_suffix(".tmp")
     tmp.write_text(yaml.safe_dump(overlay, sort_keys=False))
     os.replace(tmp, cfg)
-    command = [sys.executable, "-m", "workbench.cli", "--config", str(cfg), *args]
+    if command is None:
+        command = [sys.executable, "-m", "workbench.cli", "--config", str(cfg), *args]
     child_env = {
         **os.environ,
         **(env or {}),
@@ -324,6 +538,11 @@ def _spawn(
         "PYTHONUNBUFFERED": "1",
     }
     child_env.pop("WORKBENCH_CONFIG", None)
+    child_env.pop(DASHBOARD_TOKEN_ENV, None)  # only the dashboards' private config file holds it
+    for var in drop_env:
+        child_env.pop(var, None)
+    if kind == "dashboards":  # the kernels load the caller's effective settings, as the other services do
+        child_env["WORKBENCH_CONFIG"] = str(cfg)
     # the child imports the caller's copy of the package (a worktree, an editable install)
     pkg_root = str(Path(workbench.__file__).resolve().parents[1])
     child_env["PYTHONPATH"] = os.pathsep.join([pkg_root, *filter(None, [child_env.get("PYTHONPATH")])])
@@ -335,11 +554,11 @@ def _spawn(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=child_env,
-            cwd=str(settings.root),
+            cwd=str(cwd or settings.root),
             start_new_session=True,
         )
     _CHILDREN[proc.pid] = proc
-    svc = Service(name, kind, proc.pid, run_dir, command, cfg, None, session, settings.data_dir, timeframe,
+    svc = Service(name, kind, proc.pid, run_dir, command, cfg, url, session, settings.data_dir, timeframe,
                   int(time.time() * 1000))  # fmt: skip
     _write_service(svc)
     if not detach:
@@ -406,8 +625,10 @@ def wait_ready(svc: Service, timeout_s: float = 120.0, *, poll_s: float = 0.05) 
     carries the URL), a session journalled RUNNING for this process. Raises :class:`ServiceError` if the process
     exits first or the timeout passes (generous: a loaded machine takes seconds to import the stack)."""
     deadline = time.monotonic() + timeout_s
-    check: Callable[[], Service | None] = (lambda: _replay_ready(svc)) if svc.kind == "replay" else (
-        lambda: _session_ready(svc))  # fmt: skip
+    check: Callable[[], Service | None] = {
+        "replay": lambda: _replay_ready(svc),
+        "dashboards": lambda: _dashboards_ready(svc),
+    }.get(svc.kind, lambda: _session_ready(svc))
     while True:
         got = check()
         if got is not None:
