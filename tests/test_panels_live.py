@@ -222,7 +222,12 @@ def test_limit_usage_figure_colours_and_caps():
          {"label": "d", "fraction": None}]
     )  # fmt: skip
     assert list(fig.data[0].x) == [0.1, 0.7, 1.2, 0.0]
-    assert list(fig.data[0].marker.color) == [usage_colour(0.1), usage_colour(0.7), usage_colour(3), usage_colour(None)]
+    assert list(fig.data[0].marker.color) == [
+        usage_colour(0.1),
+        usage_colour(0.7),
+        usage_colour(3),
+        usage_colour(None),
+    ]
     assert len({usage_colour(0.1), usage_colour(0.7), usage_colour(3.0), usage_colour(None)}) == 4
 
 
@@ -257,7 +262,9 @@ def test_overview_data(tmp_path: Path):
     assert m["volume_24h"] == pytest.approx(sum(10.0 + i for i in range(30)))
     p = overview.portfolio_summary(f.state)
     assert p["equity"] == 9_900.0 and p["pnl_today"] == pytest.approx(-100.0)
-    assert p["exposure"] == pytest.approx(10.0 * 130.0) and p["exposure_fraction"] == pytest.approx(1300 / 9900)
+    assert p["exposure"] == pytest.approx(10.0 * 130.0) and p["exposure_fraction"] == pytest.approx(
+        1300 / 9900
+    )
     assert overview.recent_alerts(f.state)[0]["event"] == "refused"
     j.close()
 
@@ -360,7 +367,9 @@ class _Engine(threading.Thread):
                 self.seen.append(row.data)
                 name, args = row.data["name"], row.data["args"]
                 if name == "order" and args["amount"] * 130.0 > 10_000:
-                    self.j.ack(row.key, False, "order m-x: DENIED (max_order_notional: 13,000 > limit 10,000)")
+                    self.j.ack(
+                        row.key, False, "order m-x: DENIED (max_order_notional: 13,000 > limit 10,000)"
+                    )
                 else:
                     self.j.ack(row.key, True, f"{name} done")
             time.sleep(0.01)
@@ -382,13 +391,21 @@ def test_order_form_sends_through_the_journal_and_shows_the_refusal(tmp_path: Pa
     try:
         p.submit()  # 130 USDT: below the threshold, sent at once
         assert "ok: order done" in p.result.value
-        assert eng.seen[-1]["args"] == {"symbol": SYM, "side": "buy", "amount": 1.0, "type": "market", "price": None}
+        assert eng.seen[-1]["args"] == {
+            "symbol": SYM,
+            "side": "buy",
+            "amount": 1.0,
+            "type": "market",
+            "price": None,
+        }
         assert eng.seen[-1]["source"] == "dashboard"
         p.amount.value = 100.0
         p.submit()  # 13,000 USDT: asks first
         assert len(eng.seen) == 1 and "send?" in p.place.text.value
         p.place.confirm()
-        assert "refused" in p.result.value and "max_order_notional: 13,000 &gt; limit 10,000" in p.result.value
+        assert (
+            "refused" in p.result.value and "max_order_notional: 13,000 &gt; limit 10,000" in p.result.value
+        )
         kill = p.controls[3]
         kill.button.click()
         assert len(eng.seen) == 2 and kill.bar.children  # the question, not the command

@@ -50,12 +50,12 @@ __all__ = [
     "JournalFollower",
     "LiveLoop",
     "SessionState",
+    "display_tz",
     "fmt_amount",
     "fmt_money",
     "fmt_pct",
     "fmt_price",
     "fmt_time",
-    "display_tz",
     "has_view",
     "html_table",
     "list_sessions",
@@ -135,7 +135,9 @@ def html_table(headers: Iterable[str], rows: Iterable[Iterable[Any]], *, empty: 
 def message(text: str, kind: str = "info") -> W.HTML:
     """A loading / empty / error state in words (never a traceback)."""
     colour = {"info": "#555", "empty": "#777", "error": "#c62828", "ok": "#2e7d32"}.get(kind, "#555")
-    return W.HTML(f"<div class='wb-msg wb-{kind}' style='color:{colour};padding:6px'>{html.escape(text)}</div>")
+    return W.HTML(
+        f"<div class='wb-msg wb-{kind}' style='color:{colour};padding:6px'>{html.escape(text)}</div>"
+    )
 
 
 # ------------------------------------------------------------------------------------------- sessions
@@ -254,9 +256,9 @@ class SessionState:
             elif k == "candle":
                 c = d.get("candle") or []
                 if len(c) >= 6:
-                    self.candles.setdefault((str(d.get("symbol")), str(d.get("timeframe"))), {})[int(c[0])] = [
-                        float(x) for x in c[1:6]
-                    ]
+                    self.candles.setdefault((str(d.get("symbol")), str(d.get("timeframe"))), {})[
+                        int(c[0])
+                    ] = [float(x) for x in c[1:6]]
             elif k == "book":
                 self.books[str(d.get("symbol"))] = {"ts": r.ts, **d}
             elif k == "order":
@@ -356,7 +358,9 @@ class SessionState:
         from workbench.trading.journal import fill_from_dict
         from workbench.trading.portfolio import Portfolio
 
-        return Portfolio.from_fills(self.quote, self.initial_balances or None, map(fill_from_dict, self.fills))
+        return Portfolio.from_fills(
+            self.quote, self.initial_balances or None, map(fill_from_dict, self.fills)
+        )
 
     def equity_series(self) -> pd.Series:
         if not self.equity:
@@ -431,7 +435,9 @@ class CommandChannel:
         if not path.is_file():
             raise JournalError(f"no session {self.session!r} (no journal at {path})")
         if not session_running(self.data_dir, self.session):
-            raise JournalError(f"session {self.session!r} is not running: start it with `workbench trade run`")
+            raise JournalError(
+                f"session {self.session!r} is not running: start it with `workbench trade run`"
+            )
         return Journal(path)
 
     async def send(self, name: str, args: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -464,7 +470,9 @@ def run_soon(coro: Any, done: Callable[[Any], None]) -> None:
         done(asyncio.run(coro))
         return
     task = loop.create_task(coro)
-    task.add_done_callback(lambda t: done(t.result()) if not t.cancelled() and t.exception() is None else None)
+    task.add_done_callback(
+        lambda t: done(t.result()) if not t.cancelled() and t.exception() is None else None
+    )
 
 
 # -------------------------------------------------------------------------------------------- live loop
@@ -626,7 +634,9 @@ class LiveLoop:
             f.close()
         if self.stop_reason is None:
             self.stop_reason = "stopped"
-        self.status.value = f"<span style='color:#777'>live updates stopped ({html.escape(self.stop_reason)})</span>"
+        self.status.value = (
+            f"<span style='color:#777'>live updates stopped ({html.escape(self.stop_reason)})</span>"
+        )
 
 
 def page_frame(title: str, body: W.Widget, loop: LiveLoop | None = None) -> W.VBox:

@@ -41,7 +41,13 @@ def market_summary(state: SessionState, symbol: str) -> dict[str, Any]:
     the volume of those 24 h, and the closes for a sparkline; ``None`` where the journal has no data yet."""
     c = state.candle_frame(symbol)
     last = state.last_price(symbol)
-    out: dict[str, Any] = {"symbol": symbol, "last": last, "change_24h": None, "volume_24h": None, "closes": []}
+    out: dict[str, Any] = {
+        "symbol": symbol,
+        "last": last,
+        "change_24h": None,
+        "volume_24h": None,
+        "closes": [],
+    }
     if c.empty:
         return out
     end = c.index[-1]
@@ -144,7 +150,10 @@ class OverviewPanel:
         )  # fmt: skip
         self.alerts.value = html_table(
             ("time", "event", "reason"),
-            [(fmt_time(e["ts"], self.tz), e.get("event", ""), e.get("reason", "")) for e in recent_alerts(state)],
+            [
+                (fmt_time(e["ts"], self.tz), e.get("event", ""), e.get("reason", ""))
+                for e in recent_alerts(state)
+            ],
             empty="no alerts",
         )
 
@@ -175,7 +184,9 @@ def _set_spark(fig: Any, closes: list[float]) -> None:
     fig.data[0].line.color = "#26a69a" if not closes or closes[-1] >= closes[0] else "#ef5350"
 
 
-def page(settings: Any = None, *, session: str | None = None, interval_s: float = 1.0, start: bool = True) -> W.Widget:
+def page(
+    settings: Any = None, *, session: str | None = None, interval_s: float = 1.0, start: bool = True
+) -> W.Widget:
     """The Overview page (``start=False``: no live task; tests tick ``page.panel.loop`` themselves)."""
     s = load_settings_or_default(settings)
     panel = OverviewPanel(s.data_dir, session, display_tz(s), interval_s)

@@ -69,8 +69,16 @@ class PortfolioPanel:
         body: W.Widget = (
             message("no session running: start one with `workbench up`", "empty")
             if self.session is None
-            else W.VBox([self.summary, self.chart, W.HTML("<h3>By symbol</h3>"), self.by_symbol,
-                         W.HTML("<h3>By strategy / manual</h3>"), self.by_tag])  # fmt: skip
+            else W.VBox(
+                [
+                    self.summary,
+                    self.chart,
+                    W.HTML("<h3>By symbol</h3>"),
+                    self.by_symbol,
+                    W.HTML("<h3>By strategy / manual</h3>"),
+                    self.by_tag,
+                ]
+            )
         )
         self.widget = page_frame(f"Portfolio — {self.session or 'no session'}", body, self.loop)
 
@@ -96,9 +104,10 @@ class PortfolioPanel:
         self.summary.value = (
             "<i>no data yet</i>"
             if last_eq is None and not state.fills
-            else html_table(("equity", "realised PnL", "unrealised PnL", "fees paid"),
-                            [(fmt_money(last_eq, q), fmt_money(realized, q), fmt_money(unreal, q),
-                              fmt_money(fees, q))])  # fmt: skip
+            else html_table(
+                ("equity", "realised PnL", "unrealised PnL", "fees paid"),
+                [(fmt_money(last_eq, q), fmt_money(realized, q), fmt_money(unreal, q), fmt_money(fees, q))],
+            )
         )
 
         def table(rs: list[dict[str, Any]], with_tag: bool) -> str:
@@ -116,7 +125,9 @@ class PortfolioPanel:
         self.by_tag.value = table(rows["tag"], True)
 
 
-def page(settings: Any = None, *, session: str | None = None, interval_s: float = 1.0, start: bool = True) -> W.Widget:
+def page(
+    settings: Any = None, *, session: str | None = None, interval_s: float = 1.0, start: bool = True
+) -> W.Widget:
     """The Portfolio page."""
     s = load_settings_or_default(settings)
     panel = PortfolioPanel(s.data_dir, session, display_tz(s), interval_s)

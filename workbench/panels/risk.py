@@ -48,7 +48,9 @@ def limit_usage(state: SessionState, limits: Any, now_ms: int) -> list[dict[str,
     if eq:
         peak, last = max(eq), eq[-1]
         dd = (peak - last) / peak if peak > 0 else None
-        rows.append(_row("drawdown", dd, limits.max_drawdown, f"{fmt_pct(dd)} of {fmt_pct(limits.max_drawdown)}"))
+        rows.append(
+            _row("drawdown", dd, limits.max_drawdown, f"{fmt_pct(dd)} of {fmt_pct(limits.max_drawdown)}")
+        )
         ts = state.equity[-1][0]
         day0 = ts - ts % DAY_MS
         before = [e for t, e in state.equity if t < day0]
@@ -61,7 +63,9 @@ def limit_usage(state: SessionState, limits: Any, now_ms: int) -> list[dict[str,
         rows.append(_row("daily loss", None, limits.daily_loss_limit, "no equity yet"))
     if limits.max_open_orders is not None:
         n = len(state.open_orders())
-        rows.append(_row("open orders", float(n), float(limits.max_open_orders), f"{n} of {limits.max_open_orders}"))
+        rows.append(
+            _row("open orders", float(n), float(limits.max_open_orders), f"{n} of {limits.max_open_orders}")
+        )
     if limits.max_orders_per_minute is not None:
         n = sum(1 for o in state.orders.values() if now_ms - 60_000 < int(o.get("created_ms") or 0) <= now_ms)
         rows.append(_row("orders per minute", float(n), float(limits.max_orders_per_minute),
@@ -113,8 +117,16 @@ class RiskPanel:
         body: W.Widget = (
             message("no session running: start one with `workbench up`", "empty")
             if self.session is None
-            else W.VBox([self.state_box, self.chart, W.HTML("<h3>Refusals</h3>"), self.refused,
-                         W.HTML("<h3>Risk events</h3>"), self.events])  # fmt: skip
+            else W.VBox(
+                [
+                    self.state_box,
+                    self.chart,
+                    W.HTML("<h3>Refusals</h3>"),
+                    self.refused,
+                    W.HTML("<h3>Risk events</h3>"),
+                    self.events,
+                ]
+            )
         )
         self.widget = page_frame(f"Risk — {self.session or 'no session'}", body, self.loop)
 
@@ -139,16 +151,24 @@ class RiskPanel:
             fig.layout.height = new.layout.height
 
         self.loop.figure(self.chart, update)
-        ev = [(fmt_time(e["ts"], self.tz), e.get("event", ""), e.get("reason", "")) for e in reversed(state.risk_events[-50:])]
+        ev = [
+            (fmt_time(e["ts"], self.tz), e.get("event", ""), e.get("reason", ""))
+            for e in reversed(state.risk_events[-50:])
+        ]
         self.events.value = html_table(("time", "event", "reason"), ev, empty="no risk events")
         self.refused.value = html_table(
             ("time", "order", "reason"),
-            [(fmt_time(e["ts"], self.tz), e.get("client_order_id", ""), e.get("reason", "")) for e in refusals(state)[:50]],
+            [
+                (fmt_time(e["ts"], self.tz), e.get("client_order_id", ""), e.get("reason", ""))
+                for e in refusals(state)[:50]
+            ],
             empty="no refusals",
         )
 
 
-def page(settings: Any = None, *, session: str | None = None, interval_s: float = 1.0, start: bool = True) -> W.Widget:
+def page(
+    settings: Any = None, *, session: str | None = None, interval_s: float = 1.0, start: bool = True
+) -> W.Widget:
     """The Risk page (limits from ``settings.trading.risk``)."""
     s = load_settings_or_default(settings)
     panel = RiskPanel(s.data_dir, session, s.trading.risk, display_tz(s), interval_s)

@@ -84,7 +84,9 @@ class SettingsPanel:
         self.config = W.Textarea(value=cfg, layout=W.Layout(width="100%", height="360px"), disabled=True)
         self.limits = W.HTML(html_table(("limit", "value"), risk_limits(settings)))
         self.feeds = W.HTML("<i>no session: no feed status</i>")
-        followers = {} if self.session is None else {self.session: JournalFollower(settings.data_dir, self.session)}
+        followers = (
+            {} if self.session is None else {self.session: JournalFollower(settings.data_dir, self.session)}
+        )
         self.loop = LiveLoop(followers, self.refresh, interval_s=interval_s)
         body = W.VBox([
             W.HTML(f"<h3>Engine feeds ({self.session or 'no session'})</h3>"), self.feeds,
@@ -108,7 +110,9 @@ class SettingsPanel:
         )  # fmt: skip
 
 
-def page(settings: Any = None, *, session: str | None = None, interval_s: float = 1.0, start: bool = True) -> W.Widget:
+def page(
+    settings: Any = None, *, session: str | None = None, interval_s: float = 1.0, start: bool = True
+) -> W.Widget:
     """The Settings page."""
     panel = SettingsPanel(load_settings_or_default(settings), session, interval_s)
     if start:

@@ -75,7 +75,9 @@ def book_ladder(book: Mapping[str, Any] | None, depth: int = 10) -> list[tuple[s
     if not book:
         return []
     asks = sorted((float(p), float(a)) for p, a, *_ in book.get("asks") or [] if float(a) > 0)[:depth]
-    bids = sorted(((float(p), float(a)) for p, a, *_ in book.get("bids") or [] if float(a) > 0), reverse=True)[:depth]
+    bids = sorted(
+        ((float(p), float(a)) for p, a, *_ in book.get("bids") or [] if float(a) > 0), reverse=True
+    )[:depth]
     return [("ask", p, a) for p, a in reversed(asks)] + [("bid", p, a) for p, a in bids]
 
 
@@ -120,19 +122,21 @@ def validate_order(
     else:
         price = None
         if last_price is None or not (last_price > 0):
-            raise ValueError(f"{symbol}: no last price yet to value a market order (wait for the first price)")
+            raise ValueError(
+                f"{symbol}: no last price yet to value a market order (wait for the first price)"
+            )
         ref = float(last_price)
     for name, v in (("stop", stop), ("take-profit", take_profit)):
         if v is not None and (not math.isfinite(v) or v <= 0):
             raise ValueError(f"{name}: a positive price, or empty")
-    if stop is not None:
-        if (side == "buy" and stop >= ref) or (side == "sell" and stop <= ref):
-            raise ValueError(f"stop: a {side}'s stop must be {'below' if side == 'buy' else 'above'} {ref:g}")
-    if take_profit is not None:
-        if (side == "buy" and take_profit <= ref) or (side == "sell" and take_profit >= ref):
-            raise ValueError(
-                f"take-profit: a {side}'s target must be {'above' if side == 'buy' else 'below'} {ref:g}"
-            )
+    if stop is not None and ((side == "buy" and stop >= ref) or (side == "sell" and stop <= ref)):
+        raise ValueError(f"stop: a {side}'s stop must be {'below' if side == 'buy' else 'above'} {ref:g}")
+    if take_profit is not None and (
+        (side == "buy" and take_profit <= ref) or (side == "sell" and take_profit >= ref)
+    ):
+        raise ValueError(
+            f"take-profit: a {side}'s target must be {'above' if side == 'buy' else 'below'} {ref:g}"
+        )
     if stop is not None or take_profit is not None:
         raise ValueError(
             "stop / take-profit: the engine's manual order does not carry them yet; place the order without "
@@ -180,14 +184,18 @@ class Confirm:
 
 
 class TradingPanel:
-    def __init__(self, data_dir: Any, session: str | None, tz: str, interval_s: float, confirm_above: float) -> None:
+    def __init__(
+        self, data_dir: Any, session: str | None, tz: str, interval_s: float, confirm_above: float
+    ) -> None:
         self.data_dir, self.tz, self.confirm_above = data_dir, tz, confirm_above
         self.session = resolve_session(data_dir, session)
         self.channel = None if self.session is None else CommandChannel(data_dir, self.session)
         self.state: SessionState | None = None
         self.symbol = W.Dropdown(description="symbol", options=[])
         self.indicators = W.SelectMultiple(description="indicators", options=list(INDICATORS), rows=5)
-        self.chart = go.FigureWidget(candles_figure(_EMPTY, dict.fromkeys(INDICATORS, pd.Series([], dtype=float))))
+        self.chart = go.FigureWidget(
+            candles_figure(_EMPTY, dict.fromkeys(INDICATORS, pd.Series([], dtype=float)))
+        )
         self.depth = go.FigureWidget(depth_figure([], []))
         self.ladder = W.HTML()
         self.open_orders = W.VBox()
