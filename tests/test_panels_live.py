@@ -278,9 +278,17 @@ def test_overview_page(tmp_path: Path):
     assert "130.0000" in panel._rows[SYM].value and "31.31%" in panel._rows[SYM].value
     assert "9,900.00 USDT" in panel.summary.value
     assert "max_order_notional" in panel.alerts.value
-    j.record_state(T0 + 10 * MIN, "RISK", "halted by a person", risk="HALTED")
+    # the kill switch by command writes only a risk event (its state after the event), no state row
+    j.record_risk(
+        T0 + 10 * MIN, "halt", "kill switch (dashboard)", state="HALTED", previous="ACTIVE", limit=None
+    )
     panel.loop.tick()
     assert "HALTED" in panel.sessions.value
+    j.record_risk(
+        T0 + 11 * MIN, "resume", "cleared by a person", state="ACTIVE", previous="HALTED", limit=None
+    )
+    panel.loop.tick()
+    assert "HALTED" not in panel.sessions.value and "ACTIVE" in panel.sessions.value
     assert panel.loop.heartbeat in w.children
     j.close()
 
@@ -478,7 +486,7 @@ def test_risk_page_shows_state_and_refusals(tmp_path: Path):
     j = _journal(s.data_dir)
     p = risk.page(s, start=False).panel
     assert "ACTIVE" in p.state_box.value and "max_order_notional" in p.refused.value
-    j.record_state(T0 + 9 * MIN, "RISK", "drawdown", risk="HALTED")
+    j.record_risk(T0 + 9 * MIN, "halt", "kill switch", state="HALTED", previous="ACTIVE", limit=None)
     p.chart._view_count = 1
     p.loop.tick()
     assert "HALTED" in p.state_box.value

@@ -185,8 +185,8 @@ def list_sessions(data_dir: str | Path) -> list[dict[str, Any]]:
             with Journal(path, readonly=True) as j:
                 spec = j.meta_get("spec") or {}
                 st = j.latest("state")
+                ev = j.latest("risk")
                 eq = j.latest("equity")
-                risk = (j.meta_get("risk") or {}).get("state")
         except JournalError as e:
             row["error"] = str(e)
             out.append(row)
@@ -195,7 +195,10 @@ def list_sessions(data_dir: str | Path) -> list[dict[str, Any]]:
             mode=spec.get("mode"),
             symbols=list(spec.get("symbols") or []),
             state=None if st is None else st.data.get("state"),
-            risk_state=(st.data.get("risk") if st is not None else None) or risk,
+            risk_state=_latest_risk_state(
+                [] if st is None else [{"seq": st.seq, **st.data}],
+                [] if ev is None else [{"seq": ev.seq, **ev.data}],
+            ),
             equity=None if eq is None else eq.data.get("equity"),
             updated_ms=None if st is None else st.ts,
         )
@@ -218,6 +221,18 @@ def resolve_session(data_dir: str | Path, name: str | None = None) -> str | None
 
 
 # -------------------------------------------------------------------------------------- session state
+
+
+def _latest_risk_state(
+    states: Iterable[Mapping[str, Any]], events: Iterable[Mapping[str, Any]]
+) -> str | None:
+    best: tuple[int, str] | None = None
+    for rows, key in ((states, "risk"), (events, "state")):
+        for r in rows:
+            v = r.get(key)
+            if v in ("ACTIVE", "REDUCING", "HALTED") and (best is None or r["seq"] > best[0]):
+                best = (int(r["seq"]), str(v))
+    return None if best is None else best[1]
 
 
 @dataclass
@@ -310,16 +325,9 @@ class SessionState:
 
     @property
     def risk_state(self) -> str | None:
-        """ACTIVE / REDUCING / HALTED as of the last row that says (state rows carry it; risk events too)."""
-        last = None
-        for s in self.states:
-            last = s.get("risk") or last
-        for e in self.risk_events:
-            if e.get("state") in ("ACTIVE", "REDUCING", "HALTED") and e["seq"] > (
-                self.states[-1]["seq"] if self.states else 0
-            ):
-                last = e["state"]
-        return last
+        """ACTIVE / REDUCING / HALTED as of the latest row that says: a state row's ``risk`` or a risk event's
+        ``state`` (a halt by command writes only the risk event)."""
+        return _latest_risk_state(self.states, self.risk_events)
 
     def candle_frame(self, symbol: str, timeframe: str | None = None) -> pd.DataFrame:
         """The closed candles of ``symbol`` as an OHLCV frame with a UTC DatetimeIndex (empty if none)."""

@@ -130,7 +130,7 @@ class OverviewPanel:
         )  # fmt: skip
 
     def refresh(self, name: str, state: SessionState, changed: set[str]) -> None:
-        if changed & {"state", "equity", "meta"} or not changed:
+        if changed & {"state", "risk", "equity", "meta"} or not changed:
             self._sessions_table()
         if not state.exists:
             self.symbols.children = [message(f"no session {name!r} yet", "empty")]
