@@ -293,6 +293,23 @@ def test_overview_page(tmp_path: Path):
     j.close()
 
 
+def test_overview_watches_symbols_from_the_store(tmp_path: Path):
+    from workbench.data.store import Store
+
+    s = _settings(tmp_path)
+    c = pd.DataFrame(
+        [[T0 + i * 3_600_000, *_candle(i, 200.0 + i)[1:]] for i in range(48)],
+        columns=["ts", "open", "high", "low", "close", "volume"],
+    )
+    st = Store(s.data_dir)
+    st.write(st.key("candles", "binance", "ETH/USDT", "1h"), c)
+    p = overview.page(s, watch=["ETH/USDT", "XRP/USDT"], start=False).panel
+    m = overview.store_summary(s.data_dir, "binance", "ETH/USDT", "1h")
+    assert m["last"] == 247.0 and m["change_24h"] == pytest.approx(247.0 / (224.0 - 1) - 1)
+    assert "ETH/USDT" in p._rows and "247.0000" in p._rows["ETH/USDT"].value
+    assert "no candles stored for binance XRP/USDT" in p._rows["XRP/USDT"].value
+
+
 def test_pages_without_a_session_show_an_empty_state(tmp_path: Path):
     s = _settings(tmp_path)
     for mod in (overview, trading, portfolio, risk):

@@ -6,6 +6,7 @@ Everything is read from the sessions' journals (:mod:`workbench.panels.common`);
 
 from __future__ import annotations
 
+import html
 import math
 from typing import Any
 
@@ -31,16 +32,15 @@ from workbench.panels.common import (
 )
 from workbench.viz.live import sparkline_figure
 
-__all__ = ["market_summary", "page", "portfolio_summary", "recent_alerts"]
+__all__ = ["candles_summary", "market_summary", "page", "portfolio_summary", "recent_alerts", "store_summary"]
 
 DAY_MS = 86_400_000
 
 
-def market_summary(state: SessionState, symbol: str) -> dict[str, Any]:
-    """``symbol``'s last price, its change over the 24 h before the last closed candle (or the last price),
-    the volume of those 24 h, and the closes for a sparkline; ``None`` where the journal has no data yet."""
-    c = state.candle_frame(symbol)
-    last = state.last_price(symbol)
+def candles_summary(symbol: str, c: pd.DataFrame, last: float | None = None) -> dict[str, Any]:
+    """Last price (``last``, else the last close), the change over the 24 h up to the last candle (from the
+    first open of that window), the volume of those 24 h and the closes for a sparkline; ``None`` where there
+    is no data."""
     out: dict[str, Any] = {
         "symbol": symbol,
         "last": last,
@@ -50,14 +50,35 @@ def market_summary(state: SessionState, symbol: str) -> dict[str, Any]:
     }
     if c.empty:
         return out
-    end = c.index[-1]
-    day = c[c.index > end - pd.Timedelta(milliseconds=DAY_MS)]
+    if last is None:
+        last = out["last"] = float(c["close"].iloc[-1])
+    day = c[c.index > c.index[-1] - pd.Timedelta(milliseconds=DAY_MS)]
     ref = float(day["open"].iloc[0])
-    if last is not None and ref > 0:
+    if ref > 0:
         out["change_24h"] = last / ref - 1.0
     out["volume_24h"] = float(day["volume"].sum())
     out["closes"] = [float(x) for x in day["close"].tail(288)]
     return out
+
+
+def market_summary(state: SessionState, symbol: str) -> dict[str, Any]:
+    """:func:`candles_summary` of ``symbol`` from the session's journal (its closed candles and last price)."""
+    return candles_summary(symbol, state.candle_frame(symbol), state.last_price(symbol))
+
+
+def store_summary(data_dir: Any, exchange: str, symbol: str, timeframe: str) -> dict[str, Any]:
+    """:func:`candles_summary` of a watched symbol from the store (the last 2 days of ``timeframe`` candles);
+    a series not stored gives the empty summary with its ``error`` in words."""
+    from workbench.data.store import Store, StoreError
+
+    try:
+        store = Store(data_dir)
+        full = store.candles(exchange, symbol, timeframe)
+    except (StoreError, OSError, ValueError) as e:
+        return {**candles_summary(symbol, pd.DataFrame()), "error": str(e)}
+    return candles_summary(
+        symbol, full[full.index > full.index[-1] - pd.Timedelta(days=2)] if len(full) else full
+    )
 
 
 def portfolio_summary(state: SessionState) -> dict[str, Any]:
@@ -94,8 +115,19 @@ def recent_alerts(state: SessionState, n: int = 10) -> list[dict[str, Any]]:
 
 
 class OverviewPanel:
-    def __init__(self, data_dir: Any, session: str | None, tz: str, interval_s: float) -> None:
+    def __init__(
+        self,
+        data_dir: Any,
+        session: str | None,
+        tz: str,
+        interval_s: float,
+        watch: list[str] | None = None,
+        exchange: str = "binance",
+        timeframe: str = "1h",
+    ) -> None:
         self.data_dir, self.tz = data_dir, tz
+        self.watch, self.exchange, self.timeframe = list(watch or []), exchange, timeframe
+        self._store_read = -math.inf
         self.session = resolve_session(data_dir, session)
         self.sessions = W.HTML()
         self.symbols = W.VBox()
@@ -117,6 +149,8 @@ class OverviewPanel:
         self._sessions_table()
         if self.session is None:
             self.symbols.children = [message("no session running: start one with `workbench up`", "empty")]
+            if self.watch:
+                self._symbols(SessionState(""))
 
     def _sessions_table(self) -> None:
         rows = [
@@ -158,13 +192,19 @@ class OverviewPanel:
         )
 
     def _symbols(self, state: SessionState) -> None:
+        import time
+
         syms = state.symbols
-        if not syms:
+        extra = [w for w in self.watch if w not in syms]
+        if not syms and not extra:
             self.symbols.children = [message("no data yet: waiting for the engine's first prices", "empty")]
             return
+        if extra and time.monotonic() - self._store_read > 60:  # the store changes by the bar, not the second
+            self._store_read = time.monotonic()
+            self._stored = {w: store_summary(self.data_dir, self.exchange, w, self.timeframe) for w in extra}
         rows = []
-        for s in syms:
-            m = market_summary(state, s)
+        for s in [*syms, *extra]:
+            m = market_summary(state, s) if s in syms else self._stored[s]
             if s not in self._rows:
                 self._rows[s] = W.HTML()
                 fig = go.FigureWidget(sparkline_figure(m["closes"]))
@@ -172,6 +212,7 @@ class OverviewPanel:
             self._rows[s].value = (
                 f"<b>{s}</b> &nbsp; {fmt_price(m['last'])} &nbsp; 24h {fmt_pct(m['change_24h'])} "
                 f"&nbsp; vol {fmt_price(m['volume_24h'])}"
+                + (f" &nbsp; <i>{html.escape(m['error'])}</i>" if m.get("error") else "")
             )
             closes = m["closes"]
             self.loop.figure(self._sparks[s], lambda f, c=closes: _set_spark(f, c))
@@ -185,11 +226,19 @@ def _set_spark(fig: Any, closes: list[float]) -> None:
 
 
 def page(
-    settings: Any = None, *, session: str | None = None, interval_s: float = 1.0, start: bool = True
+    settings: Any = None,
+    *,
+    session: str | None = None,
+    watch: list[str] | None = None,
+    exchange: str = "binance",
+    timeframe: str = "1h",
+    interval_s: float = 1.0,
+    start: bool = True,
 ) -> W.Widget:
-    """The Overview page (``start=False``: no live task; tests tick ``page.panel.loop`` themselves)."""
+    """The Overview page: the session's symbols from its journal, and ``watch`` (more symbols) from the store's
+    ``exchange`` / ``timeframe`` candles. ``start=False``: no live task (tests tick ``page.panel.loop``)."""
     s = load_settings_or_default(settings)
-    panel = OverviewPanel(s.data_dir, session, display_tz(s), interval_s)
+    panel = OverviewPanel(s.data_dir, session, display_tz(s), interval_s, watch, exchange, timeframe)
     if start:
         panel.loop.start()
     else:
