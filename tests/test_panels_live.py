@@ -371,6 +371,20 @@ def test_trading_page_shows_the_journal(tmp_path: Path):
     j.record_candle(SYM, "1m", _candle(30, 131.0))
     p.loop.tick()
     assert len(p.chart.data[0].x) == 31 and p.chart.data[0].close[-1] == 131.0
+    assert "ACTIVE" in p.state_line.value
+    cancel = next(b for b in _walk(p.open_orders) if hasattr(b, "client_order_id"))
+    j.record_price(T0 + 31 * MIN, SYM, 140.0)
+    j.record_risk(T0 + 31 * MIN, "halt", "kill switch", state="HALTED", previous="ACTIVE", limit=None)
+    p.loop.tick()
+    assert "HALTED" in p.state_line.value and "140.0000" in p.state_line.value
+    assert (
+        next(b for b in _walk(p.open_orders) if hasattr(b, "client_order_id")) is cancel
+    )  # kept, not remade
+    assert "unrealised 300.00 USDT" in p.positions.children[0].children[0].value
+    j.record_order(Order("l-1", SYM, Side.BUY, OrderType.LIMIT, 1.0, price=120.0, status=OrderStatus.CANCELED,
+                         created_ms=T0 + MIN, updated_ms=T0 + 32 * MIN, tag="strategy"))  # fmt: skip
+    p.loop.tick()
+    assert "no open orders" in p.open_orders.children[0].value and cancel.comm is None  # closed
     j.close()
 
 
@@ -535,3 +549,19 @@ def test_settings_page_masks_secrets_and_shows_feeds(tmp_path: Path, monkeypatch
     st = settings.feed_status(p.loop.followers["s1"].state, T0 + 40 * MIN)
     assert st[0]["stale"] and st[0]["age_s"] == pytest.approx(600.0)
     j.close()
+
+
+def test_a_command_that_fails_to_send_is_a_refusal_in_words():
+    async def broken():
+        raise OSError("disk full")
+
+    got: list[dict] = []
+    common.run_soon(broken(), got.append)
+
+    async def in_a_loop():
+        common.run_soon(broken(), got.append)
+        await asyncio.sleep(0.05)
+
+    asyncio.run(in_a_loop())
+    assert [g["message"] for g in got] == ["not sent: OSError: disk full"] * 2
+    assert not any(g["ok"] for g in got)

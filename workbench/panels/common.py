@@ -468,19 +468,34 @@ class CommandChannel:
 
 
 def run_soon(coro: Any, done: Callable[[Any], None]) -> None:
-    """Run ``coro`` in the kernel's event loop without blocking it and pass its result to ``done``; with no
-    running loop (a test, a plain script) it runs to completion here."""
+    """Run ``coro`` (a command: it returns an ack) in the kernel's event loop without blocking it and pass its
+    result to ``done``; an exception becomes a refusal in words. With no running loop (a test, a plain script)
+    it runs to completion here."""
+
+    def failed(e: BaseException) -> dict[str, Any]:
+        return {"ok": False, "message": f"not sent: {type(e).__name__}: {str(e)[:300]}"}
+
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         loop = None
     if loop is None:
-        done(asyncio.run(coro))
+        try:
+            result = asyncio.run(coro)
+        except Exception as e:
+            result = failed(e)
+        done(result)
         return
-    task = loop.create_task(coro)
-    task.add_done_callback(
-        lambda t: done(t.result()) if not t.cancelled() and t.exception() is None else None
-    )
+
+    def finished(t: asyncio.Task) -> None:
+        if t.cancelled():
+            done({"ok": False, "message": "canceled"})
+        elif t.exception() is not None:
+            done(failed(t.exception()))  # type: ignore[arg-type]
+        else:
+            done(t.result())
+
+    loop.create_task(coro).add_done_callback(finished)
 
 
 # -------------------------------------------------------------------------------------------- live loop

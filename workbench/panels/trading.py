@@ -202,6 +202,9 @@ class TradingPanel:
         self.history = W.HTML()
         self.positions = W.VBox()
         self.result = W.HTML()
+        self.state_line = W.HTML()
+        self._order_rows: dict[str, tuple[W.HBox, W.HTML]] = {}
+        self._pos_rows: dict[str, tuple[W.HBox, W.HTML]] = {}
         # the order form
         self.side = W.ToggleButtons(options=["buy", "sell"], description="side")
         self.type = W.Dropdown(options=["market", "limit"], description="type")
@@ -232,6 +235,7 @@ class TradingPanel:
         else:
             body = W.VBox(
                 [
+                    self.state_line,
                     W.HBox([self.symbol, self.indicators]),
                     self.chart,
                     W.HBox([W.VBox([W.HTML("<h3>Order book</h3>"), self.ladder]), self.depth]),
@@ -301,6 +305,13 @@ class TradingPanel:
         if not state.exists:
             self.result.value = f"<i>no session {html.escape(name)!s} yet</i>"
             return
+        rs = state.risk_state or "unknown"
+        colour = {"ACTIVE": "#2e7d32", "REDUCING": "#ef6c00", "HALTED": "#c62828"}.get(rs, "#555")
+        last = state.last_price(self.symbol.value) if self.symbol.value else None
+        self.state_line.value = (
+            f"<div class='wb-risk-state'>trading state: <b style='color:{colour}'>{rs}</b> &nbsp; engine: "
+            f"{html.escape(state.engine_state or '—')} &nbsp; last {fmt_price(last)}</div>"
+        )
         syms = state.symbols
         if list(self.symbol.options) != syms:
             self.symbol.options = syms
@@ -349,28 +360,55 @@ class TradingPanel:
 
         self.loop.figure(self.depth, update)
 
+    def _row(self, cache: dict[str, tuple[W.HBox, W.HTML]], key: str, label: str, action: Callable[[], None],
+             attr: str) -> tuple[W.HBox, W.HTML]:  # fmt: skip
+        """The row of ``key`` (kept across refreshes: a widget is made once per order or position)."""
+        if key not in cache:
+            b = W.Button(description=label, button_style="warning", layout=W.Layout(width="80px"))
+            b.on_click(lambda _b: action())
+            setattr(b, attr, key)
+            text = W.HTML()
+            cache[key] = (W.HBox([text, b]), text)
+        return cache[key]
+
+    @staticmethod
+    def _drop(cache: dict[str, tuple[W.HBox, W.HTML]], keep: set[str]) -> None:
+        for k in set(cache) - keep:
+            box, _text = cache.pop(k)
+            for w in (*box.children, box):
+                w.close()
+
     def _tables(self, st: SessionState) -> None:
         rows: list[W.Widget] = []
-        for o in st.open_orders():
+        open_now = st.open_orders()
+        for o in open_now:
             cid = o["client_order_id"]
-            b = W.Button(description="cancel", button_style="warning", layout=W.Layout(width="80px"))
-            b.on_click(lambda _b, cid=cid: self.command("cancel", {"client_order_id": cid}))
-            b.client_order_id = cid  # type: ignore[attr-defined]
-            text = (f"{o['symbol']} {o['side']} {fmt_amount(o['amount'])} {o['type']} "
-                    f"@ {fmt_price(o.get('price'))} — {o['status']} ({cid})")  # fmt: skip
-            rows.append(W.HBox([W.HTML(html.escape(text)), b]))
+            box, text = self._row(
+                self._order_rows, cid, "cancel", lambda cid=cid: self.command("cancel", {"client_order_id": cid}),
+                "client_order_id",
+            )  # fmt: skip
+            text.value = html.escape(
+                f"{o['symbol']} {o['side']} {fmt_amount(o['amount'])} {o['type']} "
+                f"@ {fmt_price(o.get('price'))} — {o['status']} ({cid})"
+            )
+            rows.append(box)
+        self._drop(self._order_rows, {o["client_order_id"] for o in open_now})
         self.open_orders.children = rows or [message("no open orders", "empty")]
         pos_rows: list[W.Widget] = []
         pf = st.portfolio() if st.fills else None
-        for sym, p in (pf.positions() if pf else {}).items():
-            b = W.Button(description="close", button_style="warning", layout=W.Layout(width="80px"))
-            b.on_click(lambda _b, s=sym: self.command("close", {"symbol": s}))
-            b.symbol = sym  # type: ignore[attr-defined]
+        held = pf.positions() if pf else {}
+        for sym, p in held.items():
+            box, text = self._row(
+                self._pos_rows, sym, "close", lambda s=sym: self.command("close", {"symbol": s}), "symbol"
+            )
             last = st.last_price(sym)
             upnl = None if last is None else p.unrealized_pnl(last)
-            text = (f"{sym} {fmt_amount(p.amount)} @ {fmt_price(p.avg_price)}, last {fmt_price(last)}, "
-                    f"unrealised {fmt_money(upnl, st.quote)}")  # fmt: skip
-            pos_rows.append(W.HBox([W.HTML(html.escape(text)), b]))
+            text.value = html.escape(
+                f"{sym} {fmt_amount(p.amount)} @ {fmt_price(p.avg_price)}, last {fmt_price(last)}, "
+                f"unrealised {fmt_money(upnl, st.quote)}"
+            )
+            pos_rows.append(box)
+        self._drop(self._pos_rows, set(held))
         self.positions.children = pos_rows or [message("no positions", "empty")]
         self.history.value = html_table(
             ("time", "symbol", "side", "amount", "price", "fee", "tag", "order"),
