@@ -566,3 +566,67 @@ def test_a_command_that_fails_to_send_is_a_refusal_in_words():
     asyncio.run(asyncio.wait_for(in_a_loop(), timeout=30))
     assert [g["message"] for g in got] == ["not sent: OSError: disk full"] * 2
     assert not any(g["ok"] for g in got)
+
+
+# ------------------------------------------------------------------ against a real engine and replay exchange
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    from workbench.data.sample import load_sample
+    from workbench.data.store import Store
+
+    data = tmp_path_factory.mktemp("panel-home") / "data"
+    load_sample(Store(data), Path(__file__).resolve().parents[1] / "data" / "sample", kinds=("candles",))
+    return data
+
+
+@pytest.fixture
+def replay(home: Path):
+    from test_trading_session import START
+
+    from workbench.data.store import Store
+    from workbench.replay import ReplayExchange
+
+    x = ReplayExchange(Store(home), [SYM], "5m", start=START, speed=0, balances={"USDT": 10_000.0})
+    with x.run_in_thread():
+        yield x
+
+
+@pytest.mark.slow
+def test_trading_page_against_a_real_session(home: Path, replay, tmp_path: Path):
+    """`workbench trade run` (a real process) on the replay exchange: the page's order form fills through the
+    engine, a fat order shows the risk manager's reason, and the kill switch shows HALTED and flattens."""
+    from test_trading_session import Session, step
+    from test_trading_session import write_config as session_config
+
+    cfg = session_config(tmp_path / "config", replay, home, max_order_notional=50_000)
+    args = ["--strategy", "sma_cross", "-e", "binance", "-s", SYM, "-t", "5m", "--mode", "paper",
+            "-p", "fast=3", "-p", "slow=8", "--size", "0.1"]  # fmt: skip
+    s = Session(cfg, home, "panel", *args)
+    try:
+        s.running()
+        step(replay, s, 2)
+        p = trading.page(load_settings(cfg, env={}), session="panel", start=False, confirm_above=1e9).panel
+        assert p.session == "panel" and p.symbol.value == SYM
+        p.amount.value = 0.001
+        p.submit()
+        assert "ok: order" in p.result.value and "FILLED" in p.result.value, p.result.value
+        p.loop.tick()
+        assert "manual" in p.history.value
+        assert [b.symbol for b in _walk(p.positions) if hasattr(b, "symbol")] == [SYM]
+        p.amount.value = 100.0  # about 6 million USDT
+        p.submit()
+        assert "refused" in p.result.value and "max_order_notional" in p.result.value, p.result.value
+        p.controls[3].button.click()
+        p.controls[3].yes.click()
+        assert "HALTED" in p.result.value, p.result.value
+        s.wait(
+            lambda j: (
+                not Journal.export(j)["positions"] or abs(sum(Journal.export(j)["positions"].values())) < 1e-4
+            )
+        )
+        p.loop.tick()
+        assert "HALTED" in p.state_line.value
+    finally:
+        s.stop()
