@@ -630,3 +630,31 @@ def test_trading_page_against_a_real_session(home: Path, replay, tmp_path: Path)
         assert "HALTED" in p.state_line.value
     finally:
         s.stop()
+
+
+def test_trading_chart_starts_from_the_stores_history(tmp_path: Path):
+    """The engine journals only the candles that close while it runs: the chart puts the store's candles before
+    the first of them (never the store's later ones: a replay's store holds the future)."""
+    from workbench.data.store import Store
+
+    s = _settings(tmp_path)
+    rows = [[T0 + (i - 10) * MIN, *_candle(i, 50.0 + i)[1:]] for i in range(40)]  # 10 before T0, 30 after
+    st = Store(s.data_dir)
+    st.write(
+        st.key("candles", "binance", SYM, "1m"),
+        pd.DataFrame(rows, columns=["ts", "open", "high", "low", "close", "volume"]),
+    )
+    j = _journal(s.data_dir, n=5)
+    j.meta_set(
+        "spec", {"name": "s1", "symbols": [SYM], "timeframe": "1m", "mode": "paper", "exchange": "binance"}
+    )
+    p = trading.page(s, start=False).panel
+    p.chart._view_count = 1
+    p.loop.tick(force=True)
+    x = pd.DatetimeIndex(p.chart.data[0].x)
+    assert len(x) == 15 and x[0] == pd.Timestamp(T0 - 10 * MIN, unit="ms")
+    assert list(p.chart.data[0].close[-5:]) == [100.0 + i for i in range(5)]  # the journal's own
+    h = trading.history_candles(s.data_dir, "binance", SYM, "1m", T0, bars=3)
+    assert list(h["close"]) == [57.0, 58.0, 59.0]
+    assert trading.history_candles(s.data_dir, "binance", "XRP/USDT", "1m", T0).empty
+    j.close()

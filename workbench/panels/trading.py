@@ -40,7 +40,15 @@ from workbench.panels.common import (
 )
 from workbench.viz.live import candles_figure, depth_figure
 
-__all__ = ["INDICATORS", "OrderRequest", "book_ladder", "compute_indicators", "page", "validate_order"]
+__all__ = [
+    "INDICATORS",
+    "OrderRequest",
+    "book_ladder",
+    "compute_indicators",
+    "history_candles",
+    "page",
+    "validate_order",
+]
 
 INDICATORS: dict[str, tuple[str, dict[str, Any], str]] = {
     "SMA 20": ("SMA", {"timeperiod": 20}, "real"),
@@ -67,6 +75,32 @@ def compute_indicators(candles: pd.DataFrame, names: list[str]) -> dict[str, pd.
         df = indicator(func, candles, **params)
         out[n] = df[col] if col in df.columns else df.iloc[:, 0]
     return out
+
+
+def history_candles(
+    data_dir: Any,
+    exchange: str | None,
+    symbol: str,
+    timeframe: str | None,
+    end_ms: int | None,
+    bars: int = 300,
+) -> pd.DataFrame:
+    """Up to ``bars`` stored candles of ``symbol`` ending before ``end_ms`` (the session's first journalled
+    candle, or its clock): the engine journals only the candles that close while it runs (its warm-up is not
+    journalled), so the chart starts from the store. Nothing stored (or no exchange / timeframe / end): empty."""
+    if not exchange or not timeframe or end_ms is None:
+        return _EMPTY
+    from workbench.data.store import Store, StoreError
+    from workbench.types import Timeframe
+
+    try:
+        tf = Timeframe.parse(timeframe).ms
+        got = Store(data_dir).candles(
+            exchange, symbol, timeframe, start=int(end_ms) - bars * tf, end=int(end_ms)
+        )
+    except (StoreError, OSError, ValueError):
+        return _EMPTY
+    return got[["open", "high", "low", "close", "volume"]]
 
 
 def book_ladder(book: Mapping[str, Any] | None, depth: int = 10) -> list[tuple[str, float, float]]:
@@ -203,6 +237,7 @@ class TradingPanel:
         self.positions = W.VBox()
         self.result = W.HTML()
         self.state_line = W.HTML()
+        self._history: dict[str, pd.DataFrame] = {}
         self._order_rows: dict[str, tuple[W.HBox, W.HTML]] = {}
         self._pos_rows: dict[str, tuple[W.HBox, W.HTML]] = {}
         # the order form
@@ -328,7 +363,7 @@ class TradingPanel:
         st, sym = self.state, self.symbol.value
         if st is None or sym is None:
             return
-        c = st.candle_frame(sym)
+        c = self._candles(st, sym)
         chosen = list(self.indicators.value)
         ind = compute_indicators(c, chosen)
         full = {n: ind.get(n, pd.Series([], dtype=float)) for n in INDICATORS}
@@ -343,6 +378,25 @@ class TradingPanel:
             fig.layout.title = new.layout.title
 
         self.loop.figure(self.chart, update)
+
+    def _candles(self, st: SessionState, sym: str) -> pd.DataFrame:
+        """The journal's closed candles, after the store's history up to the first of them (read once)."""
+        c = st.candle_frame(sym)
+        if sym not in self._history:
+            if c.empty:
+                clock = [r["ts"] for r in (*st.states[-1:], *([st.prices[sym]] if sym in st.prices else []))]
+                end = max(clock) if clock else None
+            else:
+                end = int(c.index[0].value // 1_000_000)
+            self._history[sym] = history_candles(
+                self.data_dir, st.spec.get("exchange"), sym, st.timeframe, end
+            )
+        h = self._history[sym]
+        if h.empty:
+            return c
+        if c.empty:
+            return h
+        return pd.concat([h[h.index < c.index[0]], c])
 
     def _book(self) -> None:
         st, sym = self.state, self.symbol.value
