@@ -179,6 +179,12 @@ def test_loop_stops_when_the_heartbeat_stops(tmp_path: Path):
             loop.heartbeat.beat += 1
             await asyncio.sleep(0.01)
         await asyncio.wait_for(task, timeout=30)  # no more beats: the tab is closed
+        assert loop.stopped and loop.stop_reason == "page closed"
+        ticks = loop.ticks
+        loop.heartbeat.beat += 1  # the tab is back (it was in the background)
+        assert not loop.stopped and loop.task is not task
+        await asyncio.wait_for(loop.task, timeout=30)
+        assert loop.ticks > ticks
 
     asyncio.run(main())
     assert loop.stopped and loop.stop_reason == "page closed"

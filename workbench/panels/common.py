@@ -17,7 +17,7 @@ through the journal's command table, answered by the engine (:class:`CommandChan
   a view of it (``_view_count >= 1``; an update before that can leave it blank under Voilà): until then its
   latest update is kept and applied when the view appears. The page carries a :class:`Heartbeat`, a tiny
   browser-side widget that beats every 2 s; when the beats stop (the tab is closed) the task stops, so that the
-  kernel goes idle and Voilà's culler frees it.
+  kernel goes idle and Voilà's culler frees it; a beat that comes back (a background tab) restarts it.
 - Formatting goes through :mod:`workbench.metricdefs` (percentages, money), prices and amounts to the market's
   precision where the journal knows it, times in UTC or the configured display timezone.
 """
@@ -548,7 +548,8 @@ class LiveLoop:
     :meth:`tick` is one poll + refresh (what the task runs about once a second; tests call it directly).
     :meth:`start` starts the task in the running event loop (the kernel's). :meth:`figure` registers a
     FigureWidget update that is applied only once the figure has a view. The task stops when the heartbeat has
-    been silent for ``stale_s`` after the first beat, or when no beat came within ``connect_s`` of the start."""
+    been silent for ``stale_s`` after the first beat (75 s: a background tab's timers may run once a minute), or
+    when no beat came within ``connect_s`` of the start; a later beat (the tab is back) starts it again."""
 
     def __init__(
         self,
@@ -556,7 +557,7 @@ class LiveLoop:
         refresh: Callable[[str, SessionState, set[str]], None],
         *,
         interval_s: float = 1.0,
-        stale_s: float = 15.0,
+        stale_s: float = 75.0,
         connect_s: float = 120.0,
         status: W.HTML | None = None,
     ) -> None:
@@ -566,12 +567,22 @@ class LiveLoop:
         self.stale_s = stale_s
         self.connect_s = connect_s
         self.heartbeat = Heartbeat()
+        self.heartbeat.observe(self._on_beat, names="beat")
         self.status = status or W.HTML()
         self._pending: dict[int, tuple[Any, Callable[[Any], None]]] = {}
         self.task: asyncio.Task | None = None
         self.stopped = False
         self.ticks = 0
         self.stop_reason: str | None = None
+
+    def _on_beat(self, _change: Any) -> None:
+        """A beat after the task stopped for silence (a tab that was in the background, where browsers throttle
+        timers to once a minute, or a laptop that slept): the page is back, so the updates start again."""
+        if self.stopped and self.stop_reason in ("page closed", "no browser connected"):
+            with contextlib.suppress(RuntimeError):
+                loop = asyncio.get_running_loop()
+                self.stopped, self.stop_reason = False, None
+                self.task = loop.create_task(self.run(wait_for_visitor=False))
 
     def figure(self, fig: Any, update: Callable[[Any], None]) -> None:
         """Apply ``update(fig)`` now if the browser has drawn ``fig``, else when it has (the latest one wins)."""
@@ -620,11 +631,12 @@ class LiveLoop:
             return now - started > self.connect_s
         return now - hb > self.stale_s
 
-    async def run(self) -> None:
+    async def run(self, *, wait_for_visitor: bool = True) -> None:
         """The task: wait for a visitor (preheated Voilà), then tick every ``interval_s`` until the page is gone."""
         loop = asyncio.get_running_loop()
-        with contextlib.suppress(Exception):
-            await loop.run_in_executor(None, _wait_for_request)
+        if wait_for_visitor:
+            with contextlib.suppress(Exception):
+                await loop.run_in_executor(None, _wait_for_request)
         started = time.monotonic()
         try:
             while not self.stopped:
