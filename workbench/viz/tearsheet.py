@@ -57,6 +57,7 @@ __all__ = [
     "drawdown_table",
     "exposure",
     "exposure_figure",
+    "prediction_figure",
     "rolling_figure",
     "rolling_stats",
 ]
@@ -536,4 +537,45 @@ def equity_compare_figure(curves: Mapping[str, pd.Series], init_cash: Mapping[st
     )
     fig.update_xaxes(type="date", title_text="time (UTC)")
     fig.update_yaxes(title_text="growth of 1")
+    return fig
+
+
+def prediction_figure(
+    close: pd.Series, prediction: pd.Series, realised: pd.Series, *, target: str = "direction"
+) -> go.Figure:
+    """A model's predictions beside the realised outcomes, under the price: the close (top); the prediction
+    and what happened (bottom): for a ``direction`` model the predicted probability of an up move and the
+    realised up (1) / down (0) move over the horizon, else the predicted and the realised forward return (%)."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06, row_heights=[0.45, 0.55])
+    xs = [str(x) for x in pd.DatetimeIndex(close.index).strftime("%Y-%m-%d %H:%M")]
+    fig.add_trace(go.Scatter(x=xs, y=close.to_numpy(), name="close", line={"color": "#444", "width": 1}), 1, 1)
+    scale = 1.0 if target == "direction" else 100.0
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=prediction.reindex(close.index).to_numpy() * scale,
+            name="prediction",
+            line={"color": "#1f77b4", "width": 1.5},
+        ),
+        2,
+        1,
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=realised.reindex(close.index).to_numpy() * scale,
+            name="realised",
+            mode="markers" if target == "direction" else "lines",
+            marker={"color": "#ff7f0e", "size": 4},
+            line={"color": "#ff7f0e", "width": 1},
+        ),
+        2,
+        1,
+    )
+    fig.update_yaxes(title_text="close", row=1, col=1)
+    fig.update_yaxes(
+        title_text="P(up) / up move" if target == "direction" else "forward return (%)", row=2, col=1
+    )
+    fig.update_xaxes(type="date", title_text="time (UTC)", row=2, col=1)
+    fig.update_layout(height=520, margin={"l": 60, "r": 20, "t": 40, "b": 40}, legend={"x": 0, "y": 1.08, "orientation": "h"})
     return fig
