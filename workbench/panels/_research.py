@@ -51,8 +51,9 @@ _CSS = (
 
 
 def data_dir(settings: Settings | None = None, data: str | Path | None = None) -> Path:
-    """The data folder: ``data`` when given, else the settings' (loaded from the usual place when None)."""
-    if data is not None:
+    """The data folder: ``data`` when given (not empty), else the settings' (loaded from the usual place when
+    None)."""
+    if data:
         return Path(data).expanduser()
     return (settings or load_settings()).data_dir
 
@@ -158,7 +159,9 @@ def result_view(stored: Any) -> ResultView:
     if not eq:
         raise ValueError(f"stored result {stored.id} has no equity curve")
     equity = pd.Series(
-        [float("nan") if v is None else float(v) for _, v in eq], index=_times(t for t, _ in eq), name="equity"
+        [float("nan") if v is None else float(v) for _, v in eq],
+        index=_times(t for t, _ in eq),
+        name="equity",
     )
     trades = pd.DataFrame(d.get("trades") or [])
     for c in ("entry_time", "exit_time"):

@@ -72,7 +72,12 @@ class AnalyticsPanel:
                 continue
             sm = r.summary
             syms = ", ".join(sm.get("symbols") or [])
-            out.append((f"backtest {r.id} · {sm.get('strategy', '?')} {syms} {sm.get('timeframe') or ''}", ("backtest", r.id)))
+            out.append(
+                (
+                    f"backtest {r.id} · {sm.get('strategy', '?')} {syms} {sm.get('timeframe') or ''}",
+                    ("backtest", r.id),
+                )
+            )
         out += [(f"session {s}", ("session", s)) for s in list_sessions(self.data)]
         return out
 
@@ -131,9 +136,13 @@ class AnalyticsPanel:
         from workbench.viz import report, tearsheet
 
         cur = quote_currency(v.symbols)
-        what = f"{v.strategy} {v.params or ''} on {v.exchange or ''} {', '.join(v.symbols)} {v.timeframe or ''}"
+        what = (
+            f"{v.strategy} {v.params or ''} on {v.exchange or ''} {', '.join(v.symbols)} {v.timeframe or ''}"
+        )
         period = f"{v.start:%Y-%m-%d %H:%M} .. {v.end:%Y-%m-%d %H:%M} UTC, {len(v.equity):,} points"
-        self.title.value = f"<h3>{html.escape(v.kind)} {html.escape(v.name)}</h3><p>{html.escape(what)}<br>{period}</p>"
+        self.title.value = (
+            f"<h3>{html.escape(v.kind)} {html.escape(v.name)}</h3><p>{html.escape(what)}<br>{period}</p>"
+        )
         columns = {"strategy" if v.kind == "backtest" else "session": v.metrics}
         if v.buy_and_hold:
             columns["buy and hold"] = v.buy_and_hold
@@ -178,7 +187,9 @@ class AnalyticsPanel:
         ]
 
 
-def page(settings: Settings | None = None, *, data: str | Path | None = None, source: str | None = None) -> W.Widget:
+def page(
+    settings: Settings | None = None, *, data: str | Path | None = None, source: str | None = None
+) -> W.Widget:
     """The Analytics page. ``source``: ``backtest:<id | prefix | last>`` or ``session:<name>`` (default: the
     newest stored backtest); ``data``: the data folder (default: the settings')."""
     try:

@@ -192,7 +192,9 @@ class BacktestsPanel:
             syms = list(sm.get("symbols") or [])
             cur = quote_currency(syms)
             m = sm.get("metrics") or {}
-            period = f"{str(sm.get('start', ''))[:10]} .. {str(sm.get('end', ''))[:10]}" if sm.get("start") else ""
+            period = (
+                f"{str(sm.get('start', ''))[:10]} .. {str(sm.get('end', ''))[:10]}" if sm.get("start") else ""
+            )
             rows.append(
                 [
                     r.id,
@@ -233,10 +235,16 @@ class BacktestsPanel:
                 ],
             )
             if runs
-            else empty_state(f"No pipeline runs in {self.data / 'runs'}: `workbench pipeline run` makes one.").value
+            else empty_state(
+                f"No pipeline runs in {self.data / 'runs'}: `workbench pipeline run` makes one."
+            ).value
         )
-        backtests = [(f"{r.id} · {r.summary.get('strategy', '')}", r.id) for r in reversed(ok) if r.kind == "backtest"]
-        sweeps = [(f"{r.id} · {r.summary.get('strategy', '')}", r.id) for r in reversed(ok) if r.kind == "sweep"]
+        backtests = [
+            (f"{r.id} · {r.summary.get('strategy', '')}", r.id) for r in reversed(ok) if r.kind == "backtest"
+        ]
+        sweeps = [
+            (f"{r.id} · {r.summary.get('strategy', '')}", r.id) for r in reversed(ok) if r.kind == "sweep"
+        ]
         reports = [(f"{r.id} · {r.kind}", r.id) for r in reversed(ok) if r.report is not None]
         self.compare_select.options = backtests
         self._keep(self.sweep_select, sweeps)
@@ -244,7 +252,9 @@ class BacktestsPanel:
         if not backtests:
             self.compare_out.children = [empty_state("No stored backtest to compare.")]
         if not sweeps:
-            self.sweep_out.children = [empty_state("No stored sweep: `workbench sweep ...` or the form below.")]
+            self.sweep_out.children = [
+                empty_state("No stored sweep: `workbench sweep ...` or the form below.")
+            ]
         if not reports:
             self.report_out.children = [empty_state("No stored report.")]
 
@@ -263,7 +273,9 @@ class BacktestsPanel:
 
         ids = list(ids if ids is not None else self.compare_select.value)
         if len(ids) < 1:
-            self.compare_out.children = [empty_state("Choose one or more backtests (ctrl-click for several).")]
+            self.compare_out.children = [
+                empty_state("Choose one or more backtests (ctrl-click for several).")
+            ]
             return
         views = {}
         try:
@@ -301,7 +313,9 @@ class BacktestsPanel:
         except ValueError as e:
             self.sweep_out.children = [error_state(str(e))]
             return
-        params = [c for c in param_columns(table) if table[c].nunique(dropna=False) > 1] or param_columns(table)
+        params = [c for c in param_columns(table) if table[c].nunique(dropna=False) > 1] or param_columns(
+            table
+        )
         metrics = [m for m in SWEEP_METRICS if m in table]
         self._hold = True
         try:
@@ -321,7 +335,12 @@ class BacktestsPanel:
 
         if getattr(self, "_hold", False):
             return
-        rid, x, y, metric = self.sweep_select.value, self.sweep_x.value, self.sweep_y.value, self.sweep_metric.value
+        rid, x, y, metric = (
+            self.sweep_select.value,
+            self.sweep_x.value,
+            self.sweep_y.value,
+            self.sweep_metric.value,
+        )
         if rid is None or x is None or metric is None:
             return
         try:
@@ -387,7 +406,9 @@ class BacktestsPanel:
         self.progress.value = 0
         self.progress.bar_style = ""
         self.f_status.value = "<i>starting…</i>"
-        self.thread = threading.Thread(target=self._run_safely, args=(form,), name="wb-backtest-form", daemon=True)
+        self.thread = threading.Thread(
+            target=self._run_safely, args=(form,), name="wb-backtest-form", daemon=True
+        )
         self.thread.start()
         return self.thread
 
@@ -451,7 +472,10 @@ class BacktestsPanel:
         data = frames[symbols[0]] if len(symbols) == 1 else frames
         self._step(1)
         root = results_dir(self.data)
-        command = [f"dashboard {form['mode']}", json.dumps({k: v for k, v in form.items() if k != 'mode'}, default=str)]
+        command = [
+            f"dashboard {form['mode']}",
+            json.dumps({k: v for k, v in form.items() if k != "mode"}, default=str),
+        ]
         if form["mode"] == "sweep":
             res = sweep(data, cls, grid, cfg, start=start)
             self._step(2)

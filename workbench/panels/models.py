@@ -43,7 +43,9 @@ def realised_outcome(close: pd.Series, horizon: int, target: str) -> pd.Series:
     if target == "direction":
         out = (fwd > 0).astype("float64").where(fwd.notna())
     elif target == "return":
-        out = pd.Series(pd.Series(fwd).map(lambda v: math.log1p(v) if pd.notna(v) else float("nan")), index=fwd.index)
+        out = pd.Series(
+            pd.Series(fwd).map(lambda v: math.log1p(v) if pd.notna(v) else float("nan")), index=fwd.index
+        )
     else:
         raise ValueError(f"unknown target {target!r}; targets: direction, return")
     return pd.Series(out.to_numpy(dtype="float64"), index=close.index, name="realised")
@@ -109,7 +111,18 @@ class ModelsPanel:
             self.predict_out.children = [empty_state("No model to predict with.")]
         else:
             self.table.value = table_html(
-                ["name", "version", "promoted", "arch", "target", "symbol", "tf", "OOS accuracy", "OOS AUC", "created"],
+                [
+                    "name",
+                    "version",
+                    "promoted",
+                    "arch",
+                    "target",
+                    "symbol",
+                    "tf",
+                    "OOS accuracy",
+                    "OOS AUC",
+                    "created",
+                ],
                 [
                     [
                         r["name"],
@@ -126,7 +139,13 @@ class ModelsPanel:
                     for _, r in ls.iterrows()
                 ],
             )
-            opts = [(f"{r['name']} {r['version']}" + (" (promoted)" if r["promoted"] else ""), (r["name"], r["version"])) for _, r in ls.iterrows()]
+            opts = [
+                (
+                    f"{r['name']} {r['version']}" + (" (promoted)" if r["promoted"] else ""),
+                    (r["name"], r["version"]),
+                )
+                for _, r in ls.iterrows()
+            ]
             old = self.chooser.value
             self.chooser.options = opts
             values = [v for _, v in opts]
@@ -156,7 +175,10 @@ class ModelsPanel:
         for c in cols:
             keys += [k for k in metrics[c] if k not in keys]
         mt = (
-            table_html(["metric (out of sample)", *cols], [[k, *(_num(k, metrics[c].get(k)) for c in cols)] for k in keys])
+            table_html(
+                ["metric (out of sample)", *cols],
+                [[k, *(_num(k, metrics[c].get(k)) for c in cols)] for k in keys],
+            )
             if cols
             else empty_state("no metrics recorded").value
         )
@@ -184,7 +206,11 @@ class ModelsPanel:
             W.HTML("<h4>Lineage</h4>" + table_html(["", ""], lineage)),
             W.HTML(
                 "<h4>Promotions</h4>"
-                + (table_html(["at", "action", "version"], log) if log else empty_state("never promoted").value)
+                + (
+                    table_html(["at", "action", "version"], log)
+                    if log
+                    else empty_state("never promoted").value
+                )
             ),
         ]
 
@@ -221,19 +247,25 @@ class ModelsPanel:
             lookback = svc.lookback + self.bars
             recent = candles.iloc[-lookback:]
             pred = svc.predict_batch(recent).iloc[-self.bars :]
-            real = realised_outcome(recent["close"], int(meta.get("horizon") or 1), str(meta.get("target"))).iloc[
-                -self.bars :
-            ]
+            real = realised_outcome(
+                recent["close"], int(meta.get("horizon") or 1), str(meta.get("target"))
+            ).iloc[-self.bars :]
         except Exception as e:  # a model the code can no longer load or score: in words
-            self.predict_out.children = [error_state(f"{name} {version}: cannot predict: {type(e).__name__}: {e}")]
+            self.predict_out.children = [
+                error_state(f"{name} {version}: cannot predict: {type(e).__name__}: {e}")
+            ]
             return
         self.prediction, self.realised = pred, real
-        fig = prediction_figure(recent["close"].iloc[-self.bars :], pred, real, target=str(meta.get("target")))
+        fig = prediction_figure(
+            recent["close"].iloc[-self.bars :], pred, real, target=str(meta.get("target"))
+        )
         self.figures["predictions"] = fig
         both = pred.notna() & real.notna()
         if str(meta.get("target")) == "direction" and both.any():
             hit = float(((pred[both] > 0.5).astype(float) == real[both]).mean())
-            note = f"hit rate over the {int(both.sum())} bars with an outcome: {format_metric('win_rate', hit)}"
+            note = (
+                f"hit rate over the {int(both.sum())} bars with an outcome: {format_metric('win_rate', hit)}"
+            )
         else:
             note = f"{int(pred.notna().sum())} predictions, {int(real.notna().sum())} realised outcomes"
         self.predict_out.children = [figure_widget(fig), W.HTML(html.escape(note))]
@@ -241,15 +273,21 @@ class ModelsPanel:
     # ---------------------------------------------------------------------------------------- sentiment
 
     def sentiment(self) -> None:
-        models = sorted((self.data / "sentiment").glob("*.joblib")) if (self.data / "sentiment").is_dir() else []
+        models = (
+            sorted((self.data / "sentiment").glob("*.joblib")) if (self.data / "sentiment").is_dir() else []
+        )
         if not models:
             self.sentiment_out.children = [
-                empty_state("No sentiment model: `workbench sentiment train` trains one (stored under <data>/sentiment/).")
+                empty_state(
+                    "No sentiment model: `workbench sentiment train` trains one (stored under <data>/sentiment/)."
+                )
             ]
             return
         self.sentiment_out.children = [
             W.HTML(table_html(["sentiment model", "file"], [[p.stem, str(p)] for p in models])),
-            empty_state("No news items stored to score: the sentiment series beside price needs collected news."),
+            empty_state(
+                "No news items stored to score: the sentiment series beside price needs collected news."
+            ),
         ]
 
 
@@ -264,7 +302,7 @@ def page(
     try:
         s = settings or load_settings()
         d = data_dir(s, data)
-        if registry is None:
+        if not registry:
             rel = Path(s.ml.registry).expanduser()
             registry = rel if rel.is_absolute() else d / rel
         return ModelsPanel(d, Path(registry), bars).widget

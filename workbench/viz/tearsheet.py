@@ -50,16 +50,16 @@ from plotly.subplots import make_subplots
 
 __all__ = [
     "alpha_beta",
-    "equity_compare_figure",
-    "trade_analysis_figure",
     "benchmark_equity",
     "distribution_figure",
     "drawdown_table",
+    "equity_compare_figure",
     "exposure",
     "exposure_figure",
     "prediction_figure",
     "rolling_figure",
     "rolling_stats",
+    "trade_analysis_figure",
 ]
 
 _DAY = pd.Timedelta(days=1)
@@ -513,7 +513,9 @@ def trade_analysis_figure(trades: pd.DataFrame, currency: str | None = None) -> 
     return fig
 
 
-def equity_compare_figure(curves: Mapping[str, pd.Series], init_cash: Mapping[str, float | None]) -> go.Figure:
+def equity_compare_figure(
+    curves: Mapping[str, pd.Series], init_cash: Mapping[str, float | None]
+) -> go.Figure:
     """Several equity curves on one chart as growth of 1 (each over its initial cash, else its first value),
     so that results with different capital compare."""
     fig = go.Figure()
@@ -548,7 +550,9 @@ def prediction_figure(
     realised up (1) / down (0) move over the horizon, else the predicted and the realised forward return (%)."""
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06, row_heights=[0.45, 0.55])
     xs = [str(x) for x in pd.DatetimeIndex(close.index).strftime("%Y-%m-%d %H:%M")]
-    fig.add_trace(go.Scatter(x=xs, y=close.to_numpy(), name="close", line={"color": "#444", "width": 1}), 1, 1)
+    fig.add_trace(
+        go.Scatter(x=xs, y=close.to_numpy(), name="close", line={"color": "#444", "width": 1}), 1, 1
+    )
     scale = 1.0 if target == "direction" else 100.0
     fig.add_trace(
         go.Scatter(
@@ -577,5 +581,9 @@ def prediction_figure(
         title_text="P(up) / up move" if target == "direction" else "forward return (%)", row=2, col=1
     )
     fig.update_xaxes(type="date", title_text="time (UTC)", row=2, col=1)
-    fig.update_layout(height=520, margin={"l": 60, "r": 20, "t": 40, "b": 40}, legend={"x": 0, "y": 1.08, "orientation": "h"})
+    fig.update_layout(
+        height=520,
+        margin={"l": 60, "r": 20, "t": 40, "b": 40},
+        legend={"x": 0, "y": 1.08, "orientation": "h"},
+    )
     return fig
