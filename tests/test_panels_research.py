@@ -199,6 +199,7 @@ def test_analytics_shows_the_stored_metrics_and_curves_of_a_backtest(world) -> N
         assert row[2] == format_metric(key, bh.get(key), "USDT"), key
     # the equity curve drawn is the stored one, point for point
     eq = [v for _, v in d["equity"]]
+    assert _row(p.metrics.value, R.label("final_equity"))[1] == format_metric("final_equity", eq[-1], "USDT")
     np.testing.assert_allclose(np.asarray(p.figures["equity"].data[0].y, dtype=float), eq)
     assert len(p.figures["equity"].data[0].x) == len(eq)
     # the monthly heatmap is the compounded monthly return of the stored curve (first month from the cash)

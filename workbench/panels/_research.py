@@ -168,6 +168,9 @@ def result_view(stored: Any) -> ResultView:
         if c in trades:
             trades[c] = pd.to_datetime(trades[c], utc=True, format="ISO8601")
     cfg = dict(d.get("config") or {})
+    metrics = dict(d.get("metrics") or {})
+    # a backtest stores its curve, not its last value: the final equity is the curve's last point
+    metrics.setdefault("final_equity", float(equity.iloc[-1]))
     return ResultView(
         name=stored.id,
         kind="backtest",
@@ -178,7 +181,7 @@ def result_view(stored: Any) -> ResultView:
         exchange=d.get("exchange"),
         equity=equity,
         trades=trades,
-        metrics=dict(d.get("metrics") or {}),
+        metrics=metrics,
         config=SimpleNamespace(**cfg) if cfg else SimpleNamespace(init_cash=None),
         benchmark=d.get("benchmark"),
         buy_and_hold=dict(d.get("buy_and_hold") or {}),
