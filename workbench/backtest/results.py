@@ -32,6 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+HEADLINE = ("total_return", "sharpe", "max_drawdown", "n_trades")
+"""The metrics a result's ``summary`` keeps (what ``ls`` and the dashboards' list show)."""
 __all__ = [
     "ResultError",
     "StoredResult",
@@ -40,6 +42,8 @@ __all__ = [
     "remove_result",
     "results_dir",
     "save_result",
+    "store_backtest",
+    "store_sweep",
 ]
 
 RESULT_FILE = "result.json"
@@ -217,3 +221,80 @@ def remove_result(root: str | Path, ref: str) -> str:
     rid = resolve(root, ref)
     shutil.rmtree(Path(root) / rid)
     return rid
+
+
+def store_backtest(
+    root: str | Path,
+    res: Any,
+    bh: Mapping[str, Any],
+    candles: Any,
+    *,
+    command: list[str] | None = None,
+) -> StoredResult:
+    """Store a :class:`~workbench.backtest.engine.BacktestResult`: its JSON (metrics, equity, trades, fills, the
+    buy-and-hold metrics ``bh``) and its HTML report (drawn on ``candles``). ``workbench backtest`` and the
+    dashboards' run form both store through here, so their results look alike."""
+    from workbench.viz.report import write_report
+
+    summary = {
+        "strategy": res.strategy,
+        "params": res.params,
+        "exchange": res.exchange,
+        "symbols": res.symbols,
+        "timeframe": res.timeframe,
+        "start": res.start.isoformat(),
+        "end": res.end.isoformat(),
+        "benchmark": res.benchmark,
+        "metrics": {k: res.metrics.get(k) for k in HEADLINE},
+    }
+    payload = {**res.to_dict(), "buy_and_hold": dict(bh)}
+    return save_result(
+        root,
+        "backtest",
+        res.strategy,
+        payload,
+        summary,
+        command=command,
+        report=lambda p: write_report(res, p, candles=candles),
+    )
+
+
+def store_sweep(
+    root: str | Path,
+    res: Any,
+    bh: Mapping[str, Any],
+    benchmark: str,
+    *,
+    exchange: str,
+    symbols: list[str],
+    timeframe: str,
+    top: int = 20,
+    command: list[str] | None = None,
+) -> StoredResult:
+    """Store a :class:`~workbench.backtest.sweep.SweepResult`: every combination's metrics, the best one, buy
+    and hold, and the heatmap report."""
+    from workbench.viz.sweep import write_sweep_report
+
+    best = res.best or {}
+    summary = {
+        "strategy": res.strategy,
+        "params": best.get("params"),
+        "exchange": exchange,
+        "symbols": list(symbols),
+        "timeframe": timeframe,
+        "benchmark": benchmark,
+        "n_combinations": res.n_combinations,
+        "n_valid": res.n_valid,
+        "ranked_by": res.metric,
+        "metrics": {k: best.get(k) for k in HEADLINE},
+    }
+    payload = {**res.to_dict(), "buy_and_hold": dict(bh), "benchmark": benchmark}
+    return save_result(
+        root,
+        "sweep",
+        res.strategy,
+        payload,
+        summary,
+        command=command,
+        report=lambda p: write_sweep_report(res, p, top=top),
+    )

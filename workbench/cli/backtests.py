@@ -17,7 +17,8 @@ from workbench.backtest.results import (
     load_result,
     remove_result,
     results_dir,
-    save_result,
+    store_backtest,
+    store_sweep,
 )
 
 backtests_app = typer.Typer(
@@ -44,29 +45,7 @@ def _options() -> dict[str, Any]:
 
 def save_backtest(res: Any, bh: dict[str, float], candles: Any) -> StoredResult:
     """Store a backtest: its JSON (metrics, equity, trades, fills, buy and hold) and its HTML report."""
-    from workbench.viz.report import write_report
-
-    summary = {
-        "strategy": res.strategy,
-        "params": res.params,
-        "exchange": res.exchange,
-        "symbols": res.symbols,
-        "timeframe": res.timeframe,
-        "start": res.start.isoformat(),
-        "end": res.end.isoformat(),
-        "benchmark": res.benchmark,
-        "metrics": {k: res.metrics.get(k) for k in _HEADLINE},
-    }
-    payload = {**res.to_dict(), "buy_and_hold": bh}
-    return save_result(
-        _root(),
-        "backtest",
-        res.strategy,
-        payload,
-        summary,
-        command=_command(),
-        report=lambda p: write_report(res, p, candles=candles),
-    )
+    return store_backtest(_root(), res, bh, candles, command=_command())
 
 
 def save_sweep(
@@ -80,30 +59,16 @@ def save_sweep(
     top: int,
 ) -> StoredResult:
     """Store a sweep: every combination's metrics, the best one, buy and hold, and the heatmap report."""
-    from workbench.viz.sweep import write_sweep_report
-
-    best = res.best or {}
-    summary = {
-        "strategy": res.strategy,
-        "params": best.get("params"),
-        "exchange": exchange,
-        "symbols": list(symbols),
-        "timeframe": timeframe,
-        "benchmark": benchmark,
-        "n_combinations": res.n_combinations,
-        "n_valid": res.n_valid,
-        "ranked_by": res.metric,
-        "metrics": {k: best.get(k) for k in _HEADLINE},
-    }
-    payload = {**res.to_dict(), "buy_and_hold": bh, "benchmark": benchmark}
-    return save_result(
+    return store_sweep(
         _root(),
-        "sweep",
-        res.strategy,
-        payload,
-        summary,
+        res,
+        bh,
+        benchmark,
+        exchange=exchange,
+        symbols=symbols,
+        timeframe=timeframe,
+        top=top,
         command=_command(),
-        report=lambda p: write_sweep_report(res, p, top=top),
     )
 
 

@@ -53,10 +53,13 @@ __all__ = [
     "benchmark_equity",
     "distribution_figure",
     "drawdown_table",
+    "equity_compare_figure",
     "exposure",
     "exposure_figure",
+    "prediction_figure",
     "rolling_figure",
     "rolling_stats",
+    "trade_analysis_figure",
 ]
 
 _DAY = pd.Timedelta(days=1)
@@ -456,4 +459,131 @@ def distribution_figure(result: Any, var_level: float = 0.95) -> go.Figure:
     fig.update_xaxes(title_text="trade PnL", row=1, col=2)
     fig.update_yaxes(title_text="days", row=1, col=1)
     fig.update_yaxes(title_text="trades", row=1, col=2)
+    return fig
+
+
+# ------------------------------------------------------------------------------------------ dashboards
+
+
+def trade_analysis_figure(trades: pd.DataFrame, currency: str | None = None) -> go.Figure:
+    """Closed trades: PnL against duration (left, days; wins green, losses red) and the PnL of each trade in
+    exit order (right). ``trades`` needs ``entry_time``, ``exit_time`` and ``pnl`` (a backtest's or a session's
+    round trips); open trades (``status == 'open'``) are left out."""
+    t = trades
+    if t is not None and len(t) and "status" in t:
+        t = t[t["status"].astype(str) != "open"]
+    fig = make_subplots(
+        rows=1, cols=2, horizontal_spacing=0.1, subplot_titles=("PnL by duration", "PnL per trade")
+    )
+    unit = f" ({currency})" if currency else ""
+    if t is None or not len(t) or "pnl" not in t:
+        fig.add_annotation(text="no closed trades", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+        return fig
+    t = t.sort_values("exit_time", kind="stable")
+    dur = (pd.to_datetime(t["exit_time"], utc=True) - pd.to_datetime(t["entry_time"], utc=True)) / _DAY
+    pnl = t["pnl"].to_numpy(dtype="float64")
+    colors = [GREEN if p > 0 else RED for p in pnl]
+    fig.add_trace(
+        go.Scatter(
+            x=dur.to_numpy(dtype="float64"),
+            y=pnl,
+            mode="markers",
+            marker={"color": colors, "size": 7, "opacity": 0.8},
+            hovertemplate="%{x:.2f} days: %{y:,.2f}<extra></extra>",
+            showlegend=False,
+        ),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Bar(
+            x=[str(x) for x in pd.to_datetime(t["exit_time"], utc=True).dt.strftime("%Y-%m-%d %H:%M")],
+            y=pnl,
+            marker={"color": colors},
+            hovertemplate="exit %{x}: %{y:,.2f}<extra></extra>",
+            showlegend=False,
+        ),
+        row=1,
+        col=2,
+    )
+    fig.update_xaxes(title_text="duration (days)", row=1, col=1)
+    fig.update_xaxes(title_text="exit (UTC)", type="category", showticklabels=len(t) <= 40, row=1, col=2)
+    fig.update_yaxes(title_text="PnL" + unit, row=1, col=1)
+    fig.update_layout(height=360, margin={"l": 60, "r": 20, "t": 50, "b": 50})
+    return fig
+
+
+def equity_compare_figure(
+    curves: Mapping[str, pd.Series], init_cash: Mapping[str, float | None]
+) -> go.Figure:
+    """Several equity curves on one chart as growth of 1 (each over its initial cash, else its first value),
+    so that results with different capital compare."""
+    fig = go.Figure()
+    for name, eq in curves.items():
+        eq = eq.astype("float64").dropna()
+        if eq.empty:
+            continue
+        base = init_cash.get(name) or float(eq.iloc[0])
+        fig.add_trace(
+            go.Scatter(
+                x=[str(x) for x in pd.DatetimeIndex(eq.index).strftime("%Y-%m-%d %H:%M")],
+                y=(eq / base).to_numpy(),
+                mode="lines",
+                name=name,
+                line={"width": 1.5},
+                hovertemplate=f"{name}<br>%{{x}}: %{{y:.4f}}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        title="Equity, growth of 1", height=420, margin={"l": 60, "r": 20, "t": 50, "b": 40}, legend={"x": 0}
+    )
+    fig.update_xaxes(type="date", title_text="time (UTC)")
+    fig.update_yaxes(title_text="growth of 1")
+    return fig
+
+
+def prediction_figure(
+    close: pd.Series, prediction: pd.Series, realised: pd.Series, *, target: str = "direction"
+) -> go.Figure:
+    """A model's predictions beside the realised outcomes, under the price: the close (top); the prediction
+    and what happened (bottom): for a ``direction`` model the predicted probability of an up move and the
+    realised up (1) / down (0) move over the horizon, else the predicted and the realised forward return (%)."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06, row_heights=[0.45, 0.55])
+    xs = [str(x) for x in pd.DatetimeIndex(close.index).strftime("%Y-%m-%d %H:%M")]
+    fig.add_trace(
+        go.Scatter(x=xs, y=close.to_numpy(), name="close", line={"color": "#444", "width": 1}), 1, 1
+    )
+    scale = 1.0 if target == "direction" else 100.0
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=prediction.reindex(close.index).to_numpy() * scale,
+            name="prediction",
+            line={"color": "#1f77b4", "width": 1.5},
+        ),
+        2,
+        1,
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=realised.reindex(close.index).to_numpy() * scale,
+            name="realised",
+            mode="markers" if target == "direction" else "lines",
+            marker={"color": "#ff7f0e", "size": 4},
+            line={"color": "#ff7f0e", "width": 1},
+        ),
+        2,
+        1,
+    )
+    fig.update_yaxes(title_text="close", row=1, col=1)
+    fig.update_yaxes(
+        title_text="P(up) / up move" if target == "direction" else "forward return (%)", row=2, col=1
+    )
+    fig.update_xaxes(type="date", title_text="time (UTC)", row=2, col=1)
+    fig.update_layout(
+        height=520,
+        margin={"l": 60, "r": 20, "t": 40, "b": 40},
+        legend={"x": 0, "y": 1.08, "orientation": "h"},
+    )
     return fig

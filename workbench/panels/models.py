@@ -1,0 +1,310 @@
+"""The Models page: the model registry (every version with its out-of-sample metrics beside its baselines,
+and its lineage: the data it was trained on with its hash, the code version, the validation, the promotion
+log), a model's predictions beside the realised outcomes, and sentiment beside price.
+
+Predictions are computed on demand ("Predict" button, so the page opens without loading torch models): the
+version is loaded with :class:`workbench.ml.predict.PredictionService` and scores the last ``bars`` stored
+candles of the market it was trained on (``meta["data"]``), the same pipeline the live engine uses; the realised
+outcome at bar ``t`` is what the model predicts there: the move over its horizon
+(:func:`workbench.features.forward_returns`; up = 1 / down = 0 for a ``direction`` model, the log return for a
+``return`` model), so the last ``horizon`` bars have none yet. Without stored candles of that market, an empty
+state says so.
+
+Sentiment: the sentiment models live under ``<data>/sentiment/*.joblib`` (``workbench sentiment train``); the
+store keeps no news items to score yet, so the page lists the models and shows an empty state in place of the
+series (and one saying how to train a model when there is none).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as W
+import pandas as pd
+
+from workbench.config import Settings, load_settings
+from workbench.metricdefs import format_metric
+from workbench.panels._research import data_dir, empty_state, error_state, figure_widget, table_html
+
+__all__ = ["ModelsPanel", "page", "realised_outcome"]
+
+DEFAULT_BARS = 500
+
+
+def realised_outcome(close: pd.Series, horizon: int, target: str) -> pd.Series:
+    """What happened over the ``horizon`` bars after each bar, in the target's units (NaN where not yet known):
+    ``direction`` 1.0 for an up move (forward return > 0) else 0.0, ``return`` the forward log return."""
+    from workbench.features import forward_returns
+
+    fwd = forward_returns(close, horizon)
+    if target == "direction":
+        out = (fwd > 0).astype("float64").where(fwd.notna())
+    elif target == "return":
+        out = pd.Series(
+            pd.Series(fwd).map(lambda v: math.log1p(v) if pd.notna(v) else float("nan")), index=fwd.index
+        )
+    else:
+        raise ValueError(f"unknown target {target!r}; targets: direction, return")
+    return pd.Series(out.to_numpy(dtype="float64"), index=close.index, name="realised")
+
+
+def _num(key: str, v: Any) -> str:
+    return format_metric(key, v)
+
+
+class ModelsPanel:
+    """The page's state (``widget`` is the page)."""
+
+    def __init__(self, data: Path, registry_dir: Path, bars: int = DEFAULT_BARS) -> None:
+        from workbench.ml.registry import Registry
+
+        self.data = Path(data)
+        self.registry = Registry(registry_dir)
+        self.bars = int(bars)
+        self.prediction: pd.Series | None = None
+        self.realised: pd.Series | None = None
+        self.figures: dict[str, Any] = {}
+        self.table = W.HTML()
+        self.chooser = W.Dropdown(description="Model", layout=W.Layout(width="520px"))
+        self.details = W.VBox()
+        self.predict_button = W.Button(description="Predict", icon="line-chart")
+        self.predict_button.on_click(lambda _: self.predict())
+        self.predict_out = W.VBox()
+        self.sentiment_out = W.VBox()
+        self.refresh_button = W.Button(description="Refresh", icon="refresh")
+        self.refresh_button.on_click(lambda _: self.refresh())
+        self.chooser.observe(lambda ch: self.show(ch["new"]), names="value")
+        self.widget = W.VBox(
+            [
+                W.HTML("<h2>Models</h2>"),
+                self.refresh_button,
+                W.HTML("<h4>Registry</h4>"),
+                self.table,
+                self.chooser,
+                self.details,
+                W.HTML("<h4>Predictions beside realised outcomes</h4>"),
+                self.predict_button,
+                self.predict_out,
+                W.HTML("<h4>Sentiment beside price</h4>"),
+                self.sentiment_out,
+            ]
+        )
+        self.refresh()
+
+    def refresh(self) -> None:
+        try:
+            ls = self.registry.ls()
+        except (OSError, ValueError) as e:
+            self.table.value = error_state(f"registry {self.registry.root}: {e}").value
+            ls = pd.DataFrame()
+        self.rows = ls
+        if not len(ls):
+            self.table.value = empty_state(
+                f"No model in the registry ({self.registry.root}): `workbench train ...` registers one."
+            ).value
+            self.chooser.options = []
+            self.details.children = []
+            self.predict_button.disabled = True
+            self.predict_out.children = [empty_state("No model to predict with.")]
+        else:
+            self.table.value = table_html(
+                [
+                    "name",
+                    "version",
+                    "promoted",
+                    "arch",
+                    "target",
+                    "symbol",
+                    "tf",
+                    "OOS accuracy",
+                    "OOS AUC",
+                    "created",
+                ],
+                [
+                    [
+                        r["name"],
+                        r["version"],
+                        "yes" if r["promoted"] else "",
+                        r["arch"] or "",
+                        r["target"] or "",
+                        r["symbol"] or "",
+                        r["timeframe"] or "",
+                        _num("accuracy", r["oos_accuracy"]),
+                        _num("auc", r["oos_auc"]),
+                        str(r["created"] or "")[:19],
+                    ]
+                    for _, r in ls.iterrows()
+                ],
+            )
+            opts = [
+                (
+                    f"{r['name']} {r['version']}" + (" (promoted)" if r["promoted"] else ""),
+                    (r["name"], r["version"]),
+                )
+                for _, r in ls.iterrows()
+            ]
+            old = self.chooser.value
+            self.chooser.options = opts
+            values = [v for _, v in opts]
+            self.predict_button.disabled = False
+            self.chooser.value = old if old in values else values[-1]
+            if self.chooser.value == old and old is not None:
+                self.show(old)
+        self.sentiment()
+
+    # ---------------------------------------------------------------------------------------- details
+
+    def show(self, choice: tuple[str, str] | None) -> None:
+        self.predict_out.children = []
+        if choice is None:
+            self.details.children = []
+            return
+        name, version = choice
+        try:
+            meta = self.registry.meta(name, version)
+        except (OSError, ValueError, RuntimeError) as e:
+            self.details.children = [error_state(f"{name} {version}: {e}")]
+            return
+        self.meta = meta
+        metrics = meta.get("metrics") or {}
+        cols = [k for k, v in metrics.items() if isinstance(v, dict)]
+        keys: list[str] = []
+        for c in cols:
+            keys += [k for k in metrics[c] if k not in keys]
+        mt = (
+            table_html(
+                ["metric (out of sample)", *cols],
+                [[k, *(_num(k, metrics[c].get(k)) for c in cols)] for k in keys],
+            )
+            if cols
+            else empty_state("no metrics recorded").value
+        )
+        d = meta.get("data") or {}
+        val = meta.get("validation") or {}
+        lineage = [
+            ["data", f"{d.get('exchange', '?')} {d.get('symbol', '?')} {d.get('timeframe', '?')}"],
+            ["period", f"{d.get('start', '?')} .. {d.get('end', '?')}"],
+            ["rows", _num("n_trades", d.get("rows"))],
+            ["data sha256", str(d.get("sha256", "?"))],
+            ["code version", str(meta.get("code_version", "?"))],
+            ["created", str(meta.get("created", "?"))],
+            ["arch / target / horizon", f"{meta.get('arch')} / {meta.get('target')} / {meta.get('horizon')}"],
+            ["validation", f"{val.get('method', '?')}, {val.get('folds', '?')} folds"],
+            ["seed", str(meta.get("seed", ""))],
+        ]
+        try:
+            state = self.registry._state(name)
+        except (OSError, ValueError):
+            state = {}
+        log = [[e.get("at", ""), e.get("action", ""), e.get("version", "")] for e in state.get("log") or []]
+        self.details.children = [
+            W.HTML(f"<h4>{html.escape(name)} {html.escape(version)}</h4>"),
+            W.HTML(mt),
+            W.HTML("<h4>Lineage</h4>" + table_html(["", ""], lineage)),
+            W.HTML(
+                "<h4>Promotions</h4>"
+                + (
+                    table_html(["at", "action", "version"], log)
+                    if log
+                    else empty_state("never promoted").value
+                )
+            ),
+        ]
+
+    # ---------------------------------------------------------------------------------------- predictions
+
+    def predict(self) -> None:
+        """Score the last ``bars`` stored candles of the chosen model's market, beside what happened."""
+        from workbench.data.store import Store, StoreError
+        from workbench.ml.predict import PredictionService
+        from workbench.viz.tearsheet import prediction_figure
+
+        choice = self.chooser.value
+        if choice is None:
+            self.predict_out.children = [empty_state("No model to predict with.")]
+            return
+        name, version = choice
+        self.predict_out.children = [W.HTML("<i>predicting…</i>")]
+        meta = self.registry.meta(name, version)
+        d = meta.get("data") or {}
+        ex, sym, tf = d.get("exchange"), d.get("symbol"), d.get("timeframe")
+        try:
+            store = Store(self.data, create=False)
+            candles = store.candles(str(ex), str(sym), str(tf))
+        except (StoreError, OSError, ValueError):
+            self.predict_out.children = [
+                empty_state(
+                    f"No stored {tf} candles of {ex} {sym} (what {name} {version} was trained on) in {self.data}: "
+                    f"`workbench collect ohlcv -e {ex} -s {sym} -t {tf}` stores them."
+                )
+            ]
+            return
+        try:
+            svc = PredictionService.from_registry(self.registry, name, version)
+            lookback = svc.lookback + self.bars
+            recent = candles.iloc[-lookback:]
+            pred = svc.predict_batch(recent).iloc[-self.bars :]
+            real = realised_outcome(
+                recent["close"], int(meta.get("horizon") or 1), str(meta.get("target"))
+            ).iloc[-self.bars :]
+        except Exception as e:  # a model the code can no longer load or score: in words
+            self.predict_out.children = [
+                error_state(f"{name} {version}: cannot predict: {type(e).__name__}: {e}")
+            ]
+            return
+        self.prediction, self.realised = pred, real
+        fig = prediction_figure(
+            recent["close"].iloc[-self.bars :], pred, real, target=str(meta.get("target"))
+        )
+        self.figures["predictions"] = fig
+        both = pred.notna() & real.notna()
+        if str(meta.get("target")) == "direction" and both.any():
+            hit = float(((pred[both] > 0.5).astype(float) == real[both]).mean())
+            note = (
+                f"hit rate over the {int(both.sum())} bars with an outcome: {format_metric('win_rate', hit)}"
+            )
+        else:
+            note = f"{int(pred.notna().sum())} predictions, {int(real.notna().sum())} realised outcomes"
+        self.predict_out.children = [figure_widget(fig), W.HTML(html.escape(note))]
+
+    # ---------------------------------------------------------------------------------------- sentiment
+
+    def sentiment(self) -> None:
+        models = (
+            sorted((self.data / "sentiment").glob("*.joblib")) if (self.data / "sentiment").is_dir() else []
+        )
+        if not models:
+            self.sentiment_out.children = [
+                empty_state(
+                    "No sentiment model: `workbench sentiment train` trains one (stored under <data>/sentiment/)."
+                )
+            ]
+            return
+        self.sentiment_out.children = [
+            W.HTML(table_html(["sentiment model", "file"], [[p.stem, str(p)] for p in models])),
+            empty_state(
+                "No news items stored to score: the sentiment series beside price needs collected news."
+            ),
+        ]
+
+
+def page(
+    settings: Settings | None = None,
+    *,
+    data: str | Path | None = None,
+    registry: str | Path | None = None,
+    bars: int = DEFAULT_BARS,
+) -> W.Widget:
+    """The Models page; ``data``: the data folder, ``registry``: the registry folder (defaults: the settings')."""
+    try:
+        s = settings or load_settings()
+        d = data_dir(s, data)
+        if not registry:
+            rel = Path(s.ml.registry).expanduser()
+            registry = rel if rel.is_absolute() else d / rel
+        return ModelsPanel(d, Path(registry), bars).widget
+    except Exception as e:  # the settings or the registry unreadable: say so on the page
+        return error_state(f"Models: {type(e).__name__}: {e}")
