@@ -950,16 +950,20 @@ def _sentiment_path(model: str) -> Path:
 @sentiment_app.command("train")
 def sentiment_train(
     model: Annotated[
-        str, typer.Option(help="default (word+char TF-IDF + LR), tfidf, vader, minilm_tfidf, ...")
+        str,
+        typer.Option(
+            help="default (crypto_news: TF-IDF + crypto cues + LR), tfidf_char, tfidf, vader, minilm_tfidf"
+        ),
     ] = "default",
     baselines: Annotated[
         bool, typer.Option(help="Also evaluate the majority class, VADER and the TF-IDF baseline.")
     ] = True,
 ) -> None:
-    """Train on the shipped labelled financial tweets, evaluate on the validation split, save the model."""
+    """Train on the shipped labelled financial tweets (train split), evaluate on the validation and test splits,
+    save the model."""
     import pandas as pd
 
-    from workbench.ml.sentiment import compare_models, load_dataset, make_model
+    from workbench.ml.sentiment import compare_models, evaluate, load_dataset, make_model
 
     with _errors():
         _ml_threads()
@@ -976,6 +980,11 @@ def sentiment_train(
         _print_frame(
             table.reset_index() if not isinstance(table.index, pd.RangeIndex) else table,
             title=f"validation split ({len(va)} texts)",
+        )
+        te = load_dataset("test")
+        ev = evaluate(models[model], te["text"], te["label"])
+        out.print(
+            f"{model} on the test split ({len(te)} texts): accuracy {ev['accuracy']:.3f}, macro-F1 {ev['macro_f1']:.3f}"
         )
         path = _out(_sentiment_path(model))
         models[model].save(path)
@@ -1029,7 +1038,7 @@ def patterns_scan(
 ) -> None:
     """Detect chart patterns (double tops/bottoms, head and shoulders, triangles, flags) from confirmed swing
     points, causally, and evaluate each pattern and TA-Lib candlestick pattern out of sample."""
-    from workbench.ml.patterns import detect_chart_patterns, evaluate_patterns
+    from workbench.features.patterns import detect_chart_patterns, evaluate_patterns
 
     with _errors():
         c = _slice(_market(exchange, [symbol], timeframe), start, end)
