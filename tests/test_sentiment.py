@@ -182,6 +182,32 @@ def test_the_headline_set_is_frozen_and_never_trained_on() -> None:
     assert not {t.lower() for t in heads["text"]} & seen
 
 
+def test_sentiment_models_go_into_the_versioned_registry(tmp_path) -> None:
+    from workbench.ml.registry import Registry, RegistryError
+    from workbench.ml.sentiment import register_sentiment_model
+
+    reg = Registry(tmp_path / "models")
+    sub = load_dataset("train", n=600, seed=2)
+    model = make_model("default", domain_per_template=1).fit(sub["text"], sub["label"])
+    test = load_dataset("test", n=200, seed=2)
+    ev = evaluate(model, test["text"], test["label"])
+    assert register_sentiment_model(reg, "sentiment-default", model, sub, metrics={"test": ev}) == "v0001"
+    assert register_sentiment_model(reg, "sentiment-default", VaderModel(), sub) == "v0002"
+    back, meta = reg.load_artifact("sentiment-default", "v0001", kind="sentiment")
+    assert isinstance(back, CryptoNewsModel)
+    assert np.array_equal(back.predict_proba(test["text"]), model.predict_proba(test["text"]))
+    assert meta["kind"] == "sentiment" and meta["arch"] == "crypto_news" and meta["data"]["rows"] == 600
+    assert sum(meta["data"]["labels"].values()) == 600 and len(meta["data"]["sha256"]) == 64
+    row = reg.ls().set_index("version").loc["v0001"]
+    assert row["kind"] == "sentiment" and row["oos_accuracy"] == pytest.approx(ev["accuracy"])
+    reg.promote("sentiment-default", "v0002")
+    assert isinstance(reg.load_artifact("sentiment-default")[0], VaderModel)
+    with pytest.raises(RegistryError, match="holds sentiment models, not volatility"):
+        reg.save_artifact("sentiment-default", "volatility", model, {})
+    with pytest.raises(RegistryError, match="is a sentiment model; load it with Registry"):
+        reg.load("sentiment-default")
+
+
 def test_cues_count_both_sides_and_negation() -> None:
     c = cue_counts(
         ["Hackers drain the bridge", "Token soars to a record", "Court says XRP is not a security", "Hi"]

@@ -944,7 +944,13 @@ def models_rollback(name: str) -> None:
 
 
 def _sentiment_path(model: str) -> Path:
+    """Where older versions saved a trained sentiment model (still read by `sentiment score`)."""
     return settings().data_dir / "sentiment" / f"{model}.joblib"
+
+
+def _sentiment_name(model: str) -> str:
+    """The registry name of a sentiment model trained by `workbench sentiment train --model MODEL`."""
+    return f"sentiment-{model}"
 
 
 @sentiment_app.command("train")
@@ -960,10 +966,16 @@ def sentiment_train(
     ] = True,
 ) -> None:
     """Train on the shipped labelled financial tweets (train split), evaluate on the validation and test splits,
-    save the model."""
+    and store the model as a new version of `sentiment-MODEL` in the model registry."""
     import pandas as pd
 
-    from workbench.ml.sentiment import compare_models, evaluate, load_dataset, make_model
+    from workbench.ml.sentiment import (
+        compare_models,
+        evaluate,
+        load_dataset,
+        make_model,
+        register_sentiment_model,
+    )
 
     with _errors():
         _ml_threads()
@@ -986,9 +998,12 @@ def sentiment_train(
         out.print(
             f"{model} on the test split ({len(te)} texts): accuracy {ev['accuracy']:.3f}, macro-F1 {ev['macro_f1']:.3f}"
         )
-        path = _out(_sentiment_path(model))
-        models[model].save(path)
-        out.print(f"saved {model} to {path}")
+        valid_ev = evaluate(models[model], va["text"], va["label"])
+        name = _sentiment_name(model)
+        version = register_sentiment_model(
+            _registry(), name, models[model], tr, metrics={"valid": valid_ev, "test": ev}
+        )
+        out.print(f"registered {name} {version} (workbench models ls; promote with workbench models promote)")
 
 
 @sentiment_app.command("score")
@@ -1004,14 +1019,16 @@ def sentiment_score(
     from workbench.ml.sentiment import LABELS, load_model, make_model
 
     with _errors():
-        path = _sentiment_path(model)
+        path, registry = _sentiment_path(model), _registry()
         if model == "vader":
             m = make_model("vader")
+        elif registry.versions(_sentiment_name(model)):
+            m, _ = registry.load_artifact(_sentiment_name(model), None, kind="sentiment")
         elif path.is_file():
             m = load_model(path)
         else:
             raise ValueError(
-                f"no trained sentiment model {model!r} at {path}: run `workbench sentiment train --model {model}`"
+                f"no trained sentiment model {model!r} in the registry: run `workbench sentiment train --model {model}`"
             )
         proba = m.predict_proba(texts)
         _print_frame(

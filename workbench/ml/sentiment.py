@@ -87,6 +87,7 @@ __all__ = [
     "load_model",
     "make_model",
     "normalize_text",
+    "register_sentiment_model",
     "sentiment_series",
 ]
 
@@ -849,6 +850,40 @@ def make_model(name: str = "default", **params: Any) -> SentimentModel:
     if key not in MODELS:
         raise ValueError(f"unknown sentiment model {name!r}; models: default, {', '.join(MODELS)}")
     return MODELS[key](**params)
+
+
+# --------------------------------------------------------------------------------------------- registry
+
+
+def register_sentiment_model(
+    registry: Any,
+    name: str,
+    model: SentimentModel,
+    train: pd.DataFrame,
+    *,
+    metrics: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+) -> str:
+    """Store a fitted sentiment model as a new version of ``name`` in ``registry`` (a
+    :class:`~workbench.ml.registry.Registry`), with the lineage of its training texts (rows, class counts,
+    sha256 of texts and labels) and ``metrics`` (e.g. ``{"valid": evaluate(...), "test": evaluate(...)}``; the
+    test accuracy is what ``workbench models ls`` shows); returns the version."""
+    from workbench.ml.registry import texts_hash
+
+    labels = label_index(train["label"]) - 1
+    lineage = {
+        "dataset": "twitter-financial-news (data/sample/sentiment), train split",
+        "rows": len(train),
+        "labels": {LABELS[k + 1]: int((labels == k).sum()) for k in (-1, 0, 1)},
+        "sha256": texts_hash(train["text"], labels),
+        **(data or {}),
+    }
+    m = dict(metrics or {})
+    shown = m.get("test") or m.get("valid") or {}
+    m[model.name] = {"accuracy": shown.get("accuracy"), "macro_f1": shown.get("macro_f1")}
+    return registry.save_artifact(
+        name, "sentiment", model, {"arch": model.name, "params": repr(model), "data": lineage, "metrics": m}
+    )
 
 
 # --------------------------------------------------------------------------------------------- evaluation
