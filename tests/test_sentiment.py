@@ -208,6 +208,41 @@ def test_sentiment_models_go_into_the_versioned_registry(tmp_path) -> None:
         reg.load("sentiment-default")
 
 
+@pytest.mark.slow
+def test_cli_train_registers_and_score_reads_crypto_headlines(tmp_path) -> None:
+    """`workbench sentiment train` stores sentiment-default in the registry; `score` loads it from there."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("WORKBENCH_HOME", "WORKBENCH_CONFIG")}
+    env["PYTHONPATH"] = str(root)
+
+    def wb(*args: str) -> str:
+        cmd = [sys.executable, "-m", "workbench.cli", "--home", str(tmp_path / "home"), *args]
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root, timeout=600)
+        assert p.returncode == 0, (p.stdout, p.stderr)
+        return p.stdout
+
+    p = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "--home", str(tmp_path / "home"), "sentiment", "score", "x"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+        timeout=300,
+    )
+    assert p.returncode == 1 and "run `workbench sentiment train --model default`" in p.stderr
+    out = wb("sentiment", "train", "--no-baselines")
+    assert "registered sentiment-default v0001" in out and "on the test split (1909 texts)" in out
+    out = wb("sentiment", "score", "Hackers drain $50 million from a bridge", "Bitcoin doubles in a month")
+    lines = [ln for ln in out.splitlines() if "Hackers" in ln or "doubles" in ln]
+    assert "bearish" in lines[0] and "bullish" in lines[1]
+    out = wb("models", "ls")
+    assert "sentiment-default" in out and "sentiment" in out and "crypto_news" in out
+
+
 def test_cues_count_both_sides_and_negation() -> None:
     c = cue_counts(
         ["Hackers drain the bridge", "Token soars to a record", "Court says XRP is not a security", "Hi"]
