@@ -75,6 +75,14 @@ def test_shipped_dataset_matches_its_readme() -> None:
     assert len(sub) == 500 and set(sub["text"]) <= set(train["text"])
 
 
+def test_a_bad_label_names_the_file_and_row(tmp_path) -> None:
+    (tmp_path / "sent_train.csv").write_text("text,label\nup,1\ndown,0\nhuh,7\n")
+    with pytest.raises(ValueError, match=r"sent_train.csv: row 4: label '7'"):
+        load_dataset("train_all", root=tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"no sent_valid\.csv\.gz or sent_valid\.csv"):
+        load_dataset("valid", root=tmp_path)
+
+
 def test_labels_must_be_scores_or_names() -> None:
     m = MajorityClass().fit(["a", "b", "c"], ["bearish", "neutral", "neutral"])
     assert m.predict(["x"]).tolist() == [0]

@@ -61,6 +61,7 @@ def label_index(labels: Any) -> np.ndarray:
 
 
 def text_list(texts: Any) -> list[str]:
+    """Texts as a list of ``str`` (missing values -> ``""``); one bare string is refused, not split."""
     if isinstance(texts, str):
         raise TypeError("expected a sequence of texts, got one string (wrap it in a list)")
     out = []

@@ -131,7 +131,7 @@ def _read_split(folder: Path, name: str) -> pd.DataFrame:
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise ValueError(
-            f"{path}: row {row + 2}: label {raw['label'].iloc[row]!r}; labels must be 0 (bearish), 1 (bullish) "
+            f"{path}: row {row + 2}: label {str(raw['label'].iloc[row])!r}; labels must be 0 (bearish), 1 (bullish) "
             "or 2 (neutral)"
         )
     names = codes.astype(int).map(DATASET_CODES)
