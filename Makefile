@@ -8,7 +8,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # keep numeric libraries from oversubscribing the 2 cores
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: help venv install install-test install-notebook install-dashboards demo lab test lint format check-notebooks test-py test-notebooks bench clean
+.PHONY: help venv install install-test install-notebook install-dashboards demo lab test lint format check-notebooks test-py test-notebooks bench eval clean
 
 help:
 	@echo "make demo    create .venv, install (with JupyterLab), load the bundled sample, run the pipeline, write reports, paper-trade,"
@@ -16,6 +16,7 @@ help:
 	@echo "make lab     open the notebooks in JupyterLab on http://127.0.0.1:$(LAB_PORT) with the workbench kernel"
 	@echo "make test    install test dependencies, lint, check layers and notebooks, run every test"
 	@echo "make bench   run the benchmarks (not part of make test); results in benchmarks/results/"
+	@echo "make eval    the sentiment table of docs/models.md, MiniLM fine-tuning included (not part of make test)"
 	@echo "make format  ruff format + fix"
 
 $(PY):
@@ -102,6 +103,10 @@ bench: install-test
 	$(PY) benchmarks/bench_speed.py
 	$(PY) benchmarks/bench_ml.py
 	$(PY) benchmarks/bench_trading.py
+
+# fits every sentiment model on the train split, chooses on valid, reports on test; fails below the floors
+eval: install-test
+	$(PY) tools/eval_sentiment.py --out benchmarks/results/sentiment_eval.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -1,4 +1,4 @@
-"""Chart patterns (workbench.ml.patterns): causality, known synthetic shapes, evaluation arithmetic, real data."""
+"""Chart patterns (workbench.features.patterns): causality, known synthetic shapes, evaluation arithmetic, real data."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from workbench.features import atr, candle_patterns
-from workbench.ml.patterns import (
+from workbench.features.patterns import (
     CHART_PATTERNS,
     PatternConfig,
     detect_chart_patterns,

@@ -336,3 +336,33 @@ def test_btc_1h_out_of_sample_table(btc: pd.DataFrame) -> None:
     assert np.isfinite(table[["qlike", "rmse"]].to_numpy()).all() and (table["qlike"] > 0).all()
     # the long-memory regression beats a one-day trailing estimate on this sample
     assert table.loc["har", "qlike"] < table.loc["hist_vol", "qlike"]
+
+
+def test_vol_models_go_into_the_versioned_registry(tmp_path, garch_candles: pd.DataFrame) -> None:
+    """GARCH, HAR and a small MLP: saved, versioned, promoted and loaded back with identical forecasts."""
+    from workbench.ml.registry import Registry, RegistryError
+    from workbench.ml.volatility import register_vol_model
+
+    reg = Registry(tmp_path / "models")
+    train = garch_candles.iloc[:1500]
+    cfg = TrainConfig(epochs=2, batch_size=128, lr=3e-3, patience=2, seed=1)
+    for model in (GARCHVol(8), HARVol(8), MLPVol(8, (1, 8, 32), config=cfg)):
+        model.fit(train)
+        name = f"vol-{model.name}"
+        assert register_vol_model(reg, name, model, train, metrics={"qlike": 0.5}) == "v0001"
+        assert register_vol_model(reg, name, model, train) == "v0002"
+        reg.promote(name, "v0001")
+        back, meta = reg.load_artifact(name, kind="volatility")
+        assert meta["version"] == "v0001" and meta["kind"] == "volatility" and meta["horizon"] == 8
+        assert meta["data"]["rows"] == 1500 and len(meta["data"]["sha256"]) == 64
+        assert meta["metrics"][model.name] == {"qlike": 0.5}
+        pd.testing.assert_series_equal(back.predict(garch_candles), model.predict(garch_candles))
+    table = reg.ls()
+    assert set(table["kind"]) == {"volatility"} and len(table) == 6
+    with pytest.raises(RegistryError, match="is a volatility model; load it with Registry"):
+        reg.load("vol-har")
+    with pytest.raises(RegistryError, match="is a volatility model, not sentiment"):
+        reg.load_artifact("vol-har", kind="sentiment")
+    with pytest.raises(ValueError, match="not fitted"):
+        register_vol_model(reg, "vol-new", HARVol(8), train)
+    assert reg.versions("vol-new") == [] and not list((tmp_path / "models").glob("*/.tmp-*"))

@@ -31,6 +31,7 @@ __all__ = [
     "Timeframe",
     "candles_from_frame",
     "ms_to_iso",
+    "times_ms",
     "to_ms",
     "validate_candles",
 ]
@@ -205,6 +206,24 @@ def to_ms(value: object, *, what: str = "time") -> int:
         raise ValueError(f"invalid {what} {value!r}")
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     return int(ts.value // 1_000_000)
+
+
+def times_ms(values: object) -> np.ndarray:
+    """Times (epoch ms ints, datetimes, ISO strings; naive = UTC) -> int64 epoch ms, floored (one array)."""
+    s = pd.Series(values)
+    if len(s) == 0:
+        return np.zeros(0, dtype=np.int64)
+    if s.isna().any():
+        raise ValueError(f"{int(s.isna().sum())} item(s) without a time")
+    if pd.api.types.is_integer_dtype(s.dtype):
+        return s.to_numpy(dtype=np.int64)
+    if pd.api.types.is_float_dtype(s.dtype):
+        return np.floor(s.to_numpy(dtype=float)).astype(np.int64)
+    if isinstance(s.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(s.dtype):
+        dt = s.dt.tz_localize("UTC") if s.dt.tz is None else s.dt.tz_convert("UTC")
+        return pd.DatetimeIndex(dt).as_unit("ns").asi8 // 1_000_000
+    # mixed values (JSON: epoch ms and ISO strings side by side): one at a time
+    return np.array([to_ms(v, what="item time") for v in s.to_numpy(dtype=object)], dtype=np.int64)
 
 
 def ms_to_iso(ms: int | None) -> str | None:

@@ -1094,22 +1094,38 @@ def models_rollback(name: str) -> None:
 
 
 def _sentiment_path(model: str) -> Path:
+    """Where older versions saved a trained sentiment model (still read by `sentiment score`)."""
     return settings().data_dir / "sentiment" / f"{model}.joblib"
+
+
+def _sentiment_name(model: str) -> str:
+    """The registry name of a sentiment model trained by `workbench sentiment train --model MODEL`."""
+    return f"sentiment-{model}"
 
 
 @sentiment_app.command("train")
 def sentiment_train(
     model: Annotated[
-        str, typer.Option(help="default (word+char TF-IDF + LR), tfidf, vader, minilm_tfidf, ...")
+        str,
+        typer.Option(
+            help="default (crypto_news: TF-IDF + crypto cues + LR), tfidf_char, tfidf, vader, minilm_tfidf"
+        ),
     ] = "default",
     baselines: Annotated[
         bool, typer.Option(help="Also evaluate the majority class, VADER and the TF-IDF baseline.")
     ] = True,
 ) -> None:
-    """Train on the shipped labelled financial tweets, evaluate on the validation split, save the model."""
+    """Train on the shipped labelled financial tweets (train split), evaluate on the validation and test splits,
+    and store the model as a new version of `sentiment-MODEL` in the model registry."""
     import pandas as pd
 
-    from workbench.ml.sentiment import compare_models, load_dataset, make_model
+    from workbench.ml.sentiment import (
+        compare_models,
+        evaluate,
+        load_dataset,
+        make_model,
+        register_sentiment_model,
+    )
 
     with _errors():
         # the sentiment models size their own torch threads (workbench.ml.sentiment); ml.torch_threads is
@@ -1128,9 +1144,17 @@ def sentiment_train(
             table.reset_index() if not isinstance(table.index, pd.RangeIndex) else table,
             title=f"validation split ({len(va)} texts)",
         )
-        path = _out(_sentiment_path(model))
-        models[model].save(path)
-        out.print(f"saved {model} to {path}")
+        te = load_dataset("test")
+        ev = evaluate(models[model], te["text"], te["label"])
+        out.print(
+            f"{model} on the test split ({len(te)} texts): accuracy {ev['accuracy']:.3f}, macro-F1 {ev['macro_f1']:.3f}"
+        )
+        valid_ev = evaluate(models[model], va["text"], va["label"])
+        name = _sentiment_name(model)
+        version = register_sentiment_model(
+            _registry(), name, models[model], tr, metrics={"valid": valid_ev, "test": ev}
+        )
+        out.print(f"registered {name} {version} (workbench models ls; promote with workbench models promote)")
 
 
 @sentiment_app.command("score")
@@ -1146,14 +1170,16 @@ def sentiment_score(
     from workbench.ml.sentiment import LABELS, load_model, make_model
 
     with _errors():
-        path = _sentiment_path(model)
+        path, registry = _sentiment_path(model), _registry()
         if model == "vader":
             m = make_model("vader")
+        elif registry.versions(_sentiment_name(model)):
+            m, _ = registry.load_artifact(_sentiment_name(model), None, kind="sentiment")
         elif path.is_file():
             m = load_model(path)
         else:
             raise ValueError(
-                f"no trained sentiment model {model!r} at {path}: run `workbench sentiment train --model {model}`"
+                f"no trained sentiment model {model!r} in the registry: run `workbench sentiment train --model {model}`"
             )
         proba = m.predict_proba(texts)
         _print_frame(
@@ -1180,7 +1206,7 @@ def patterns_scan(
 ) -> None:
     """Detect chart patterns (double tops/bottoms, head and shoulders, triangles, flags) from confirmed swing
     points, causally, and evaluate each pattern and TA-Lib candlestick pattern out of sample."""
-    from workbench.ml.patterns import detect_chart_patterns, evaluate_patterns
+    from workbench.features.patterns import detect_chart_patterns, evaluate_patterns
 
     with _errors():
         c = _slice(_market(exchange, [symbol], timeframe), start, end)

