@@ -60,7 +60,13 @@ class VoilaServer:
     """A real ``voila ROOT`` process on 127.0.0.1 with token auth; the kernels it starts are its children."""
 
     def __init__(
-        self, root: Path, work: Path, env: dict[str, str] | None = None, *, cull_idle: int = 6, cull_interval: int = 1
+        self,
+        root: Path,
+        work: Path,
+        env: dict[str, str] | None = None,
+        *,
+        cull_idle: int = 6,
+        cull_interval: int = 1,
     ) -> None:
         self.root, self.port, self.token = root, free_port(), secrets.token_urlsafe(24)
         cfg = work / "jupyter-config"
@@ -97,7 +103,9 @@ class VoilaServer:
 
     def url(self, path: str = "", token: bool = True, **query: str) -> str:
         q = {**query, **({"token": self.token} if token else {})}
-        return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}" + (f"?{urllib.parse.urlencode(q)}" if q else "")
+        return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}" + (
+            f"?{urllib.parse.urlencode(q)}" if q else ""
+        )
 
     def render_url(self, notebook: str, token: bool = True, **query: str) -> str:
         return self.url(f"voila/render/{notebook}", token=token, **query)
@@ -136,7 +144,9 @@ class VoilaServer:
             if pred(ks):
                 return ks
             if time.monotonic() > deadline:
-                raise AssertionError(f"kernels {ks} never satisfied the condition; voila log:\n{self.text()[-3000:]}")
+                raise AssertionError(
+                    f"kernels {ks} never satisfied the condition; voila log:\n{self.text()[-3000:]}"
+                )
             time.sleep(0.1)
 
     def stop(self) -> None:

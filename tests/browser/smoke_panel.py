@@ -26,5 +26,6 @@ def page(points: int = 12, interval_s: float = 0.1) -> widgets.Widget:
             await asyncio.sleep(interval_s)
         status.value = f'<span class="smoke-status">done {points}</span>'
 
-    asyncio.ensure_future(run())
-    return widgets.VBox([status, fig])
+    box = widgets.VBox([status, fig])
+    box._task = asyncio.ensure_future(run())  # kept referenced while the page lives
+    return box

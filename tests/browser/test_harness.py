@@ -23,7 +23,9 @@ def test_without_the_token_no_page_and_no_kernel(smoke_server) -> None:
         assert "smoke_panel" not in body and "smoke-status" not in body, path
     assert smoke_server.kernels() == before
     # the same page with the token is served (the check above is not a server that refuses everyone)
-    status, _, body = smoke_server.get(smoke_server.render_url("smoke.ipynb").split(str(smoke_server.port), 1)[1])
+    status, _, body = smoke_server.get(
+        smoke_server.render_url("smoke.ipynb").split(str(smoke_server.port), 1)[1]
+    )
     assert status == 200 and "smoke-status" in body
     assert smoke_server.token not in smoke_server.text()
 

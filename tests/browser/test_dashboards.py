@@ -1,0 +1,270 @@
+"""The real dashboards (dashboards/*.ipynb) in a real chromium, served by a real Voilà over a real replay exchange
+and a paper session (``workbench.services``): every page loads without console errors and shows its charts with
+data; the trading chart follows the replay; an order from the order form goes through the engine's command channel
+(a refused one shows the risk manager's reason); the kill switch halts and flattens; a closed tab's kernel is culled.
+
+Each page is skipped only while its notebook has not landed (the panels are built on other branches); the lead
+removes the skips at the merge. What the tests expect of the pages' widgets is collected in ``UI`` below: the
+labels and button texts a person sees, so a change of wording is one edit here.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import pytest
+from conftest import ROOT, START, voila_server
+from playwright.sync_api import Page, expect
+
+from workbench import services as sv
+from workbench.config import load_settings
+from workbench.data.sample import load_sample
+from workbench.data.store import Store
+from workbench.trading.journal import Journal, journal_path
+from workbench.types import OrderStatus, Side
+
+DASH = ROOT / "dashboards"
+PAGES = ["overview", "trading", "portfolio", "analytics", "backtests", "models", "risk", "settings"]
+# pages whose charts must show data over this fixture (a page with nothing to chart shows an empty state instead)
+CHART_PAGES = {"overview", "trading", "portfolio", "analytics", "backtests", "risk"}
+SESSION = "browser"
+
+# what a person sees on the Trading page (ipywidgets descriptions and button texts)
+UI = {
+    "amount": "Amount",  # the order form's amount field (its label)
+    "buy": "Buy",  # side (a toggle button or an option of a "Side" dropdown)
+    "side": "Side",
+    "market": "Market",
+    "type": "Type",
+    "place": re.compile(r"^(place|send|submit)( order)?$", re.I),
+    "confirm": re.compile(r"^(confirm|yes)", re.I),
+    "kill": re.compile(r"kill", re.I),
+}
+
+
+def landed(*names: str):
+    missing = [n for n in names if not (DASH / f"{n}.ipynb").exists()]
+    return pytest.mark.skipif(
+        bool(missing), reason=f"dashboards/{missing} not merged yet (lead: remove at merge)"
+    )
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """Sample candles in a fresh data folder, one stored backtest, a paused replay exchange and a paper session
+    stepped 40 bars (so there are candles, fills and equity to show)."""
+    home = tmp_path_factory.mktemp("dash-home") / "data"
+    load_sample(Store(home), ROOT / "data" / "sample", kinds=("candles",))
+    env = {"WORKBENCH_HOME": str(home), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    settings = load_settings(ROOT / "config", env={"WORKBENCH_HOME": str(home)})
+    bt = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "backtest", "--strategy", "sma_cross", "-e", "binance",
+         "-s", "BTC/USDT", "-t", "1h", "-p", "fast=10", "-p", "slow=50", "--store"],
+        cwd=ROOT, env={**_clean_env(), **env}, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert bt.returncode == 0, bt.stdout + bt.stderr
+    replay = sv.start_replay(settings, ["BTC/USDT"], "5m", start=START, speed=0)
+    session = None
+    try:
+        session = sv.start_session(
+            settings, replay, "sma_cross", ["BTC/USDT"], "5m", session=SESSION, params={"fast": 3, "slow": 8},
+            size=0.2, trading={"risk": {"stale_feed_s": None, "max_order_notional": 10_000}},
+        )  # fmt: skip
+        sv.step(replay, session, 40)
+        yield SimpleNamespace(home=home, env=env, settings=settings, replay=replay, session=session)
+    finally:
+        for s in (session, replay):
+            if s is not None:
+                sv.stop(s)
+
+
+def _clean_env() -> dict[str, str]:
+    import os
+
+    e = dict(os.environ)
+    e.pop("WORKBENCH_CONFIG", None)
+    return e
+
+
+@pytest.fixture(scope="module")
+def dash(stack, tmp_path_factory):
+    with voila_server(DASH, tmp_path_factory.mktemp("voila-dash"), stack.env, cull_idle=6) as s:
+        yield s
+
+
+def journal(stack) -> Journal:
+    return Journal(journal_path(stack.home, SESSION), readonly=True)
+
+
+def open_page(page: Page, dash, name: str) -> None:
+    page.goto(dash.render_url(f"{name}.ipynb", session=SESSION))
+    page.wait_for_selector(".jp-OutputArea-output, .widget-box, .jupyter-widgets", state="attached")
+
+
+CHART_POINTS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => (gd.data || []).reduce(
+    (n, t) => n + Math.max(...['x', 'y', 'z', 'values', 'close', 'r'].map(k => (t[k] && t[k].length) || 0)), 0))"""
+
+LAST_CANDLE = """() => { for (const gd of document.querySelectorAll('.js-plotly-plot'))
+    for (const t of (gd.data || [])) if (t.type === 'candlestick' && t.x && t.x.length) return String(t.x[t.x.length - 1]);
+    return null; }"""
+
+
+def wait_charts_with_data(page: Page) -> list[int]:
+    page.wait_for_function(
+        f"() => {{ const c = ({CHART_POINTS})(); return c.length > 0 && c.every(n => n > 0); }}"
+    )
+    return page.evaluate(CHART_POINTS)
+
+
+def no_traceback(page: Page) -> None:
+    body = page.inner_text("body")
+    assert "Traceback" not in body and "Error:" not in body.split("\n", 1)[0], body[:2000]
+
+
+def confirm_if_asked(page: Page) -> None:
+    btn = page.get_by_role("button", name=UI["confirm"])
+    try:
+        btn.first.wait_for(state="visible", timeout=3_000)
+    except Exception:  # no confirmation asked (below the notional threshold)
+        return
+    btn.first.click()
+
+
+def fill_order(page: Page, amount: float) -> None:
+    field = page.get_by_label(UI["amount"], exact=True)
+    field.fill(str(amount))
+    field.press("Enter")
+    for label, value in ((UI["side"], UI["buy"]), (UI["type"], UI["market"])):
+        toggle = page.get_by_role("button", name=value, exact=True)
+        if toggle.count():
+            toggle.first.click()
+        else:
+            page.get_by_label(label, exact=True).select_option(label=value)
+    page.get_by_role("button", name=UI["place"]).first.click()
+    confirm_if_asked(page)
+
+
+def net_position(stack, symbol: str = "BTC/USDT") -> float:
+    j = journal(stack)
+    try:
+        return sum(f.amount if f.side is Side.BUY else -f.amount for f in j.fills() if f.symbol == symbol)
+    finally:
+        j.close()
+
+
+# ------------------------------------------------------------------------------------------------ tests
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=landed(n)) for n in [*PAGES, "index"]])
+def test_every_dashboard_loads_without_console_errors_and_shows_its_charts(dash, page, shoot, name) -> None:
+    open_page(page, dash, name)
+    if name == "index":
+        for p in PAGES:  # real links to every dashboard
+            expect(page.locator(f'a[href$="voila/render/{p}.ipynb"]').first).to_be_attached()
+    if name in CHART_PAGES:
+        assert all(n > 0 for n in wait_charts_with_data(page))
+    else:
+        page.wait_for_load_state("networkidle")
+    no_traceback(page)
+    shoot(page, name)
+    assert page.errors.unexpected() == [], page.errors.console
+    assert page.errors.disallowed_external() == [], "a dashboard must work offline (no CDN)"
+
+
+@landed("trading")
+def test_the_trading_chart_follows_the_replay(stack, dash, page) -> None:
+    open_page(page, dash, "trading")
+    wait_charts_with_data(page)
+    page.wait_for_function(f"() => ({LAST_CANDLE})() !== null")
+    before = page.evaluate(LAST_CANDLE)
+    sv.step(stack.replay, stack.session, 2)
+    page.wait_for_function(f"before => ({LAST_CANDLE})() !== before", arg=before)
+    assert page.errors.unexpected() == [], page.errors.console
+
+
+@landed("trading")
+def test_a_paper_order_from_the_form_reaches_the_engine_and_the_page(stack, dash, page, shoot) -> None:
+    open_page(page, dash, "trading")
+    wait_charts_with_data(page)
+    before, known = net_position(stack), set(_manual_orders(stack))
+    fill_order(page, 0.01)
+    # the form went through the command channel: the engine took a manual order
+    new = _wait(lambda: [c for c in _manual_orders(stack) if c not in known])
+    sv.step(stack.replay, stack.session, 1)  # the market order fills on the next price
+    cid = new[-1]
+    expect(page.get_by_text(cid).first).to_be_visible()  # in open orders or trade history
+    assert net_position(stack) == pytest.approx(before + 0.01)
+    shoot(page, "trading-order")
+
+
+def _wait(what, timeout_s: float = 30):
+    deadline = time.monotonic() + timeout_s
+    while not (got := what()):
+        assert time.monotonic() < deadline, "the engine never saw the order"
+        time.sleep(0.05)
+    return got
+
+
+def _manual_orders(stack) -> list[str]:
+    j = journal(stack)
+    try:
+        return [
+            cid for cid, o in j.orders().items() if o.tag == "manual" and o.status is not OrderStatus.DENIED
+        ]
+    finally:
+        j.close()
+
+
+@landed("trading")
+def test_an_order_the_risk_manager_refuses_shows_the_reason(stack, dash, page) -> None:
+    open_page(page, dash, "trading")
+    wait_charts_with_data(page)
+    fill_order(page, 5.0)  # about 5 x 60k USDT: over max_order_notional 10,000
+    expect(page.get_by_text(re.compile("max_order_notional")).first).to_be_visible()
+    assert page.errors.unexpected() == [], page.errors.console
+
+
+@landed("trading")
+def test_the_kill_switch_halts_flattens_and_the_page_shows_halted(stack, dash, page, shoot) -> None:
+    open_page(page, dash, "trading")
+    wait_charts_with_data(page)
+    if abs(net_position(stack)) < 1e-12:  # hold something to flatten (through the same command channel)
+        j = Journal(journal_path(stack.home, SESSION))
+        try:
+            cid = j.send_command(
+                "order", {"symbol": "BTC/USDT", "side": "buy", "type": "market", "amount": 0.01}
+            )
+            assert j.wait_ack(cid, 30)["ok"]
+        finally:
+            j.close()
+        sv.step(stack.replay, stack.session, 1)
+    assert abs(net_position(stack)) > 0
+    page.get_by_role("button", name=UI["kill"]).first.click()
+    confirm_if_asked(page)
+    expect(page.get_by_text("HALTED").first).to_be_visible()
+    sv.step(stack.replay, None, 1)  # the flattening market order fills on the next price
+    j = journal(stack)
+    try:
+        halted = [r for r in j.read(kinds="risk") if r.data.get("event") == "halt"]
+    finally:
+        j.close()
+    assert halted, "the kill switch did not halt the session"
+    assert abs(net_position(stack)) < 1e-9, "the kill switch did not flatten the position"
+    shoot(page, "trading-halted")
+
+
+@landed("trading")
+def test_a_closed_live_tabs_kernel_is_culled(stack, dash, page) -> None:
+    before = set(dash.kernels())
+    open_page(page, dash, "trading")
+    wait_charts_with_data(page)
+    new = set(dash.wait_kernels(lambda ks: set(ks) - before)) - before
+    page.close()
+    dash.wait_kernels(lambda ks: not (set(ks) & new), timeout_s=90)
