@@ -56,8 +56,81 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class VoilaServer:
-    """A real ``voila ROOT`` process on 127.0.0.1 with token auth; the kernels it starts are its children."""
+class Served:
+    """A running Voilà server on 127.0.0.1 (``pid``, ``port``, ``token``, its log): URLs, plain HTTP GETs, and the
+    kernel processes it started (its ipykernel children, found through ``/proc``)."""
+
+    pid: int
+    port: int
+    token: str
+    log_path: Path
+
+    def text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def url(self, path: str = "", token: bool = True, **query: str) -> str:
+        q = {**query, **({"token": self.token} if token else {})}
+        return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}" + (
+            f"?{urllib.parse.urlencode(q)}" if q else ""
+        )
+
+    def render_url(self, notebook: str, token: bool = True, **query: str) -> str:
+        return self.url(f"voila/render/{notebook}", token=token, **query)
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+        """A plain HTTP GET (redirects not followed): status, headers, body."""
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            c.request("GET", path, headers=headers or {})
+            r = c.getresponse()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read().decode(errors="replace")
+        finally:
+            c.close()
+
+    def kernel_processes(self) -> dict[int, str]:
+        """Live kernel processes this server started: pid -> kernel id (from its ``kernel-<id>.json``)."""
+        found = {}
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                stat = (d / "stat").read_text().rsplit(")", 1)[1].split()
+                cmdline = (d / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            if int(stat[1]) != self.pid or stat[0] == "Z" or not any("ipykernel" in a for a in cmdline):
+                continue
+            ids = [
+                Path(a).stem.removeprefix("kernel-") for a in cmdline if Path(a).name.startswith("kernel-")
+            ]
+            found[int(d.name)] = ids[0] if ids else ""
+        return found
+
+    def kernels(self) -> list[int]:
+        return sorted(self.kernel_processes())
+
+    def wait_kernels(self, pred, timeout_s: float = 90) -> list[int]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            ks = self.kernels()
+            if pred(ks):
+                return ks
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"kernels {ks} never satisfied the condition; voila log:\n{self.text()[-3000:]}"
+                )
+            time.sleep(0.1)
+
+
+def page_kernel_id(page: Page) -> str:
+    """The id of the kernel Voilà gave this page (its page config)."""
+    return page.evaluate(
+        "() => JSON.parse(document.getElementById('jupyter-config-data').textContent).kernelId"
+    )
+
+
+class VoilaServer(Served):
+    """A ``voila ROOT`` process of the test's own, started with the options ``workbench dashboards`` uses."""
 
     def __init__(
         self,
@@ -86,6 +159,7 @@ class VoilaServer:
         cmd = [sys.executable, "-m", "voila", str(root), "--no-browser", "--Voila.ip=127.0.0.1",
                f"--port={self.port}", "--show_tracebacks=False"]  # fmt: skip
         self.p = subprocess.Popen(cmd, cwd=root, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.pid = self.p.pid
         self._wait_listening()
 
     def _wait_listening(self, timeout_s: float = 60) -> None:
@@ -98,57 +172,6 @@ class VoilaServer:
             time.sleep(0.05)
         raise AssertionError(f"voila did not start within {timeout_s} s:\n{self.text()}")
 
-    def text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def url(self, path: str = "", token: bool = True, **query: str) -> str:
-        q = {**query, **({"token": self.token} if token else {})}
-        return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}" + (
-            f"?{urllib.parse.urlencode(q)}" if q else ""
-        )
-
-    def render_url(self, notebook: str, token: bool = True, **query: str) -> str:
-        return self.url(f"voila/render/{notebook}", token=token, **query)
-
-    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
-        """A plain HTTP GET (redirects not followed): status, headers, body."""
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            c.request("GET", path, headers=headers or {})
-            r = c.getresponse()
-            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read().decode(errors="replace")
-        finally:
-            c.close()
-
-    def kernels(self) -> list[int]:
-        """Pids of the live kernel processes this server started (its ipykernel children)."""
-        found = []
-        for d in Path("/proc").iterdir():
-            if not d.name.isdigit():
-                continue
-            try:
-                stat = (d / "stat").read_text()
-                cmdline = (d / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            state = stat.rsplit(")", 1)[1].split()[0]
-            if ppid == self.p.pid and state != "Z" and any(b"ipykernel" in a for a in cmdline):
-                found.append(int(d.name))
-        return sorted(found)
-
-    def wait_kernels(self, pred, timeout_s: float = 90) -> list[int]:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            ks = self.kernels()
-            if pred(ks):
-                return ks
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"kernels {ks} never satisfied the condition; voila log:\n{self.text()[-3000:]}"
-                )
-            time.sleep(0.1)
-
     def stop(self) -> None:
         if self.p.poll() is None:
             self.p.terminate()
@@ -160,16 +183,49 @@ class VoilaServer:
         self.log.close()
 
 
+class ServiceServer(Served):
+    """The dashboards as ``workbench.services.start_dashboards`` serves them (the production path)."""
+
+    def __init__(self, settings, svc, token: str) -> None:
+        from workbench import services as sv
+
+        self.svc, self.token, self.pid, self.log_path = svc, token, svc.pid, svc.log_path
+        self.port = int(urllib.parse.urlsplit(svc.url).port)
+        self._stop = lambda: sv.stop(svc)
+
+    def stop(self) -> None:
+        self._stop()
+
+
 @contextlib.contextmanager
 def voila_server(root: Path, work: Path, env: dict[str, str] | None = None, **kw) -> Iterator[VoilaServer]:
     server = VoilaServer(root, work, env, **kw)
     try:
         yield server
     finally:
-        kernels = server.kernels()
-        server.stop()
-        for pid in kernels:  # voila shuts its kernels down; a stray one is ended by its pid
-            with contextlib.suppress(ProcessLookupError):
+        _stop(server)
+
+
+@contextlib.contextmanager
+def dashboards_service(settings, **kw) -> Iterator[Served]:
+    """``start_dashboards`` (t11-serve) on a free port with a fresh token; the kernels it leaves are ended."""
+    from workbench import services as sv
+
+    token = secrets.token_urlsafe(24)
+    svc = sv.start_dashboards(settings, free_port(), token=token, **kw)
+    server = ServiceServer(settings, svc, token)
+    try:
+        yield server
+    finally:
+        _stop(server)
+
+
+def _stop(server: Served) -> None:
+    kernels = server.kernels()
+    server.stop()
+    for pid in kernels:  # voila shuts its kernels down; a stray one (still a kernel) is ended by its pid
+        with contextlib.suppress(OSError):
+            if b"ipykernel" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 os.kill(pid, 9)
 
 
