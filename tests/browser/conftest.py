@@ -3,7 +3,12 @@ kernel culling), Debian's chromium driven by Playwright (never ``playwright inst
 screenshots as test artifacts, and, for the real dashboards, a replay exchange and a paper session as real
 processes (``workbench.services``).
 
-The token reaches Voilà through the environment only: a private ``JUPYTER_CONFIG_DIR`` holds a ``voila.py`` that
+The real dashboards are served by ``workbench.services.start_dashboards`` (what ``workbench dashboards`` runs)
+where it exists; the harness's own server (``voila_server``) starts Voilà with the same options. The kernels a
+server started are found through ``/proc`` (its ipykernel children; a page's own kernel by the id in its page
+config), so "no kernel started" and "the kernel was culled" are checked on real processes.
+
+For the harness's own server the token reaches Voilà through the environment only: a private ``JUPYTER_CONFIG_DIR`` holds a ``voila.py`` that
 reads ``WORKBENCH_DASHBOARD_TOKEN``, so neither the command line (``ps``) nor a file holds it.
 
 Screenshots go to ``<pytest tmp>/screenshots/``; with ``WORKBENCH_SCREENSHOTS=docs/img`` (relative to the repo
