@@ -152,6 +152,11 @@ def no_traceback(page: Page) -> None:
     assert "Traceback" not in body and "Error:" not in body.split("\n", 1)[0], body[:2000]
 
 
+def wait_trading_chart(page: Page) -> None:
+    """The Trading page is up when its candlestick chart holds candles (the other tests check every chart)."""
+    page.wait_for_function(f"() => ({LAST_CANDLE})() !== null")
+
+
 def confirm_if_asked(page: Page) -> None:
     btn = page.get_by_role("button", name=ui("confirm"))
     try:
@@ -205,8 +210,7 @@ def test_every_dashboard_loads_without_console_errors_and_shows_its_charts(dash,
 @landed("trading")
 def test_the_trading_chart_follows_the_replay(stack, dash, page) -> None:
     open_page(page, dash, "trading")
-    wait_charts_with_data(page)
-    page.wait_for_function(f"() => ({LAST_CANDLE})() !== null")
+    wait_trading_chart(page)
     before = page.evaluate(LAST_CANDLE)
     sv.step(stack.replay, stack.session, 2)
     page.wait_for_function(f"before => ({LAST_CANDLE})() !== before", arg=before)
@@ -216,7 +220,7 @@ def test_the_trading_chart_follows_the_replay(stack, dash, page) -> None:
 @landed("trading")
 def test_a_paper_order_from_the_form_reaches_the_engine_and_the_page(stack, dash, page, shoot) -> None:
     open_page(page, dash, "trading")
-    wait_charts_with_data(page)
+    wait_trading_chart(page)
     before, known = net_position(stack), set(_manual_orders(stack))
     fill_order(page, 0.01)
     # the form went through the command channel: the engine took a manual order
@@ -249,7 +253,7 @@ def _manual_orders(stack) -> list[str]:
 @landed("trading")
 def test_an_order_the_risk_manager_refuses_shows_the_reason(stack, dash, page) -> None:
     open_page(page, dash, "trading")
-    wait_charts_with_data(page)
+    wait_trading_chart(page)
     fill_order(page, 5.0)  # about 5 x 60k USDT: over max_order_notional 10,000
     expect(page.get_by_text(re.compile("max_order_notional")).first).to_be_visible()
     assert page.errors.unexpected() == [], page.errors.console
@@ -258,7 +262,7 @@ def test_an_order_the_risk_manager_refuses_shows_the_reason(stack, dash, page) -
 @landed("trading")
 def test_the_kill_switch_halts_flattens_and_the_page_shows_halted(stack, dash, page, shoot) -> None:
     open_page(page, dash, "trading")
-    wait_charts_with_data(page)
+    wait_trading_chart(page)
     if abs(net_position(stack)) < 1e-12:  # hold something to flatten (through the same command channel)
         j = Journal(journal_path(stack.home, SESSION))
         try:
@@ -288,7 +292,7 @@ def test_the_kill_switch_halts_flattens_and_the_page_shows_halted(stack, dash, p
 def test_a_closed_live_tabs_kernel_is_culled(stack, culling_dash, page) -> None:
     dash = culling_dash
     open_page(page, dash, "trading")
-    wait_charts_with_data(page)
+    wait_trading_chart(page)
     kid = page_kernel_id(page)
     mine = [pid for pid, k in dash.kernel_processes().items() if k == kid]
     assert len(mine) == 1, (kid, dash.kernel_processes())
