@@ -100,14 +100,26 @@ def _clean_env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def dash(stack, tmp_path_factory):
-    """The dashboards as ``workbench dashboards`` serves them (kernel pool, culling after 6 s idle)."""
+    """The dashboards as ``workbench dashboards`` serves them. No preheated pool here: ``pool_size`` is per
+    notebook, and nine idle kernels running their pages at once starve a 2-core machine."""
     if hasattr(sv, "start_dashboards"):
-        with dashboards_service(
-            stack.settings, root=DASH, pool_size=1, cull_idle_s=6, cull_interval_s=1
-        ) as s:
+        kw = {"root": DASH, "pool_size": 0, "cull_idle_s": 600, "cull_interval_s": 30}
+        with dashboards_service(stack.settings, **kw) as s:
             yield s
     else:  # before t11-serve is merged: the same options by hand
-        with voila_server(DASH, tmp_path_factory.mktemp("voila-dash"), stack.env, cull_idle=6) as s:
+        with voila_server(DASH, tmp_path_factory.mktemp("voila-dash"), stack.env, cull_idle=600) as s:
+            yield s
+
+
+@pytest.fixture
+def culling_dash(stack, tmp_path_factory):
+    """A second server that culls a kernel 6 s after its last tab went away."""
+    if hasattr(sv, "start_dashboards"):
+        kw = {"root": DASH, "pool_size": 0, "cull_idle_s": 6, "cull_interval_s": 1, "name": "dashboards-cull"}
+        with dashboards_service(stack.settings, **kw) as s:
+            yield s
+    else:
+        with voila_server(DASH, tmp_path_factory.mktemp("voila-cull"), stack.env, cull_idle=6) as s:
             yield s
 
 
