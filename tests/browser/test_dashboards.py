@@ -129,7 +129,10 @@ def journal(stack) -> Journal:
 
 def open_page(page: Page, dash, name: str) -> None:
     page.goto(dash.render_url(f"{name}.ipynb", session=SESSION))
-    page.wait_for_selector(".jp-OutputArea-output, .widget-box, .jupyter-widgets", state="attached")
+    if name == "index":  # markdown links only, no widgets
+        page.wait_for_selector("a[href*='voila/render/']", state="attached")
+    else:
+        page.wait_for_selector(".jp-OutputArea-output, .widget-box, .jupyter-widgets", state="attached")
 
 
 CHART_POINTS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => (gd.data || []).reduce(
@@ -169,10 +172,11 @@ def wait_trading_chart(page: Page) -> None:
     page.wait_for_function(f"() => ({LAST_CANDLE})() !== null")
 
 
-def confirm_if_asked(page: Page) -> None:
+def confirm_if_asked(page: Page, timeout_ms: float = 3_000) -> None:
+    """Click the confirmation when one is asked (the order form asks above a notional threshold)."""
     btn = page.get_by_role("button", name=ui("confirm"))
     try:
-        btn.first.wait_for(state="visible", timeout=3_000)
+        btn.first.wait_for(state="visible", timeout=timeout_ms)
     except Exception:  # no confirmation asked (below the notional threshold)
         return
     btn.first.click()
@@ -189,7 +193,7 @@ def fill_order(page: Page, amount: float) -> None:
         else:
             page.get_by_label(ui(label)).select_option(label=UI[value])
     page.get_by_role("button", name=ui("place")).first.click()
-    confirm_if_asked(page)
+    confirm_if_asked(page, timeout_ms=15_000)
 
 
 def net_position(stack, symbol: str = "BTC/USDT") -> float:
