@@ -8,7 +8,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # keep numeric libraries from oversubscribing the 2 cores
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: help venv install install-test install-notebook install-dashboards demo lab test lint format check-notebooks test-py test-notebooks bench eval clean
+.PHONY: help venv install install-test install-notebook install-dashboards demo lab test lint format check-notebooks test-py test-notebooks bench eval clean check-chromium
 
 help:
 	@echo "make demo    create .venv, install (with JupyterLab), load the bundled sample, run the pipeline, write reports, paper-trade,"
@@ -94,7 +94,13 @@ test-py: install-test
 test-notebooks: install-test
 	WORKBENCH_HOME=$$(mktemp -d) $(PY) -m pytest --nbval-lax --nbval-kernel-name workbench -p no:cacheprovider notebooks -q
 
-test: lint check-notebooks test-py test-notebooks
+# the browser tests (tests/browser/) drive Debian's chromium through Playwright; never `playwright install`
+CHROMIUM ?= /usr/bin/chromium
+check-chromium:
+	@test -x $(CHROMIUM) || { echo "make test: $(CHROMIUM) is missing; the browser tests need Debian's chromium package:" \
+		"sudo apt-get install -y chromium (.ci/run installs it)" >&2; exit 1; }
+
+test: check-chromium lint check-notebooks test-py test-notebooks
 
 bench: install-test
 	$(PY) -m pip install -q -e '.[bench]'
