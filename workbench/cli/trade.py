@@ -218,6 +218,7 @@ async def _run(
         quote=quote,
         stale_s=float("inf") if tcfg.risk.stale_feed_s is None else tcfg.risk.stale_feed_s,
         flatten_on_halt=tcfg.risk.flatten_on_halt,
+        book=bool(client.has.get("watchOrderBook")),  # the order book journalled about once a second
         journal_synchronous=tcfg.journal_synchronous,
         outcome_window_s=tcfg.order_outcome_window_s,
         log=lambda m: err.print(m, highlight=False, soft_wrap=True),

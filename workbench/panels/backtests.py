@@ -251,6 +251,9 @@ class BacktestsPanel:
         self._keep(self.report_select, reports)
         if not backtests:
             self.compare_out.children = [empty_state("No stored backtest to compare.")]
+        elif not self.compare_select.value:  # the newest one is shown until the visitor chooses
+            self.compare_select.value = (backtests[0][1],)
+            self.compare()
         if not sweeps:
             self.sweep_out.children = [
                 empty_state("No stored sweep: `workbench sweep ...` or the form below.")

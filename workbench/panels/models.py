@@ -302,9 +302,12 @@ def page(
     try:
         s = settings or load_settings()
         d = data_dir(s, data)
-        if not registry:
-            rel = Path(s.ml.registry).expanduser()
-            registry = rel if rel.is_absolute() else d / rel
+        if (
+            not registry
+        ):  # the configured registry (Settings resolves it), moved along with a data folder given
+            registry = s.registry_dir
+            if d != s.data_dir and registry.is_relative_to(s.data_dir):
+                registry = d / registry.relative_to(s.data_dir)
         return ModelsPanel(d, Path(registry), bars).widget
     except Exception as e:  # the settings or the registry unreadable: say so on the page
         return error_state(f"Models: {type(e).__name__}: {e}")
