@@ -34,7 +34,9 @@ from workbench.data.exchanges import redact as exchanges_redact
 WB = [sys.executable, "-m", "workbench.cli"]
 MASTER = "correct horse battery staple 42"
 API_KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"  # Binance's documented example
-API_SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"
+API_SECRET = hashlib.sha256(
+    b"workbench test secret"
+).hexdigest()  # made here: no key-like literal in the repo
 
 
 def make_cfg(folder: Path, data: Path, exchanges: dict | None = None) -> Path:

@@ -237,7 +237,9 @@ def _stop(server: Served) -> None:
 # ------------------------------------------------------------------------------------------------ browser
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(
+    scope="module"
+)  # not session: Playwright's sync API keeps an event loop running in this thread, which would break every later asyncio.run() in the suite
 def browser():
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
