@@ -713,7 +713,8 @@ class Model:
                 cap = min(
                     abs(pos),
                     self.lim(s, "max_amount") or math.inf,
-                    (self.lim(s, "max_order_notional") or math.inf) / self.px[s],
+                    # a hair under the limit: (limit / price) x price can round one ulp above it
+                    (self.lim(s, "max_order_notional") or math.inf) / self.px[s] * (1 - 1e-12),
                 )
                 lo = self.lim(s, "min_amount") or 0.0
                 if cap <= 1e-12 or cap < lo:
