@@ -162,6 +162,17 @@ def test_token_required_and_no_kernel_without_it(home: Path, folder: Path) -> No
         assert status == 200 and MARKER in body  # the preheated kernel ran on past wait_for_request()
         assert "Using pre-heated kernel" in svc.log()
 
+        # plotly's widget bundle is served once for every figure of a page, and the kernels know where
+        import plotly
+
+        kernel_env = Path(f"/proc/{_children(svc.pid)[0]}/environ").read_bytes().split(b"\0")
+        esm = next(v.split(b"=", 1)[1].decode() for v in kernel_env if v.startswith(b"WORKBENCH_PLOTLY_ESM="))
+        assert esm == f"voila/labextensions/workbench-assets/static/plotly-widget-{plotly.__version__}.js"
+        with opener.open(base + esm, timeout=30) as r:
+            bundle = r.read()
+        shipped = Path(plotly.__file__).parent / "package_data" / "widgetbundle.js"
+        assert bundle == shipped.read_bytes()
+
         # the token is on no command line, in no environment, log or service file
         procs = [svc.pid, *_children(svc.pid)]
         assert len(procs) >= 2

@@ -664,3 +664,26 @@ def test_trading_chart_starts_from_the_stores_history(tmp_path: Path):
     assert list(h["close"]) == [57.0, 58.0, 59.0]
     assert trading.history_candles(s.data_dir, "binance", "XRP/USDT", "1m", T0).empty
     j.close()
+
+
+def test_figures_share_plotly_bundle_when_served(monkeypatch) -> None:
+    """Served by ``workbench dashboards`` (the variable set), a figure's ``_esm`` is a short shim importing the
+    bundle from the server; elsewhere it is plotly's own FigureWidget with its 5 MB bundle inline."""
+    import plotly.graph_objects as go
+
+    from workbench import services
+    from workbench.panels import common
+
+    assert common.PLOTLY_ESM_ENV == services.PLOTLY_ESM_ENV
+    monkeypatch.delenv(common.PLOTLY_ESM_ENV, raising=False)
+    plain = common.figure_widget(go.Figure(go.Scatter(y=[1, 2, 3])))
+    assert isinstance(plain, go.FigureWidget) and len(plain._esm) > 1_000_000
+    path = "voila/labextensions/workbench-assets/static/plotly-widget-x.js"
+    monkeypatch.setenv(common.PLOTLY_ESM_ENV, path)
+    a, b = (common.figure_widget(go.Figure(go.Scatter(y=[1, 2, 3]))) for _ in range(2))
+    shared = common._SHARED_FIGURE
+    assert shared is not None and all(isinstance(f, shared) for f in (a, b)) and isinstance(a, go.FigureWidget)
+    assert len(a._esm) < 1_000 and f'"{path}"' in a._esm and "export default" in a._esm
+    assert list(a.data[0].y) == [1, 2, 3]
+    a.data[0].y = [4, 5]  # still a live FigureWidget
+    assert list(a.data[0].y) == [4, 5]

@@ -46,6 +46,7 @@ import atexit
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -335,8 +336,34 @@ def _new_token() -> str:
     return token
 
 
+PLOTLY_ESM_ENV = "WORKBENCH_PLOTLY_ESM"
+"""The environment variable naming, to the dashboards' kernels, where the server serves plotly's widget bundle
+(read by ``workbench.panels.common.figure_widget``, which a test keeps equal to this name)."""
+
+
+def _plotly_assets(folder: Path) -> str:
+    """Put plotly's widget bundle where the Voilà server serves it (a lab-extensions folder of its own, under
+    ``folder``), named by plotly's version; the URL path relative to the server's base URL.
+
+    The dashboards' figures import it from there once per page (``workbench.panels.common.figure_widget``)
+    instead of carrying the 5 MB bundle in every figure's widget state."""
+    import plotly
+
+    src = Path(plotly.__file__).parent / "package_data" / "widgetbundle.js"
+    if not src.is_file():
+        raise ServiceError(f"plotly {plotly.__version__} has no widget bundle at {src}")
+    name = f"plotly-widget-{plotly.__version__}.js"
+    dest = folder / "workbench-assets" / "static" / name
+    if not dest.is_file() or dest.stat().st_size != src.stat().st_size:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{name}.tmp")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+    return f"voila/labextensions/workbench-assets/static/{name}"
+
+
 def _voila_config(token: str, port: int, pool_size: int, cull_idle_s: float, cull_interval_s: float,
-                  conf_dir: Path) -> str:  # fmt: skip
+                  conf_dir: Path, assets: Path) -> str:  # fmt: skip
     return f"""# Written by workbench.services.start_dashboards for one Voila server (mode 0600: it holds the token).
 import functools
 
@@ -349,6 +376,8 @@ c.Voila.port = {int(port)}
 c.Voila.port_retries = 0
 c.Voila.open_browser = False
 c.Voila.connection_dir_root = {str(conf_dir)!r}
+# plotly's widget bundle, served once per page to every figure (see workbench.panels.common.figure_widget)
+c.VoilaConfiguration.extra_labextensions_path = [{str(assets)!r}]
 # request lines with their query strings (?token=...) scrubbed, as jupyter_server logs them
 c.Voila.tornado_settings = {{"log_function": functools.partial(log_request, record_prometheus_metrics=False)}}
 # A dashboard's query string reaches its kernel (QUERY_STRING, VOILA_REQUEST_URL): a request that carries the
@@ -435,10 +464,12 @@ def start_dashboards(
     conf_dir.mkdir(mode=0o700, exist_ok=True)
     os.chmod(conf_dir, 0o700)
     conf = conf_dir / "voila.py"
+    assets = run_dir / f"{name}.assets"
+    esm_path = _plotly_assets(assets)
     fd = os.open(conf_dir / ".voila.py.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         os.fchmod(f.fileno(), 0o600)
-        f.write(_voila_config(token, port, pool_size, cull_idle_s, cull_interval_s, conf_dir))
+        f.write(_voila_config(token, port, pool_size, cull_idle_s, cull_interval_s, conf_dir, assets))
     os.replace(conf_dir / ".voila.py.tmp", conf)
     master = settings.security.master_key_env
     prefix = settings.security.api_key_env_prefix + "_"
@@ -448,7 +479,8 @@ def start_dashboards(
     ]
     command = [sys.executable, "-m", "voila", str(folder), f"--Voila.config_file_paths={conf_dir}"]
     svc = _spawn(settings, name, "dashboards", [], _effective(settings), detach=detach, command=command,
-                 cwd=run_dir, drop_env=drop, url=f"http://127.0.0.1:{int(port)}/")  # fmt: skip
+                 cwd=run_dir, drop_env=drop, url=f"http://127.0.0.1:{int(port)}/",
+                 env={PLOTLY_ESM_ENV: esm_path})  # fmt: skip
     return wait_ready(svc, timeout_s) if wait else svc
 
 

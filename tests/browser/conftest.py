@@ -21,7 +21,6 @@ import contextlib
 import http.client
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -306,6 +305,19 @@ def screenshots(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("screenshots")
 
 
+def _docs_copy(src: Path, dest: Path, width: int = 1100) -> None:
+    """A copy of a screenshot small enough for git: at most ``width`` pixels wide, 256 colours (PNG)."""
+    from PIL import Image
+
+    with Image.open(src) as im:
+        im = im.convert("RGB")
+        if im.width > width:
+            im = im.resize((width, round(im.height * width / im.width)), Image.Resampling.LANCZOS)
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        im.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(tmp, format="PNG", optimize=True)
+        os.replace(tmp, dest)
+
+
 @pytest.fixture
 def shoot(screenshots):
     """``shoot(page, name)``: a full-page PNG under the pytest tmp dir (and ``$WORKBENCH_SCREENSHOTS``)."""
@@ -317,7 +329,7 @@ def shoot(screenshots):
         if extra:
             dest = Path(extra) if Path(extra).is_absolute() else ROOT / extra
             dest.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(out, dest / out.name)
+            _docs_copy(out, dest / out.name)
         return out
 
     return _shoot

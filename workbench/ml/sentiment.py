@@ -55,7 +55,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final
@@ -739,8 +739,11 @@ class FineTunedMiniLM(SentimentModel):
         seed: int = 42,
         threads: int | None = None,
         progress: bool = False,
+        schedule: str = "constant",
+        warmup: float = 0.0,
     ) -> None:
         self.epochs, self.lr, self.batch_size, self.max_len = epochs, lr, batch_size, max_len
+        self.schedule, self.warmup = schedule, warmup
         self.weight_decay, self.dropout, self.valid_fraction, self.seed = (
             weight_decay,
             dropout,
@@ -779,7 +782,14 @@ class FineTunedMiniLM(SentimentModel):
         )
         return np.stack([enc["input_ids"], enc["attention_mask"]], axis=1).astype(np.float32)
 
-    def fit(self, texts: Iterable[str], labels: Iterable[Any]) -> FineTunedMiniLM:
+    def fit(
+        self,
+        texts: Iterable[str],
+        labels: Iterable[Any],
+        on_epoch: Callable[[int, float, float | None], None] | None = None,
+    ) -> FineTunedMiniLM:
+        """Fine-tune on ``texts``; ``on_epoch(epoch, train_loss, valid_loss)`` is the Trainer's hook (called
+        after each epoch with the network in training mode)."""
         from workbench.ml.trainer import TrainConfig, Trainer, set_seed
 
         x, y = text_list(texts), label_index(labels)
@@ -803,6 +813,8 @@ class FineTunedMiniLM(SentimentModel):
             lr=self.lr,
             weight_decay=self.weight_decay,
             patience=1,
+            schedule=self.schedule,
+            warmup=self.warmup,
             seed=self.seed,
             threads=self.threads or os.cpu_count(),
             progress=self.progress,
@@ -810,7 +822,7 @@ class FineTunedMiniLM(SentimentModel):
         trainer = Trainer(self.net_, loss="ce", config=cfg)
         valid = (X[is_valid], y[is_valid]) if is_valid.any() and (~is_valid).any() else None
         train = (X[~is_valid], y[~is_valid]) if valid is not None else (X, y)
-        self.history_ = trainer.fit(train, valid).to_dict()
+        self.history_ = trainer.fit(train, valid, on_epoch=on_epoch).to_dict()
         self.net_.eval()
         return self
 

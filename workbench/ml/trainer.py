@@ -78,6 +78,10 @@ class TrainConfig:
     """Epochs without a validation improvement (by more than ``min_delta``) before stopping."""
     min_delta: float = 0.0
     grad_clip: float | None = 1.0
+    schedule: str = "constant"
+    """Learning rate over the run: 'constant', or 'linear' (a linear warm-up over the first ``warmup``
+    fraction of the steps, then a linear decay to zero at the last step: the usual fine-tuning recipe)."""
+    warmup: float = 0.0
     seed: int = 42
     threads: int | None = None
     device: str = "cpu"
@@ -118,6 +122,25 @@ def _tensor(x: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
     if dtype is None:
         dtype = torch.long if np.issubdtype(arr.dtype, np.integer) else torch.float32
     return torch.as_tensor(arr, dtype=dtype)
+
+
+def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> Any:
+    """The per-step learning-rate schedule of ``cfg`` (None for a constant rate)."""
+    if cfg.schedule == "constant":
+        return None
+    if cfg.schedule != "linear":
+        raise ValueError(f"unknown schedule {cfg.schedule!r}; schedules: constant, linear")
+    if not 0.0 <= cfg.warmup < 1.0:
+        raise ValueError(f"warmup is a fraction of the steps in [0, 1), not {cfg.warmup}")
+    total = max(cfg.epochs * steps_per_epoch, 1)
+    warm = int(cfg.warmup * total)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return max(0.0, (total - step) / max(total - warm, 1))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 class Trainer:
@@ -185,6 +208,7 @@ class Trainer:
             (_tensor(valid[0], torch.float32), self._target(valid[1])) if valid is not None else (None, None)
         )
         opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = _scheduler(opt, cfg, steps_per_epoch=math.ceil(len(X) / cfg.batch_size))
         gen = torch.Generator().manual_seed(cfg.seed)
         best_state = copy.deepcopy(self.model.state_dict())
         ckpt = Path(cfg.checkpoint) if cfg.checkpoint else None
@@ -193,6 +217,8 @@ class Trainer:
             saved = torch.load(ckpt, map_location=self.device, weights_only=False)
             self.model.load_state_dict(saved["model"])
             opt.load_state_dict(saved["optimizer"])
+            if sched is not None and saved.get("scheduler") is not None:
+                sched.load_state_dict(saved["scheduler"])
             self.history = TrainHistory(**{k: v for k, v in saved["history"].items() if k != "samples_per_s"})
             start_epoch = len(self.history.train_loss)
             best_state = copy.deepcopy(saved["best"])
@@ -220,6 +246,8 @@ class Trainer:
                 if cfg.grad_clip:
                     nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
                 opt.step()
+                if sched is not None:
+                    sched.step()
                 total += float(loss.detach()) * len(idx)
                 self.history.samples += len(idx)
             tl = total / len(X)
@@ -241,6 +269,7 @@ class Trainer:
                     {
                         "model": self.model.state_dict(),
                         "optimizer": opt.state_dict(),
+                        "scheduler": None if sched is None else sched.state_dict(),
                         "history": self.history.to_dict(),
                         "best": best_state,
                     },

@@ -25,6 +25,7 @@ import pandas as pd
 
 from workbench.config import Settings, load_settings
 from workbench.metricdefs import format_metric, label, ordered, quote_currency
+from workbench.panels.common import figure_widget
 
 __all__ = [
     "ResultView",
@@ -73,13 +74,6 @@ def error_state(text: str) -> W.HTML:
 
 def loading_state(text: str = "loading…") -> W.HTML:
     return W.HTML(_CSS + f'<div class="wb-empty">{html.escape(text)}</div>')
-
-
-def figure_widget(fig: Any) -> W.Widget:
-    """A plotly figure as a widget (``FigureWidget``; needs anywidget where Voilà runs)."""
-    import plotly.graph_objects as go
-
-    return go.FigureWidget(fig)
 
 
 # ------------------------------------------------------------------------------------------ tables

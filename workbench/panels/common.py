@@ -27,7 +27,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import json
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -51,6 +53,7 @@ __all__ = [
     "LiveLoop",
     "SessionState",
     "display_tz",
+    "figure_widget",
     "fmt_amount",
     "fmt_money",
     "fmt_pct",
@@ -496,6 +499,47 @@ def run_soon(coro: Any, done: Callable[[Any], None]) -> None:
             done(t.result())
 
     loop.create_task(coro).add_done_callback(finished)
+
+
+# ------------------------------------------------------------------------------------------------ figures
+
+PLOTLY_ESM_ENV = "WORKBENCH_PLOTLY_ESM"
+"""Set by ``workbench dashboards`` (:func:`workbench.services.start_dashboards`) in the server's environment,
+which its kernels inherit: the path, relative to the server's base URL, where it serves plotly's widget bundle."""
+
+_SHARED_FIGURE: type | None = None
+
+
+def _shim_esm(path: str) -> str:
+    """A few lines of ESM that import plotly's widget bundle from the dashboards server (one download and one
+    evaluation per page, whatever the number of figures) and hand its render functions to anywidget."""
+    return f"""
+    const el = document.getElementById("jupyter-config-data");
+    const base = new URL((el && JSON.parse(el.textContent).baseUrl) || "/", window.location.href);
+    const mod = await import(new URL({json.dumps(path)}, base).href);
+    export default mod.default;
+    """
+
+
+def figure_widget(fig: Any = None) -> Any:
+    """A plotly ``FigureWidget`` of ``fig``.
+
+    plotly's ``FigureWidget`` is an anywidget whose ``_esm`` is its whole JavaScript bundle (about 5 MB): each
+    figure on a page sends it again and the browser evaluates it again (five figures: 25 MB through the
+    websocket). Served by ``workbench dashboards`` (:data:`PLOTLY_ESM_ENV` set), the figure's ``_esm`` is a shim
+    that imports the bundle once from the server; elsewhere (JupyterLab, plain Voilà) it is plotly's own class.
+    """
+    import plotly.graph_objects as go
+
+    path = os.environ.get(PLOTLY_ESM_ENV, "").strip()
+    if not path:
+        return go.FigureWidget(fig)
+    global _SHARED_FIGURE
+    if _SHARED_FIGURE is None or getattr(_SHARED_FIGURE, "_wb_path", None) != path:
+        _SHARED_FIGURE = type(
+            "SharedBundleFigure", (go.FigureWidget,), {"_esm": _shim_esm(path), "_wb_path": path}
+        )
+    return _SHARED_FIGURE(fig)
 
 
 # -------------------------------------------------------------------------------------------- live loop

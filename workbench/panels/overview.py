@@ -19,6 +19,7 @@ from workbench.panels.common import (
     LiveLoop,
     SessionState,
     display_tz,
+    figure_widget,
     fmt_money,
     fmt_pct,
     fmt_price,
@@ -207,7 +208,7 @@ class OverviewPanel:
             m = market_summary(state, s) if s in syms else self._stored[s]
             if s not in self._rows:
                 self._rows[s] = W.HTML()
-                fig = go.FigureWidget(sparkline_figure(m["closes"]))
+                fig = figure_widget(sparkline_figure(m["closes"]))
                 self._sparks[s] = fig
             self._rows[s].value = (
                 f"<b>{s}</b> &nbsp; {fmt_price(m['last'])} &nbsp; 24h {fmt_pct(m['change_24h'])} "

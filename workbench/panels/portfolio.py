@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import ipywidgets as W
-import plotly.graph_objects as go
 
 from workbench.panels.common import (
     JournalFollower,
     LiveLoop,
     SessionState,
     display_tz,
+    figure_widget,
     fmt_amount,
     fmt_money,
     fmt_price,
@@ -60,7 +60,7 @@ class PortfolioPanel:
     def __init__(self, data_dir: Any, session: str | None, tz: str, interval_s: float) -> None:
         self.session = resolve_session(data_dir, session)
         self.tz = tz
-        self.chart = go.FigureWidget(equity_figure(SessionState("").equity_series()))
+        self.chart = figure_widget(equity_figure(SessionState("").equity_series()))
         self.summary = W.HTML()
         self.by_symbol = W.HTML()
         self.by_tag = W.HTML()

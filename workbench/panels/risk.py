@@ -13,13 +13,13 @@ import math
 from typing import Any
 
 import ipywidgets as W
-import plotly.graph_objects as go
 
 from workbench.panels.common import (
     JournalFollower,
     LiveLoop,
     SessionState,
     display_tz,
+    figure_widget,
     fmt_pct,
     fmt_time,
     html_table,
@@ -109,7 +109,7 @@ class RiskPanel:
     def __init__(self, data_dir: Any, session: str | None, limits: Any, tz: str, interval_s: float) -> None:
         self.session, self.limits, self.tz = resolve_session(data_dir, session), limits, tz
         self.state_box = W.HTML()
-        self.chart = go.FigureWidget(limit_usage_figure(limit_usage(SessionState(""), limits, 0)))
+        self.chart = figure_widget(limit_usage_figure(limit_usage(SessionState(""), limits, 0)))
         self.events = W.HTML()
         self.refused = W.HTML()
         followers = {} if self.session is None else {self.session: JournalFollower(data_dir, self.session)}

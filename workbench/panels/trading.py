@@ -19,7 +19,6 @@ from typing import Any
 
 import ipywidgets as W
 import pandas as pd
-import plotly.graph_objects as go
 
 from workbench.panels.common import (
     CommandChannel,
@@ -27,6 +26,7 @@ from workbench.panels.common import (
     LiveLoop,
     SessionState,
     display_tz,
+    figure_widget,
     fmt_amount,
     fmt_money,
     fmt_price,
@@ -227,10 +227,10 @@ class TradingPanel:
         self.state: SessionState | None = None
         self.symbol = W.Dropdown(description="symbol", options=[])
         self.indicators = W.SelectMultiple(description="indicators", options=list(INDICATORS), rows=5)
-        self.chart = go.FigureWidget(
+        self.chart = figure_widget(
             candles_figure(_EMPTY, dict.fromkeys(INDICATORS, pd.Series([], dtype=float)))
         )
-        self.depth = go.FigureWidget(depth_figure([], []))
+        self.depth = figure_widget(depth_figure([], []))
         self.ladder = W.HTML()
         self.open_orders = W.VBox()
         self.history = W.HTML()
