@@ -197,3 +197,30 @@ def test_dataset_windows_are_causal(btc) -> None:
     a = ds.X[ds.index.get_indexer(common)]
     b = short.X[short.index.get_indexer(common)]
     np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_the_linear_schedule_warms_up_then_decays_to_zero() -> None:
+    """The learning rate of each step under ``schedule='linear'``: up over the warm-up share, down to 0 at the end."""
+    import torch
+
+    from workbench.ml.trainer import TrainConfig, Trainer
+
+    seen: list[float] = []
+
+    class Probe(torch.nn.Linear):
+        def forward(self, x):  # records the rate the optimiser is about to use
+            seen.append(trainer_ref[0].optimizer.param_groups[0]["lr"])
+            return super().forward(x)
+
+    X, y = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32), np.zeros(40, dtype=np.float32)
+    cfg = TrainConfig(epochs=2, batch_size=4, lr=0.1, schedule="linear", warmup=0.1, shuffle=False)
+    trainer = Trainer(Probe(3, 1), loss="mse", config=cfg)
+    trainer_ref = [trainer]
+    trainer.fit((X, y))
+    total, warm = 20, 2  # 2 epochs x 10 steps, 10% warm-up
+    expected = [
+        0.1 * (s + 1) / warm if s < warm else 0.1 * (total - s) / (total - warm) for s in range(total)
+    ]
+    np.testing.assert_allclose(seen, expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="schedule"):
+        Trainer(Probe(3, 1), config=TrainConfig(schedule="cosine")).fit((X, y))

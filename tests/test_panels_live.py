@@ -687,3 +687,24 @@ def test_figures_share_plotly_bundle_when_served(monkeypatch) -> None:
     assert list(a.data[0].y) == [1, 2, 3]
     a.data[0].y = [4, 5]  # still a live FigureWidget
     assert list(a.data[0].y) == [4, 5]
+
+
+def test_figure_widgets_send_times_as_dates_not_nanoseconds() -> None:
+    """plotly's widget serialiser turns a ``datetime64[ns]`` array into integers (the browser then drew a date
+    axis in nanoseconds, 1.7e18); the panels' figures and live figures send dates."""
+    import datetime as dt
+
+    import plotly.graph_objects as go
+    from plotly.serializers import _py_to_js
+
+    from workbench.panels.common import figure_widget
+    from workbench.viz.live import candles_figure
+
+    idx = pd.date_range("2024-03-04", periods=3, freq="5min", tz="UTC").as_unit("ns")  # as the store reads
+    raw = go.Figure(go.Scatter(x=idx.tz_localize(None).to_numpy(), y=[1, 2, 3]))
+    assert isinstance(_py_to_js(raw.data[0].x, None)[0], int)  # the defect, in plotly itself
+    w = figure_widget(raw)
+    assert _py_to_js(w.data[0].x, None)[0] == dt.datetime(2024, 3, 4)
+    c = pd.DataFrame({k: [1.0, 2.0, 3.0] for k in ("open", "high", "low", "close", "volume")}, index=idx)
+    live = candles_figure(c, {})
+    assert all(_py_to_js(tr.x, None)[0] == dt.datetime(2024, 3, 4) for tr in live.data)

@@ -549,3 +549,18 @@ def test_minilm_models_run_offline_and_use_the_shared_trainer(tmp_path, monkeypa
     back = pickle.loads(pickle.dumps(ft))
     np.testing.assert_allclose(back.predict_proba(sub["text"][:4]), q, rtol=0, atol=1e-6)
     assert LABELS == ("bearish", "neutral", "bullish")
+
+    # the ensemble averages the two models' probabilities with the TF-IDF weight, and survives a pickle
+    tf = sm.TfidfWordCharLogReg().fit(sub["text"], sub["label"])
+    ens = sm.MiniLMEnsemble.from_fitted(ft, tf, weight=0.4)
+    texts = sub["text"][:4]
+    np.testing.assert_allclose(
+        ens.predict_proba(texts), 0.6 * ft.predict_proba(texts) + 0.4 * tf.predict_proba(texts), atol=1e-12
+    )
+    np.testing.assert_allclose(
+        pickle.loads(pickle.dumps(ens)).predict_proba(texts), ens.predict_proba(texts), atol=1e-6
+    )
+    with pytest.raises(ValueError, match="weight"):
+        sm.MiniLMEnsemble(weight=1.5)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        sm.MiniLMEnsemble().predict_proba(texts)

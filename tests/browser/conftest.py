@@ -324,7 +324,16 @@ def shoot(screenshots):
 
     def _shoot(p: Page, name: str) -> Path:
         out = screenshots / f"{name}.png"
+        # Voilà's page scrolls inside its own container, so a "full page" is the viewport: grow the viewport to
+        # the content (at most 3,000 px), let plotly redraw, shoot, and put the viewport back
+        size = p.viewport_size or {"width": 1400, "height": 1000}
+        tall = p.evaluate("() => Math.max(...Array.from(document.querySelectorAll('*')).map(e => e.scrollHeight))")
+        if tall > size["height"]:
+            p.set_viewport_size({"width": size["width"], "height": min(int(tall) + 40, 3000)})
+            p.wait_for_timeout(800)
         p.screenshot(path=str(out), full_page=True)
+        if tall > size["height"]:
+            p.set_viewport_size(size)
         extra = os.environ.get("WORKBENCH_SCREENSHOTS")
         if extra:
             dest = Path(extra) if Path(extra).is_absolute() else ROOT / extra

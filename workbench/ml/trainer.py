@@ -209,6 +209,7 @@ class Trainer:
         )
         opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = _scheduler(opt, cfg, steps_per_epoch=math.ceil(len(X) / cfg.batch_size))
+        self.optimizer, self.scheduler = opt, sched  # for inspection (the learning rate of the next step)
         gen = torch.Generator().manual_seed(cfg.seed)
         best_state = copy.deepcopy(self.model.state_dict())
         ckpt = Path(cfg.checkpoint) if cfg.checkpoint else None

@@ -40,6 +40,7 @@ from zoneinfo import ZoneInfo
 
 import anywidget
 import ipywidgets as W
+import numpy as np
 import pandas as pd
 import traitlets
 
@@ -521,6 +522,25 @@ def _shim_esm(path: str) -> str:
     """
 
 
+def _is_ns_times(v: Any) -> bool:
+    return isinstance(v, np.ndarray) and v.dtype.kind == "M" and np.datetime_data(v.dtype)[0] in ("ns", "ps", "fs")
+
+
+def widget_safe(fig: Any) -> Any:
+    """``fig`` (changed in place) with its traces' time arrays at microsecond precision.
+
+    plotly's widget serialiser sends a numpy array other than small numbers through ``tolist()``; for
+    ``datetime64[ns]`` that gives integers, and the browser draws a date axis counted in nanoseconds
+    (1.7e18). Microseconds become ``datetime`` objects, sent as ISO dates. A static figure (HTML report) is
+    unaffected."""
+    for tr in getattr(fig, "data", ()):
+        for key, v in list(getattr(tr, "_props", {}).items()):
+            if _is_ns_times(v):
+                tr[key] = None  # plotly ignores an assignment of equal values (the same times in us)
+                tr[key] = v.astype("datetime64[us]")
+    return fig
+
+
 def figure_widget(fig: Any = None) -> Any:
     """A plotly ``FigureWidget`` of ``fig``.
 
@@ -531,6 +551,8 @@ def figure_widget(fig: Any = None) -> Any:
     """
     import plotly.graph_objects as go
 
+    if fig is not None:
+        fig = widget_safe(fig)
     path = os.environ.get(PLOTLY_ESM_ENV, "").strip()
     if not path:
         return go.FigureWidget(fig)

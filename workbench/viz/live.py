@@ -31,8 +31,11 @@ _MARGIN = {"l": 50, "r": 20, "t": 40, "b": 30}
 
 
 def _naive_utc(index: pd.Index) -> pd.DatetimeIndex:
+    """Naive UTC times at microsecond precision: a FigureWidget sends ``datetime64[ns]`` arrays to the browser
+    as integers (numpy's ``tolist`` of nanoseconds), and the date axis becomes a count of nanoseconds."""
     t = pd.DatetimeIndex(index)
-    return t.tz_convert("UTC").tz_localize(None) if t.tz is not None else t
+    t = t.tz_convert("UTC").tz_localize(None) if t.tz is not None else t
+    return t.as_unit("us") if t.unit == "ns" else t
 
 
 def candles_figure(
