@@ -362,6 +362,33 @@ def _plotly_assets(folder: Path) -> str:
     return f"voila/labextensions/workbench-assets/static/{name}"
 
 
+_TEMPLATE = "workbench"
+# Voilà's "lab" template links Font Awesome from a CDN (cdn.jsdelivr.net); the dashboards must work offline, and
+# the icons they use come with the lab theme already. This template is "lab" without those two links.
+_FONT_AWESOME_CDN = (
+    '<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/@fortawesome/fontawesome-free@^5/css/all.min.css"'
+    ' type="text/css" />',
+    '<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/@fortawesome/fontawesome-free@^5/css/v4-shims.min.css"'
+    ' type="text/css" />',
+)
+
+
+def _voila_template(folder: Path) -> None:
+    """Write the ``workbench`` Voilà template under ``folder`` (a Jupyter data folder: the server gets it on
+    ``JUPYTER_PATH``): the lab template with no request leaving the machine."""
+    d = folder / "voila" / "templates" / _TEMPLATE
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "conf.json").write_text(json.dumps({"base_template": "lab"}) + "\n")
+    drops = "".join(f" | replace({json.dumps(link)}, '')" for link in _FONT_AWESOME_CDN)
+    (d / "index.html.j2").write_text(
+        "{%- extends 'lab/index.html.j2' -%}\n"
+        "{# workbench: the lab template without its CDN links (written by workbench.services) #}\n"
+        "{%- block notebook_css -%}\n"
+        f"{{{{ super(){drops} }}}}\n"
+        "{%- endblock notebook_css -%}\n"
+    )
+
+
 def _voila_config(token: str, port: int, pool_size: int, cull_idle_s: float, cull_interval_s: float,
                   conf_dir: Path, assets: Path) -> str:  # fmt: skip
     return f"""# Written by workbench.services.start_dashboards for one Voila server (mode 0600: it holds the token).
@@ -400,6 +427,7 @@ async def _prepare_without_token(self, *args, **kwargs):
 
 _voila_handler.VoilaHandler.prepare = _prepare_without_token
 
+c.VoilaConfiguration.template = {_TEMPLATE!r}
 c.VoilaConfiguration.strip_sources = True
 c.VoilaConfiguration.show_tracebacks = False
 c.VoilaConfiguration.preheat_kernel = {pool_size > 0}
@@ -466,6 +494,7 @@ def start_dashboards(
     conf = conf_dir / "voila.py"
     assets = run_dir / f"{name}.assets"
     esm_path = _plotly_assets(assets)
+    _voila_template(assets)
     fd = os.open(conf_dir / ".voila.py.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         os.fchmod(f.fileno(), 0o600)
@@ -480,7 +509,8 @@ def start_dashboards(
     command = [sys.executable, "-m", "voila", str(folder), f"--Voila.config_file_paths={conf_dir}"]
     svc = _spawn(settings, name, "dashboards", [], _effective(settings), detach=detach, command=command,
                  cwd=run_dir, drop_env=drop, url=f"http://127.0.0.1:{int(port)}/",
-                 env={PLOTLY_ESM_ENV: esm_path})  # fmt: skip
+                 env={PLOTLY_ESM_ENV: esm_path, "JUPYTER_PATH": os.pathsep.join(
+                     p for p in (str(assets), os.environ.get("JUPYTER_PATH", "")) if p)})  # fmt: skip
     return wait_ready(svc, timeout_s) if wait else svc
 
 

@@ -327,11 +327,22 @@ def shoot(screenshots):
         # Voilà's page scrolls inside its own container, so a "full page" is the viewport: grow the viewport to
         # the content (at most 3,000 px), let plotly redraw, shoot, and put the viewport back
         size = p.viewport_size or {"width": 1400, "height": 1000}
-        tall = p.evaluate("() => Math.max(...Array.from(document.querySelectorAll('*')).map(e => e.scrollHeight))")
+        tall = p.evaluate(
+            "() => Math.max(...Array.from(document.querySelectorAll('*')).map(e => e.scrollHeight))"
+        )
         if tall > size["height"]:
             p.set_viewport_size({"width": size["width"], "height": min(int(tall) + 40, 3000)})
             p.wait_for_timeout(800)
-        p.screenshot(path=str(out), full_page=True)
+        bottom = p.evaluate(
+            "() => Math.max(0, ...Array.from(document.querySelectorAll('.jp-Cell, .jp-OutputArea, .jp-RenderedHTML'))"
+            ".map(e => e.getBoundingClientRect().bottom))"
+        )
+        vp = p.viewport_size or size
+        if 0 < bottom < vp["height"]:  # crop the empty space below the last cell
+            clip = {"x": 0, "y": 0, "width": vp["width"], "height": int(bottom) + 24}
+            p.screenshot(path=str(out), clip=clip)
+        else:
+            p.screenshot(path=str(out), full_page=True)
         if tall > size["height"]:
             p.set_viewport_size(size)
         extra = os.environ.get("WORKBENCH_SCREENSHOTS")

@@ -29,7 +29,7 @@ import pandas as pd
 
 from workbench.backtest.results import StoredResult, list_results, load_result, results_dir
 from workbench.config import Settings, load_settings
-from workbench.metricdefs import format_metric, quote_currency
+from workbench.metricdefs import format_metric, label, quote_currency
 from workbench.panels._research import (
     data_dir,
     empty_state,
@@ -207,7 +207,9 @@ class BacktestsPanel:
                 ]
             )
         self.list_html.value = (
-            table_html(["id", "kind", "strategy", "symbols", "tf", "period", *HEADLINE], rows)
+            table_html(
+                ["id", "kind", "strategy", "symbols", "tf", "period", *(label(k) for k in HEADLINE)], rows
+            )
             if rows
             else empty_state(
                 "No stored results yet: `workbench backtest ...` and `workbench sweep ...` store theirs under "
@@ -431,7 +433,7 @@ class BacktestsPanel:
             self.progress.bar_style = "success"
             m = saved.summary.get("metrics") or {}
             cur = quote_currency(saved.summary.get("symbols") or [])
-            head = ", ".join(f"{k} {format_metric(k, m.get(k), cur)}" for k in HEADLINE)
+            head = ", ".join(f"{label(k)} {format_metric(k, m.get(k), cur)}" for k in HEADLINE)
             self.f_status.value = f"stored as <b>{html.escape(saved.id)}</b>: {html.escape(head)}"
             self.refresh()
         finally:

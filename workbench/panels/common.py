@@ -523,7 +523,11 @@ def _shim_esm(path: str) -> str:
 
 
 def _is_ns_times(v: Any) -> bool:
-    return isinstance(v, np.ndarray) and v.dtype.kind == "M" and np.datetime_data(v.dtype)[0] in ("ns", "ps", "fs")
+    return (
+        isinstance(v, np.ndarray)
+        and v.dtype.kind == "M"
+        and np.datetime_data(v.dtype)[0] in ("ns", "ps", "fs")
+    )
 
 
 def widget_safe(fig: Any) -> Any:

@@ -342,16 +342,17 @@ class TradingPanel:
             return
         rs = state.risk_state or "unknown"
         colour = {"ACTIVE": "#2e7d32", "REDUCING": "#ef6c00", "HALTED": "#c62828"}.get(rs, "#555")
-        last = state.last_price(self.symbol.value) if self.symbol.value else None
-        self.state_line.value = (
-            f"<div class='wb-risk-state'>trading state: <b style='color:{colour}'>{rs}</b> &nbsp; engine: "
-            f"{html.escape(state.engine_state or '—')} &nbsp; last {fmt_price(last)}</div>"
-        )
         syms = state.symbols
         if list(self.symbol.options) != syms:
             self.symbol.options = syms
             if syms and self.symbol.value is None:
                 self.symbol.value = syms[0]
+        sym = self.symbol.value
+        last = state.last_price(sym) if sym else None
+        self.state_line.value = (
+            f"<div class='wb-risk-state'>trading state: <b style='color:{colour}'>{rs}</b> &nbsp; engine: "
+            f"{html.escape(state.engine_state or '—')} &nbsp; {html.escape(sym or '')} last {fmt_price(last)}</div>"
+        )
         if changed & {"candle", "meta"} or not changed:
             self._redraw()
         if changed & {"book", "meta"} or not changed:

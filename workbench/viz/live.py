@@ -103,6 +103,8 @@ def depth_figure(
                              name="asks"))  # fmt: skip
     fig.update_layout(title=title, height=height, margin=_MARGIN, xaxis_title="price",
                       yaxis_title="cumulative amount", showlegend=False)  # fmt: skip
+    # prices in full with thousands separators (the default "63.8661k" hides the ticks a book lives in)
+    fig.update_xaxes(exponentformat="none", separatethousands=True)
     return fig
 
 
