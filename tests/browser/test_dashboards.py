@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -311,6 +312,22 @@ def test_a_closed_live_tabs_kernel_is_culled(stack, culling_dash, page) -> None:
     dash.wait_kernels(lambda ks: mine[0] not in ks, timeout_s=90)
 
 
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _wait_quiet(pid: int, deadline: float, quiet_s: float = 2.0) -> None:
+    """Until process ``pid`` has used no CPU for ``quiet_s``."""
+    last, since = _cpu_ticks(pid), time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        assert time.monotonic() < deadline, "the preheated kernel never went quiet"
+        time.sleep(0.25)
+        now = _cpu_ticks(pid)
+        if now != last:
+            last, since = now, time.monotonic()
+
+
 @pytest.fixture
 def preheated_dash(stack, tmp_path):
     """The Trading page alone (a copy of the real notebook) behind a preheated kernel pool of one."""
@@ -327,9 +344,12 @@ def preheated_dash(stack, tmp_path):
 def test_a_preheated_page_starts_its_updates_once_its_visitor_came(stack, preheated_dash, page) -> None:
     dash = preheated_dash
     deadline = time.monotonic() + 120
-    while "Kernel pool of trading.ipynb is filled" not in dash.svc.log():
+    while "Kernel pool of trading.ipynb is filled" not in dash.svc.log() or not dash.kernel_processes():
         assert time.monotonic() < deadline, dash.svc.log()[-3000:]
         time.sleep(0.2)
+    # "filled" is logged when the kernel starts; it has run the notebook (up to its visitor) once it is quiet
+    (pid,) = dash.kernel_processes()
+    _wait_quiet(pid, deadline)
     t0 = time.monotonic()
     open_page(page, dash, "trading")
     wait_trading_chart(page)
