@@ -76,7 +76,8 @@ def test_backtest_prints_formatted_metrics_beside_buy_and_hold_and_stores_them(h
     d = new[0].data
     assert d["metrics"] == m and d["trades"] == raw["trades"] and d["fills"] == raw["fills"]
     assert len(d["equity"]) == len(raw["equity"]) and d["buy_and_hold"]["beta"] == pytest.approx(1.0)
-    assert new[0].report is not None and new[0].report.stat().st_size > 100_000
+    report = new[0].wait_report()  # written by a background child of the command
+    assert report is not None and report.stat().st_size > 100_000 and not new[0].report_pending
 
 
 def test_backtests_ls_show_rm(home) -> None:
@@ -90,7 +91,7 @@ def test_backtests_ls_show_rm(home) -> None:
     assert ids == sorted(ids) and [x.kind for x in items][-2:] == ["backtest", "sweep"]
     bt, sw = items[-2], items[-1]
     assert bt.id < sw.id  # ids sort by time
-    assert len(sw.data["results"]) == 6 and sw.report is not None
+    assert len(sw.data["results"]) == 6 and sw.wait_report() is not None
     ls = cli(home, "backtests", "ls")
     assert ls.exit_code == 0 and bt.id in ls.output and sw.id in ls.output
     rows = json.loads(cli(home, "backtests", "ls", "--json").output)
@@ -119,6 +120,59 @@ def test_a_failed_save_leaves_no_result(tmp_path) -> None:
     with pytest.raises(OSError, match="disk full"):
         save_result(tmp_path, "backtest", "x", {"metrics": {}}, {}, report=broken_report)
     assert list_results(tmp_path) == [] and list(tmp_path.iterdir()) == []
+
+
+def test_the_report_is_written_after_the_command_returns(tmp_path) -> None:
+    """A background child writes the report: the result is stored and listed at once, the report appears
+    complete (never half) under its name, a failure leaves its reason, and inline mode writes it first."""
+    import threading
+
+    gate = threading.Event()  # the child is a fork: it has its own copy, never set, so it waits the timeout
+
+    def slow_report(path: Path) -> None:
+        gate.wait(0.5)
+        tmp = path.with_name(".r.tmp")
+        tmp.write_text("<html>whole</html>")
+        os.replace(tmp, path)
+
+    r = save_result(tmp_path, "backtest", "x", {"metrics": {}}, {}, report=slow_report, background=True)
+    assert r.report is None and r.report_pending  # stored before its report
+    assert [x.id for x in list_results(tmp_path)] == [r.id]
+    assert r.wait_report(30) == r.path / "report.html" and not r.report_pending
+    assert (r.path / "report.html").read_text() == "<html>whole</html>"
+    assert sorted(p.name for p in r.path.iterdir()) == ["report.html", "result.json"]
+
+    def broken(path: Path) -> None:
+        raise OSError("disk full")
+
+    b = save_result(tmp_path, "backtest", "y", {"metrics": {}}, {}, report=broken, background=True)
+    assert b.wait_report(30) is None and not b.report_pending
+    assert b.report_error == "OSError: disk full"
+
+    os.environ["WORKBENCH_REPORT_INLINE"] = "1"
+    try:
+        i = save_result(tmp_path, "backtest", "z", {"metrics": {}}, {}, report=slow_report, background=True)
+    finally:
+        del os.environ["WORKBENCH_REPORT_INLINE"]
+    assert i.report is not None and not i.report_pending
+
+
+def test_workbench_backtest_returns_before_its_report_and_show_waits(home) -> None:
+    """Real processes: `workbench backtest` exits; `workbench backtests show last` names the finished report."""
+    env = {**os.environ, "WORKBENCH_HOME": str(home), "WORKBENCH_CONFIG": str(ROOT / "config")}
+    env.pop("WORKBENCH_REPORT_INLINE", None)
+    run = [sys.executable, "-m", "workbench.cli"]
+    bt = subprocess.run([*run, "backtest", *SMA, *BASE], env=env, capture_output=True, text=True, timeout=300)
+    assert bt.returncode == 0, bt.stderr
+    show = subprocess.run(
+        [*run, "backtests", "show", "last"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert show.returncode == 0, show.stderr
+    stored = list_results(results_dir(home))[-1]
+    assert stored.id in bt.stdout.replace("\n", "")
+    assert stored.report is not None and stored.report.stat().st_size > 100_000
+    assert str(stored.report) in show.stdout.replace("\n", "")
+    assert not stored.report_pending
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ metrics) plus the same buy-and-hold metrics. Numbers are raw (not formatted); Na
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -48,6 +49,10 @@ __all__ = [
 
 RESULT_FILE = "result.json"
 REPORT_FILE = "report.html"
+REPORT_PENDING = ".report-pending"
+"""Present while a background process writes the report (see :func:`save_result`)."""
+REPORT_ERROR = ".report-error"
+_REPORT_WAIT_S = 120.0
 _ID = re.compile(r"^\d{8}T\d{12}Z-[A-Za-z0-9_.-]+-[0-9a-f]{4}$")
 _STALE_TMP_S = 3600.0
 
@@ -74,6 +79,30 @@ class StoredResult:
     def report(self) -> Path | None:
         p = self.path / REPORT_FILE
         return p if p.exists() else None
+
+    @property
+    def report_pending(self) -> bool:
+        """Whether a background process is still writing the HTML report (its marker is there and fresh)."""
+        m = self.path / REPORT_PENDING
+        try:
+            return time.time() - m.stat().st_mtime < _REPORT_WAIT_S
+        except OSError:
+            return False
+
+    @property
+    def report_error(self) -> str | None:
+        """Why the background report failed, if it did."""
+        try:
+            return (self.path / REPORT_ERROR).read_text(encoding="utf-8").strip() or "failed"
+        except OSError:
+            return None
+
+    def wait_report(self, timeout_s: float = _REPORT_WAIT_S) -> Path | None:
+        """The report, once the background process that writes it is done (None if there is none)."""
+        deadline = time.monotonic() + timeout_s
+        while self.report is None and self.report_pending and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.report
 
 
 def results_dir(data_dir: str | Path) -> Path:
@@ -124,9 +153,17 @@ def save_result(
     *,
     command: list[str] | None = None,
     report: Callable[[Path], Any] | None = None,
+    background: bool = False,
 ) -> StoredResult:
     """Write one result folder (atomically: complete or absent) and return it. ``report(path)`` writes the
-    HTML report to ``path``."""
+    HTML report to ``path``.
+
+    ``background`` (the command line's choice): the result is stored first and the report is written by a
+    forked child process, so that the command returns without waiting for it (the report costs 1-3 s: plotly
+    and the figures, about as long as the backtest itself). The folder holds ``.report-pending`` until the report
+    is in place (:meth:`StoredResult.wait_report`; ``workbench backtests show`` waits), or ``.report-error`` with
+    the reason if it failed. Where ``os.fork`` is missing, or with ``WORKBENCH_REPORT_INLINE=1``, it is written
+    before returning."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     now = time.time()
@@ -150,14 +187,67 @@ def save_result(
         }
         text = json.dumps(doc, indent=1, allow_nan=False, default=_json_default)
         (tmp / RESULT_FILE).write_text(text, encoding="utf-8")
-        if report is not None:
+        later = report is not None and background and _can_fork()
+        if report is not None and not later:
             report(tmp / REPORT_FILE)
+        if later:
+            (tmp / REPORT_PENDING).write_text(f"{os.getpid()}\n")
         final = root / rid
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if later:
+        assert report is not None
+        _report_in_child(final, report)
     return StoredResult(rid, final, doc)
+
+
+def _can_fork() -> bool:
+    return hasattr(os, "fork") and os.environ.get("WORKBENCH_REPORT_INLINE", "").strip() not in (
+        "1",
+        "true",
+        "yes",
+    )
+
+
+def _report_in_child(folder: Path, report: Callable[[Path], Any]) -> None:
+    """Fork a child that writes ``folder``'s report and exits; the parent goes on at once.
+
+    The child detaches (its own session, no terminal, stdio to /dev/null, every inherited descriptor above
+    stderr closed: no lock or socket of the parent is held by it) and leaves through ``os._exit``, so that none
+    of the parent's exit handlers run twice. A failure leaves ``.report-error`` with the reason."""
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    pid = os.fork()
+    if pid:
+        return
+    code = 1
+    try:
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.closerange(3, _max_fd())
+        report(folder / REPORT_FILE)
+        code = 0
+    except BaseException as e:
+        with contextlib.suppress(Exception):
+            (folder / REPORT_ERROR).write_text(f"{type(e).__name__}: {e}"[:2000] + "\n", encoding="utf-8")
+    finally:
+        with contextlib.suppress(Exception):
+            (folder / REPORT_PENDING).unlink()
+        os._exit(code)
+
+
+def _max_fd() -> int:
+    try:
+        return int(os.sysconf("SC_OPEN_MAX"))
+    except (AttributeError, ValueError, OSError):
+        return 4096
 
 
 def _ids(root: Path) -> list[str]:
@@ -230,6 +320,7 @@ def store_backtest(
     candles: Any,
     *,
     command: list[str] | None = None,
+    background: bool = False,
 ) -> StoredResult:
     """Store a :class:`~workbench.backtest.engine.BacktestResult`: its JSON (metrics, equity, trades, fills, the
     buy-and-hold metrics ``bh``) and its HTML report (drawn on ``candles``). ``workbench backtest`` and the
@@ -256,6 +347,7 @@ def store_backtest(
         summary,
         command=command,
         report=lambda p: write_report(res, p, candles=candles),
+        background=background,
     )
 
 
@@ -270,6 +362,7 @@ def store_sweep(
     timeframe: str,
     top: int = 20,
     command: list[str] | None = None,
+    background: bool = False,
 ) -> StoredResult:
     """Store a :class:`~workbench.backtest.sweep.SweepResult`: every combination's metrics, the best one, buy
     and hold, and the heatmap report."""
@@ -297,4 +390,5 @@ def store_sweep(
         summary,
         command=command,
         report=lambda p: write_sweep_report(res, p, top=top),
+        background=background,
     )

@@ -45,7 +45,7 @@ def _options() -> dict[str, Any]:
 
 def save_backtest(res: Any, bh: dict[str, float], candles: Any) -> StoredResult:
     """Store a backtest: its JSON (metrics, equity, trades, fills, buy and hold) and its HTML report."""
-    return store_backtest(_root(), res, bh, candles, command=_command())
+    return store_backtest(_root(), res, bh, candles, command=_command(), background=True)
 
 
 def save_sweep(
@@ -69,6 +69,7 @@ def save_sweep(
         timeframe=timeframe,
         top=top,
         command=_command(),
+        background=True,
     )
 
 
@@ -178,7 +179,14 @@ def backtests_show(
                 )
             )
         out.print(f"result: {r.path / 'result.json'}", highlight=False, soft_wrap=True)
-        out.print(f"report: {r.report if r.report else '(none)'}", highlight=False, soft_wrap=True)
+        report = r.wait_report()  # a report still being written by the command's background process
+        if report is not None:
+            where = str(report)
+        elif r.report_error:
+            where = f"(not written: {r.report_error})"
+        else:
+            where = "(still being written)" if r.report_pending else "(none)"
+        out.print(f"report: {where}", highlight=False, soft_wrap=True)
 
 
 @backtests_app.command("rm")
