@@ -5,6 +5,7 @@ command channel (status, pause, halt, resume --clear-halt, manual orders) and on
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from live_session import flatten_children, write_flat
 
 from workbench.backtest.engine import BacktestConfig, run_backtest
 from workbench.data.sample import load_sample
@@ -299,3 +301,58 @@ def test_a_stale_feed_reduces_and_fresh_prices_restore(home, replay, tmp_path) -
         assert "stale feed" in states[0]["reason"] and "every feed updates again" in states[1]["reason"]
     finally:
         s.stop()
+
+
+def test_the_kill_switch_splits_a_flatten_that_the_per_order_limit_would_refuse(
+    home, replay, tmp_path
+) -> None:
+    """A position of 3.4 x max_order_notional (built with four manual buys within the limit): ``trade halt
+    --flatten`` closes it whole in 4 reduce-only children, each within the limit at the price it was checked at,
+    their amounts adding up exactly (in decimal) to the position. (Before: one sell of the whole position, refused
+    by max_order_notional, and the position left open by the kill switch.)"""
+    from decimal import Decimal
+
+    limit = 1_000.0
+    cfg = write_config(tmp_path / "config", replay, home, max_order_notional=limit)
+    s = Session(cfg, home, "split", "--strategy", write_flat(tmp_path / "strategies"), "-e", "binance", "-s",
+                "BTC/USDT", "-t", "5m", "--mode", "paper")  # fmt: skip
+    try:
+        s.running()
+        step(replay, s, 1)
+        st = json.loads(cli(cfg, "trade", "status", "--session", "split", "--json").stdout)
+        price = st["prices"]["BTC/USDT"]
+        j = s.journal()
+        lot = j.meta_get("markets")["BTC/USDT"]["amount_step"]
+        j.close()
+        places = Decimal(repr(lot))
+        each = Decimal(math.floor(0.85 * limit / price / lot)) * places
+        for _ in range(4):
+            p = cli(cfg, "trade", "order", "--session", "split", "-s", "BTC/USDT", "--side", "buy", "--amount",
+                    str(each))  # fmt: skip
+            assert "FILLED" in p.stdout
+        st = json.loads(cli(cfg, "trade", "status", "--session", "split", "--json").stdout)
+        held, price = st["positions"]["BTC/USDT"], st["prices"]["BTC/USDT"]
+        assert 3 < held * price / limit <= 3.45
+        p = cli(cfg, "trade", "halt", "--session", "split", "--flatten")
+        assert "HALTED" in p.stdout and "flattened" in p.stdout
+        st = json.loads(cli(cfg, "trade", "status", "--session", "split", "--json").stdout)
+        assert st["risk_state"] == "HALTED"
+        assert abs(st["positions"]["BTC/USDT"]) < 1e-12
+    finally:
+        s.stop()
+    j = s.journal()
+    try:
+        halt = next(r for r in j.read(kinds=["command"]) if r.data.get("name") == "halt")
+        kids = flatten_children(j, halt.seq)
+        fills = {f.client_order_id: f for f in j.fills()}
+        refused = [r.data for r in j.read(kinds="risk") if r.data.get("event") == "refused"]
+    finally:
+        j.close()
+    assert len(kids) == 4, kids
+    assert all(o.status.value == "FILLED" and o.reduce_only and o.side.value == "sell" for o in kids)
+    assert sum(Decimal(repr(o.amount)) for o in kids) == Decimal(repr(held)).quantize(places) == 4 * each
+    # each within the limit at the price it was checked at (a paper sell fills at that price less the slippage)
+    checked = [o.amount * fills[o.client_order_id].price / (1 - SLIP_BPS / 10_000) for o in kids]
+    assert all(n <= limit * (1 + 1e-9) for n in checked), checked
+    assert max(o.amount for o in kids) < 1.01 * min(o.amount for o in kids)  # as equal as the lot allows
+    assert not refused, refused

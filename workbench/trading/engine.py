@@ -19,6 +19,10 @@ Flow (one asyncio task consumes one queue, so events are handled strictly in arr
   book snapshot per symbol about once a second when books are streamed, not one row per book update).
 * **Commands** (``workbench trade pause|resume|flatten|cancel-all|stop|order|cancel|close|halt``) arrive through
   the journal's command table and are acknowledged there.
+* **Flatten** (``trade flatten``, ``trade close``, ``trade halt --flatten``, the kill switch with
+  ``flatten_on_halt``): reduce-only market sells, a position larger than one order may be split into children
+  each within the per-order limits (:func:`split_amount`); the plan is journalled first and finished after a
+  crash, never a child twice (:meth:`TradingEngine.flatten`).
 * **Faults.** A feed that drops reconnects with backoff, back-fills the closed candles it missed and the order
   manager reconciles before the next decision; a stale feed puts the risk state to REDUCING; an order whose
   outcome is unknown is queried by client id, never resent.
@@ -35,6 +39,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +53,7 @@ from workbench.trading.risk import RiskManager, RiskState, RiskView
 from workbench.trading.strategy import Bar, CandleAdapter, CandleTracker, Intent
 from workbench.types import Fill, Order, OrderStatus, OrderType, Side, Timeframe
 
-__all__ = ["EngineError", "SessionLock", "SessionSpec", "TradingEngine"]
+__all__ = ["EngineError", "SessionLock", "SessionSpec", "TradingEngine", "split_amount"]
 
 SPEC_VERSION = 1
 
@@ -261,6 +266,7 @@ class TradingEngine:
             self.broker.restore(j.orders().values(), j.fills())
         await self._reconcile("start")
         await self._backfill(initial=True)
+        await self._resume_flatten()  # after the back-fill: the children are valued at a current price
         j.record_state(self.now_ms(), "RUNNING", "", risk=self.risk.state.value)
         self._save_state()
 
@@ -578,21 +584,95 @@ class TradingEngine:
         if self.opt.flatten_on_halt or getattr(self.risk, "should_flatten", False):
             await self.flatten("halt")
 
-    async def flatten(self, why: str, key: int | None = None) -> list[Order]:
-        """Close every position at market (reduce-only). ``key``: the command's journal sequence number, so a
-        command handled again after a crash makes the same orders (never twice)."""
+    async def flatten(
+        self, why: str, key: int | None = None, symbols: list[str] | None = None, kind: str = "flatten"
+    ) -> list[Order]:
+        """Close every position at market with reduce-only sells, each within every per-order limit (a position
+        larger than ``max_order_notional`` at the last price, ``max_amount`` or the market's maximum is split:
+        :func:`split_amount`). ``key``: the command's journal sequence number (the kill switch: its time).
+
+        The plan (every child's client id and amount) is journalled in the meta (``flatten``) before the first
+        child is sent and marked done after the last: a command handled again after a crash (same ``key``) and
+        a restart in the middle of a kill-switch flatten (:meth:`_resume_flatten`) send the children not sent
+        yet, never one twice (ids ``client_order_id(session, kind, symbol, key, i)``). ``symbols``: only these
+        (``trade close``: one, ``kind`` "close")."""
+        assert self.journal is not None
         key = self.now_ms() if key is None else key
+        plan = self.journal.meta_get("flatten")
+        # the same command handled again (after a crash): its plan, not a new one from what is left
+        same = plan and plan.get("key") == key and plan.get("kind", "flatten") == kind
+        if not same:
+            plan = {"key": key, "kind": kind, "why": why, "gen": 0, "done": False, "orders": []}
+            for s in symbols or self.spec.symbols:
+                total = self.broker.market(s).round_amount(max(self.portfolio.position(s).amount, 0.0))
+                if total > 0:
+                    for i, a in enumerate(self._split(s, total)):
+                        plan["orders"].append([client_order_id(self.spec.name, kind, s, key, i), s, a])
+            self.journal.meta_set("flatten", plan)
+        return await self._run_flatten(plan)
+
+    def _split(self, symbol: str, total: float) -> list[float]:
+        rules = self.broker.market(symbol)
+        last = self.prices.get(symbol)
+        cap = self.risk.max_order_amount(symbol, last)
+        if rules.max_amount is not None:
+            cap = min(cap, rules.max_amount)
+        lo = max(self.risk.min_order_amount(symbol), rules.min_amount)
+        if rules.min_notional and last:
+            lo = max(lo, rules.min_notional / last)
+        return split_amount(total, cap, rules.amount_step, lo)
+
+    async def _run_flatten(self, plan: dict[str, Any]) -> list[Order]:
+        """Send the plan's children not sent yet (in order). When children not sent yet no longer fit the
+        per-order limits (the price rose while the engine was down), or a child was never placed (REJECTED,
+        nothing filled: its outcome was unknown when the engine died), those amounts are split again first (ids
+        of a new generation, the plan journalled again before any is sent)."""
+        assert self.journal is not None and self.orders is not None
+
+        def sent(cid: str) -> Order | None:
+            o = self.orders.orders.get(cid)  # type: ignore[union-attr]
+            return None if o is None or o.status is OrderStatus.INITIALIZED else o
+
+        unsent = [c for c in plan["orders"] if sent(c[0]) is None]
+        # a child the venue never placed (its outcome was unknown when the engine died: not found at the venue)
+        lost = [
+            c for c in plan["orders"]
+            if (o := sent(c[0])) is not None and o.status is OrderStatus.REJECTED and o.filled == 0
+        ]  # fmt: skip
+        if lost or any(a > self._split(s, a)[0] * (1 + 1e-12) for _, s, a in unsent):
+            unsent = unsent + lost
+            gen = int(plan.get("gen", 0)) + 1
+            keep = [c for c in plan["orders"] if sent(c[0]) is not None and c not in lost]
+            for s in dict.fromkeys(c[1] for c in unsent):
+                total = math.fsum(a for _, sym, a in unsent if sym == s)
+                total = self.broker.market(s).round_amount(total * (1 + 1e-12))
+                for i, a in enumerate(self._split(s, total)):
+                    cid = client_order_id(
+                        self.spec.name, plan.get("kind", "flatten"), s, plan["key"], gen * 1000 + i
+                    )
+                    keep.append([cid, s, a])
+            plan = {**plan, "gen": gen, "orders": keep}
+            self.journal.meta_set("flatten", plan)
         out = []
-        for s in self.spec.symbols:
-            pos = self.portfolio.position(s).amount
-            amount = self.broker.market(s).round_amount(max(pos, 0.0))
-            if amount <= 0:
+        why = plan.get("why") or "flatten"
+        for cid, s, amount in plan["orders"]:
+            known = sent(cid)
+            if known is not None:
+                out.append(known)
                 continue
-            cid = client_order_id(self.spec.name, "flatten", s, key, 0)
-            o = Order(cid, s, Side.SELL, OrderType.MARKET, amount, created_ms=self.now_ms(), tag="manual",
-                      reduce_only=True, reason=why)  # fmt: skip
+            o = Order(cid, s, Side.SELL, OrderType.MARKET, float(amount), created_ms=self.now_ms(),
+                      updated_ms=self.now_ms(), tag="manual", reduce_only=True, reason=why)  # fmt: skip
             out.append(await self._submit(o, ref_price=self.prices.get(s)))
+        self.journal.meta_set("flatten", {**plan, "done": True})
         return out
+
+    async def _resume_flatten(self) -> None:
+        """At start: a flatten the engine died in the middle of (its plan not done) is finished."""
+        assert self.journal is not None
+        plan = self.journal.meta_get("flatten")
+        if plan and not plan.get("done"):
+            self.journal.log("warning", f"finishing the flatten ({plan.get('why')}) begun before the restart")
+            await self._run_flatten(plan)
 
     # ------------------------------------------------------------------ commands
 
@@ -638,6 +718,7 @@ class TradingEngine:
             elif name == "halt":
                 for e in self.risk.halt(args.get("reason") or "halted by a person", ts_ms=self.now_ms()):
                     self.journal.record_risk(e.ts_ms, e.event, e.reason, **e.extra())
+                self._save_state()  # HALTED before anything is canceled or sold: a crash from here restarts HALTED
                 await self.orders.cancel_all()
                 if args.get("flatten"):
                     await self.flatten("halt", key=row.seq)
@@ -647,7 +728,11 @@ class TradingEngine:
             elif name == "flatten":
                 await self.orders.cancel_all()
                 done = await self.flatten("flatten", key=row.seq)
-                msg = f"flatten: {len(done)} order(s)"
+                denied = [r for r in done if r.status is OrderStatus.DENIED]
+                ok = not denied
+                msg = f"flatten: {len(done)} order(s)" + (
+                    f", {len(denied)} refused ({denied[0].reason})" if denied else ""
+                )
             elif name == "cancel-all":
                 n = await self.orders.cancel_all()
                 msg = f"cancel-all: {len(n)} order(s) canceled"
@@ -656,15 +741,16 @@ class TradingEngine:
                 msg = f"cancel sent for {args['client_order_id']}"
             elif name == "close":
                 s = args["symbol"]
-                amount = self.broker.market(s).round_amount(max(self.portfolio.position(s).amount, 0.0))
-                if amount <= 0:
+                if s not in self.spec.symbols:
+                    raise EngineError(f"{s} is not a symbol of this session ({', '.join(self.spec.symbols)})")
+                done = await self.flatten("close", key=row.seq, symbols=[s], kind="close")
+                if not done:
                     raise EngineError(f"no position in {s} to close")
-                o = Order(client_order_id(self.spec.name, "close", s, row.seq, 0), s, Side.SELL,
-                          OrderType.MARKET, amount, created_ms=self.now_ms(), tag="manual", reduce_only=True)  # fmt: skip
-                r = await self._submit(o, ref_price=self.prices.get(s))
-                ok = r.status is not OrderStatus.DENIED
-                msg = f"close {s}: {r.status.value}" + (f" ({r.reason})" if r.reason else "")
-                extra = {"order": r.client_order_id}
+                ok = all(r.status is not OrderStatus.DENIED for r in done)
+                msg = f"close {s}: " + ", ".join(
+                    r.status.value + (f" ({r.reason})" if r.reason else "") for r in done
+                )
+                extra = {"order": done[0].client_order_id, "orders": [r.client_order_id for r in done]}
             elif name == "order":
                 typ = OrderType(args.get("type", "market"))
                 o = Order(
@@ -867,6 +953,44 @@ class TradingEngine:
             for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
+
+
+def split_amount(total: float, cap: float, step: float | None = None, min_amount: float = 0.0) -> list[float]:
+    """``total`` (a multiple of ``step``) as the fewest child amounts each at most ``cap``: the children are as
+    equal as the lot ``step`` allows (the first ones ``ceil(total / n)`` steps, the last the remainder, never
+    more than the others), so the last is not a sliver below ``min_amount`` (units are moved to it from the
+    others where it would be). The amounts add up to ``total`` exactly in decimal (each is a whole number of
+    steps). ``cap`` below one step (or not positive): ``[total]`` (the checks then refuse it, saying why)."""
+    if total <= 0:
+        return []
+    if not cap > 0 or cap >= total:
+        return [float(total)]
+    if step is None:
+        n = math.ceil(total / (cap * (1 - 1e-12)))
+        base = total / n
+        return [base] * (n - 1) + [total - base * (n - 1)]
+    d = Decimal(repr(float(step)))
+    units = int((Decimal(repr(float(total))) / d + Decimal("1e-9")).to_integral_value(rounding=ROUND_FLOOR))
+    cap_units = int((Decimal(repr(float(cap))) / d).to_integral_value(rounding=ROUND_FLOOR))
+    while cap_units > 0 and float(cap_units * d) > cap:
+        cap_units -= 1
+    if cap_units <= 0 or units <= cap_units:
+        return [float(units * d)] if units > 0 else [float(total)]
+    n = -(-units // cap_units)
+    base = -(-units // n)
+    kids = [base] * (n - 1) + [units - base * (n - 1)]
+    lo = (
+        int((Decimal(repr(float(min_amount))) / d).to_integral_value(rounding=ROUND_CEILING))
+        if min_amount
+        else 0
+    )
+    if kids[-1] < lo <= cap_units:
+        for i in range(n - 1):
+            take = min(lo - kids[-1], kids[i] - lo)
+            if take > 0:
+                kids[i] -= take
+                kids[-1] += take
+    return [float(k * d) for k in kids]
 
 
 def session_status(data_dir: Path, name: str) -> dict[str, Any]:
