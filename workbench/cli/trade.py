@@ -391,17 +391,28 @@ def trade_order(
     amount: Annotated[float, typer.Option("--amount", help="Base units.")],
     type_: Annotated[str, typer.Option("--type", help="market or limit")] = "market",
     price: Annotated[float | None, typer.Option("--price", help="Limit price.")] = None,
+    stop: Annotated[
+        float | None, typer.Option("--stop", help="Stop-loss price (a buy only; below the price).")
+    ] = None,
+    take_profit: Annotated[
+        float | None, typer.Option("--take-profit", help="Take-profit price (a buy only; above the price).")
+    ] = None,
     session: SessionOpt = None,
 ) -> None:
-    """A manual order (its own sub-position; the risk manager checks it like any other)."""
+    """A manual order (its own sub-position; the risk manager checks it like any other). A buy may carry a
+    stop-loss and a take-profit (absolute prices): once it fills, the engine sells the manual position at
+    market when the price reaches either."""
     with _errors():
         if side not in ("buy", "sell") or type_ not in ("market", "limit"):
             raise ValueError("--side is buy or sell, --type market or limit")
         if type_ == "limit" and price is None:
             raise ValueError("a limit order needs --price")
-    _command(
-        session, "order", {"symbol": symbol, "side": side, "amount": amount, "type": type_, "price": price}
-    )
+    args: dict[str, Any] = {"symbol": symbol, "side": side, "amount": amount, "type": type_, "price": price}
+    if stop is not None:
+        args["stop"] = stop
+    if take_profit is not None:
+        args["take_profit"] = take_profit
+    _command(session, "order", args)
 
 
 @trade_app.command("cancel")

@@ -19,6 +19,9 @@ Flow (one asyncio task consumes one queue, so events are handled strictly in arr
   book snapshot per symbol about once a second when books are streamed, not one row per book update).
 * **Commands** (``workbench trade pause|resume|flatten|cancel-all|stop|order|cancel|close|halt``) arrive through
   the journal's command table and are acknowledged there.
+* **Manual stop-loss / take-profit**: an ``order`` command's ``stop`` / ``take_profit`` (a buy only) protect
+  the symbol's manual sub-position once the buy fills, checked like the strategy's stops on every price event
+  and closed candle; journalled as ``bracket`` rows and rebuilt from them at start (:meth:`_check_bracket`).
 * **Flatten** (``trade flatten``, ``trade close``, ``trade halt --flatten``, the kill switch with
   ``flatten_on_halt``): reduce-only market sells, a position larger than one order may be split into children
   each within the per-order limits (:func:`split_amount`); the plan is journalled first and finished after a
@@ -56,6 +59,7 @@ from workbench.types import Fill, Order, OrderStatus, OrderType, Side, Timeframe
 __all__ = ["EngineError", "SessionLock", "SessionSpec", "TradingEngine", "split_amount"]
 
 SPEC_VERSION = 1
+_BRACKET_ACTIVE = frozenset({"pending", "armed"})
 
 
 class EngineError(RuntimeError):
@@ -196,6 +200,8 @@ class TradingEngine:
         self.market_ms = 0
         self._stale: set[str] = set()
         self._reduced_for_stale = False
+        self.brackets: dict[str, dict[str, Any]] = {}
+        """symbol -> the manual sub-position's stop-loss / take-profit (the latest ``bracket`` row, if active)."""
 
     # ------------------------------------------------------------------ clock
 
@@ -239,6 +245,11 @@ class TradingEngine:
         adapter = j.meta_get("adapter")
         if adapter:
             self.adapter.restore(adapter)
+        for r in j.read(kinds=["bracket"]):  # the latest row per symbol is its state
+            if r.data.get("status") in _BRACKET_ACTIVE:
+                self.brackets[str(r.key)] = dict(r.data)
+            else:
+                self.brackets.pop(str(r.key), None)
         fills = j.fills()
         init = j.meta_get("initial_balances") or {self.opt.quote: self.opt.initial_cash}
         j.meta_set("initial_balances", init)
@@ -317,6 +328,9 @@ class TradingEngine:
     def _apply_fill(self, f: Fill) -> None:
         assert self.journal is not None
         self.portfolio.apply(f)
+        b = self.brackets.get(f.symbol)
+        if b is not None and b["status"] == "pending" and f.client_order_id == b.get("entry"):
+            self._set_bracket(f.symbol, "armed", armed_ms=int(f.timestamp))
         self.journal.record_position(
             f.timestamp, f.symbol, self.portfolio.position(f.symbol).amount, tag=f.tag
         )
@@ -400,6 +414,8 @@ class TradingEngine:
             self._closed(b)
             if self.spec.sl is not None or self.spec.tp is not None:
                 await self._check_stops(symbol, b)
+            if symbol in self.brackets:
+                await self._check_bracket(symbol, b, b.close)
         cur = tr.open_candle()
         if cur is not None:
             if tr.last_emitted is not None and cur.ts == tr.last_emitted + self.tf.ms:
@@ -429,6 +445,8 @@ class TradingEngine:
                     await self._on_halt()
         if bar is not None and (self.spec.sl is not None or self.spec.tp is not None):
             await self._check_stops(symbol, bar)
+        if symbol in self.brackets:
+            await self._check_bracket(symbol, bar, last)
         t = time.monotonic()
         if t - self._last_snapshot >= self.opt.snapshot_every_s:
             self._last_snapshot = t
@@ -578,6 +596,113 @@ class TradingEngine:
                       updated_ms=self.now_ms(), tag="strategy", reduce_only=True, reason=why)  # fmt: skip
         await self._submit(order, ref_price=float(px), ref_ms=bar.ts if bar.closed else None)
 
+    # ------------------------------------------------------------------ manual stop-loss / take-profit
+
+    def _set_bracket(self, symbol: str, status: str, **changes: Any) -> dict[str, Any]:
+        """Journal the symbol's bracket after a change (a ``bracket`` row, key = symbol), then keep it."""
+        assert self.journal is not None
+        d = {**self.brackets.get(symbol, {}), **changes, "symbol": symbol, "status": status}
+        self.journal.append("bracket", d, key=symbol, ts=self.now_ms())
+        if status in _BRACKET_ACTIVE:
+            self.brackets[symbol] = d
+        else:
+            self.brackets.pop(symbol, None)
+        return d
+
+    def _bracket_levels(self, args: dict[str, Any], symbol: str, side: Side, ref: float | None) -> tuple:
+        """The ``order`` command's ``stop`` / ``take_profit`` checked (absolute prices in the quote currency);
+        an EngineError says why they are refused (nothing is sent then)."""
+        levels = []
+        for key, name in (("stop", "stop"), ("take_profit", "take-profit")):
+            v = args.get(key)
+            if v is None:
+                levels.append(None)
+                continue
+            try:
+                x = float(v)
+            except (TypeError, ValueError):
+                raise EngineError(f"{name}: a price in the quote currency, not {v!r}") from None
+            if not (math.isfinite(x) and x > 0):
+                raise EngineError(f"{name}: a positive finite price, not {v!r}")
+            levels.append(x)
+        stop, tp = levels
+        if stop is None and tp is None:
+            return None, None
+        if side is not Side.BUY:
+            raise EngineError(
+                "stop / take-profit protect a long position: only a buy carries them (spot, long only); "
+                "send the sell without them"
+            )
+        if ref is None or not (math.isfinite(ref) and ref > 0):
+            raise EngineError(f"{symbol}: no last price yet to check the stop / take-profit against")
+        if stop is not None and not stop < ref:
+            raise EngineError(f"stop: {stop:g} must be below the reference price {ref:g} of this buy")
+        if tp is not None and not tp > ref:
+            raise EngineError(f"take-profit: {tp:g} must be above the reference price {ref:g} of this buy")
+        return stop, tp
+
+    async def _check_bracket(self, symbol: str, bar: Bar | None, last: float) -> None:
+        """The manual sub-position's stop-loss / take-profit, with the backtest's stop rule
+        (``workbench.sim.fills.stop_trigger``, a level per call so that the level is exact): a bar that opens
+        through a level fills at its open, one whose range reaches it at the level. The bar the entry filled
+        in is checked against each price seen after the fill only (its range before the fill says nothing),
+        the bars after it against their open, high and low. A trigger sends a reduce-only market sell of the
+        manual sub-position (reason ``stop_loss`` / ``take_profit``) through the risk manager; the levels end
+        with it, or when the manual position is closed otherwise."""
+        from workbench.sim.fills import stop_trigger
+
+        assert self.orders is not None
+        b = self.brackets.get(symbol)
+        if b is None:
+            return
+        if b["status"] == "pending":
+            entry = self.orders.orders.get(str(b.get("entry")))
+            if entry is None:
+                return
+            if entry.filled > 0:  # filled while the engine was down: armed from now
+                b = self._set_bracket(symbol, "armed", armed_ms=self.now_ms())
+            else:
+                if not entry.status.is_open:
+                    self._set_bracket(symbol, "canceled", reason=f"the entry {entry.status.value}, unfilled")
+                return
+        rules = self.broker.market(symbol)
+        held = rules.round_amount(
+            min(self.portfolio.position(symbol, "manual").amount, self.portfolio.position(symbol).amount)
+        )
+        if held <= 0:
+            self._set_bracket(symbol, "canceled", reason="the manual position is closed")
+            return
+        armed_bar = self.tf.floor(int(b["armed_ms"]))
+        ts = self.tf.floor(self.now_ms()) if bar is None else bar.ts
+        if ts < armed_bar:
+            return
+        o, h, lo = (last, last, last) if bar is None or ts == armed_bar else (bar.open, bar.high, bar.low)
+        nan = float("nan")
+        reason, px = -1, nan
+        if b.get("stop") is not None:
+            lvl = float(b["stop"])
+            reason, px = stop_trigger(held, lvl, lvl, o, h, lo, 0.0, nan, False)
+        if reason < 0 and b.get("take_profit") is not None:
+            lvl = float(b["take_profit"])
+            reason, px = stop_trigger(held, lvl, lvl, o, h, lo, nan, 0.0, False)
+        reason = int(reason)
+        if reason < 0:
+            return
+        why = "stop_loss" if reason == 1 else "take_profit"
+        # one attempt per bracket and bar: a refused sell (journalled with its reason) is tried again next bar
+        cid = client_order_id(
+            self.spec.name, "bracket", symbol, ts, int(b.get("command_seq", 0)) * 10 + reason
+        )
+        if cid in self.orders.orders:
+            return
+        order = Order(cid, symbol, Side.SELL, OrderType.MARKET, held, created_ms=self.now_ms(),
+                      updated_ms=self.now_ms(), tag="manual", reduce_only=True, reason=why)  # fmt: skip
+        r = await self._submit(
+            order, ref_price=float(px), ref_ms=ts if bar is not None and bar.closed else None
+        )
+        if r.status is not OrderStatus.DENIED:
+            self._set_bracket(symbol, "triggered", reason=why, order=cid, level=float(px))
+
     async def _on_halt(self) -> None:
         assert self.orders is not None
         await self.orders.cancel_all()
@@ -604,6 +729,8 @@ class TradingEngine:
         if not same:
             plan = {"key": key, "kind": kind, "why": why, "gen": 0, "done": False, "orders": []}
             for s in symbols or self.spec.symbols:
+                if s in self.brackets:  # the position is closed otherwise: its levels end
+                    self._set_bracket(s, "canceled", reason=f"{kind} ({why})")
                 total = self.broker.market(s).round_amount(max(self.portfolio.position(s).amount, 0.0))
                 if total > 0:
                     for i, a in enumerate(self._split(s, total)):
@@ -753,21 +880,42 @@ class TradingEngine:
                 extra = {"order": done[0].client_order_id, "orders": [r.client_order_id for r in done]}
             elif name == "order":
                 typ = OrderType(args.get("type", "market"))
+                sym, side = args["symbol"], Side(args["side"])
+                price = float(args["price"]) if args.get("price") is not None else None
+                ref = price if typ is OrderType.LIMIT else self.prices.get(sym)
+                stop, tp = self._bracket_levels(args, sym, side, ref)
                 o = Order(
-                    manual_order_id(self.spec.name, args["symbol"], row.seq),
-                    args["symbol"],
-                    Side(args["side"]),
+                    manual_order_id(self.spec.name, sym, row.seq),
+                    sym,
+                    side,
                     typ,
                     float(args["amount"]),
-                    price=float(args["price"]) if args.get("price") is not None else None,
+                    price=price,
                     created_ms=self.now_ms(),
                     updated_ms=self.now_ms(),
                     tag="manual",
                 )
+                before = self.brackets.get(sym)
+                known = self.orders.orders.get(o.client_order_id)
+                if (stop is not None or tp is not None) and (
+                    known is None or known.status is OrderStatus.INITIALIZED
+                ):
+                    # journalled before the entry is sent: a fill (even one seen only after a crash) finds it
+                    self._set_bracket(sym, "pending", stop=stop, take_profit=tp, entry=o.client_order_id,
+                                      command_seq=row.seq, armed_ms=None, reason=None, order=None)  # fmt: skip
                 r = await self._submit(o, ref_price=None)
                 ok = r.status is not OrderStatus.DENIED
+                if (stop is not None or tp is not None) and r.filled <= 0 and not r.status.is_open:
+                    if before is not None:  # the entry was refused: the levels the position had stay
+                        self._set_bracket(sym, before["status"], **before)
+                    else:
+                        self._set_bracket(sym, "canceled", reason=f"the entry {r.status.value}, unfilled")
                 msg = f"order {r.client_order_id}: {r.status.value}" + (f" ({r.reason})" if r.reason else "")
-                extra = {"order": r.client_order_id}
+                if ok and (stop is not None or tp is not None):
+                    msg += " with " + ", ".join(
+                        f"{n} {v:g}" for n, v in (("stop", stop), ("take-profit", tp)) if v is not None
+                    )
+                extra = {"order": r.client_order_id, "stop": stop, "take_profit": tp}
             elif name == "stop":
                 msg = "stopping"
                 self.stopping.set()
@@ -794,6 +942,10 @@ class TradingEngine:
             "positions": {s: self.portfolio.position(s).amount for s in self.portfolio.symbols},
             "prices": prices,
             "open_orders": [o.client_order_id for o in self.orders.open_orders()],
+            "brackets": {
+                s: {k: b.get(k) for k in ("status", "stop", "take_profit", "entry")}
+                for s, b in self.brackets.items()
+            },
             "last_bar": self.adapter.last_bar,
             "events": self.events,
         }
