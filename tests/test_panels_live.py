@@ -5,6 +5,7 @@ data checked. The engine's side of a command is played by a thread that answers 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from pathlib import Path
@@ -27,6 +28,8 @@ from workbench.viz.live import (
     limit_usage_figure,
     usage_colour,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SYM = "BTC/USDT"
 T0 = 1_764_547_200_000  # 2025-12-01 00:00 UTC
@@ -364,6 +367,31 @@ def test_book_ladder_and_order_validation():
                       "take_profit": 110.0}  # fmt: skip
     r = trading.validate_order(SYM, "buy", "market", 1.0, None, 100.0, stop=95.0)
     assert r.args["stop"] == 95.0 and "take_profit" not in r.args
+
+
+def test_the_dashboards_load_no_exchange_client(tmp_path: Path):
+    """Every page module, and the session helpers they call (running or not, the session list), import no ccxt
+    and not the engine's module (a fresh interpreter: what a dashboard kernel loads)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from workbench.panels import common, overview, portfolio, risk, settings, trading\n"
+        f"common.session_running({str(tmp_path)!r}, 'x'); common.list_sessions({str(tmp_path)!r})\n"
+        "from workbench.trading.session import SessionLock, session_running\n"
+        "bad = sorted(m for m in sys.modules if m in ('ccxt', 'workbench.trading.engine', 'workbench.trading.feeds'))\n"
+        "print(bad)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "[]", p.stdout
+    # the old names stay importable from the engine's module, the same objects
+    from workbench.trading import engine, session
+
+    assert engine.SessionLock is session.SessionLock and engine.EngineError is session.EngineError
+    assert engine.session_status is session.session_status
 
 
 def test_session_state_shows_the_active_brackets(tmp_path: Path):

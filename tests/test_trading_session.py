@@ -92,6 +92,11 @@ class Session:
 
     def __init__(self, cfg: Path, home: Path, name: str, *args: str) -> None:
         self.cfg, self.home, self.name = cfg, home, name
+        path = journal_path(home, name)
+        self.mark = 0  # the journal's last seq before this process: its own RUNNING comes after
+        if path.exists():
+            with Journal(path, readonly=True) as j:
+                self.mark = j.last_seq()
         cmd = [*WB, "--config", str(cfg), "trade", "run", "--session", name, *args]
         self.log = open(home.parent / f"{name}.log", "w")  # noqa: SIM115
         self.p = subprocess.Popen(
@@ -125,7 +130,11 @@ class Session:
         raise AssertionError(f"timed out waiting; log:\n{self.text()}")
 
     def running(self) -> None:
-        self.wait(lambda j: any(r.data.get("state") == "RUNNING" for r in j.read(kinds="state")))
+        """Wait until this process journalled RUNNING (a restarted session's journal has an earlier one)."""
+        mark = self.mark
+        self.wait(
+            lambda j: any(r.data.get("state") == "RUNNING" for r in j.read(after_seq=mark, kinds="state"))
+        )
 
     def decided(self, bar_ms: int) -> None:
         self.wait(lambda j: (j.meta_get("decided") or {}).get("bar", 0) >= bar_ms)

@@ -46,7 +46,7 @@ def default_session_name(strategy: str, symbols: list[str], timeframe: str) -> s
 
 
 def _resolve_session(name: str | None) -> str:
-    from workbench.trading.engine import EngineError, SessionLock
+    from workbench.trading.session import EngineError, SessionLock
 
     if name:
         return name
@@ -65,7 +65,7 @@ def _resolve_session(name: str | None) -> str:
 
 
 def _engine_errors():
-    from workbench.trading.engine import EngineError
+    from workbench.trading.session import EngineError
 
     return EngineError
 
@@ -287,8 +287,8 @@ def _live_from_cli() -> bool:
 
 
 def _send(session: str | None, name: str, args: dict[str, Any] | None = None, timeout: float = 15.0) -> dict:
-    from workbench.trading.engine import EngineError, SessionLock
     from workbench.trading.journal import Journal, journal_path
+    from workbench.trading.session import EngineError, SessionLock
 
     sess = _resolve_session(session)
     path = journal_path(_data_dir(), sess)
@@ -323,7 +323,7 @@ def trade_status(
     session: SessionOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False
 ) -> None:
     """The session's state: running or not, risk state, equity, positions, open orders."""
-    from workbench.trading.engine import session_status
+    from workbench.trading.session import session_status
 
     with _trade_errors():
         st = session_status(_data_dir(), _resolve_session(session))

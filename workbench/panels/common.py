@@ -167,7 +167,7 @@ def _lock_path(data_dir: Path, name: str) -> Path:
 
 def session_running(data_dir: str | Path, name: str) -> bool:
     """Whether an engine holds the session's lock (a killed engine frees it)."""
-    from workbench.trading.engine import SessionLock
+    from workbench.trading.session import SessionLock  # not the engine's module: that one loads ccxt
 
     return SessionLock.holder(_lock_path(Path(data_dir), name)) is not None
 

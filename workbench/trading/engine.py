@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import math
 import os
@@ -49,21 +48,25 @@ from typing import Any
 from workbench.strategies.base import Strategy
 from workbench.trading.brokers.base import BrokerError, MarketRuleError, OrderRejected
 from workbench.trading.feeds import TRANSIENT_ERRORS, MarketFeed, fetch_closed_candles
-from workbench.trading.journal import Journal, journal_path, session_dir
+from workbench.trading.journal import Journal, journal_path
 from workbench.trading.orders import OrderManager, client_order_id, manual_order_id
 from workbench.trading.portfolio import Portfolio
 from workbench.trading.risk import RiskManager, RiskState, RiskView
+from workbench.trading.session import (
+    EngineError,
+    SessionLock,
+    account_lock_path,
+    lock_path,
+    session_status,
+)
 from workbench.trading.strategy import Bar, CandleAdapter, CandleTracker, Intent
 from workbench.types import Fill, Order, OrderStatus, OrderType, Side, Timeframe
 
-__all__ = ["EngineError", "SessionLock", "SessionSpec", "TradingEngine", "split_amount"]
+# EngineError, SessionLock, session_status: defined in workbench.trading.session (no ccxt), importable from here
+__all__ = ["EngineError", "SessionLock", "SessionSpec", "TradingEngine", "session_status", "split_amount"]
 
 SPEC_VERSION = 1
 _BRACKET_ACTIVE = frozenset({"pending", "armed"})
-
-
-class EngineError(RuntimeError):
-    """The session cannot start or go on (lock held, state not reconciled, bad spec); the message says why."""
 
 
 @dataclass(frozen=True)
@@ -88,55 +91,6 @@ class SessionSpec:
         d["symbols"] = list(self.symbols)
         d["version"] = SPEC_VERSION
         return d
-
-
-class SessionLock:
-    """An exclusive ``flock`` on a file, held for the session's life (a killed process frees it)."""
-
-    def __init__(self, path: Path, what: str) -> None:
-        self.path = path
-        self.what = what
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise EngineError(
-                f"{self.what} is already running (pid {holder}); one session at a time"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        os.fsync(fd)
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, 0)
-            os.close(self._fd)
-            self._fd = None
-
-    @staticmethod
-    def holder(path: Path) -> int | None:
-        """The pid holding the lock, or None if nobody does."""
-        if not path.exists():
-            return None
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                txt = os.pread(fd, 64, 0).decode(errors="replace").strip()
-                return int(txt) if txt.isdigit() else -1
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return None
-        finally:
-            os.close(fd)
 
 
 @dataclass
@@ -213,10 +167,9 @@ class TradingEngine:
     # ------------------------------------------------------------------ start and stop
 
     def _lock(self) -> None:
-        root = self.data_dir / "trading" / "locks"
         for path, what in (
-            (root / f"session-{self.spec.name}.lock", f"session {self.spec.name!r}"),
-            (root / f"account-{self.spec.exchange}-{self.spec.account}.lock",
+            (lock_path(self.data_dir, self.spec.name), f"session {self.spec.name!r}"),
+            (account_lock_path(self.data_dir, self.spec.exchange, self.spec.account),
              f"a session on account {self.spec.exchange}/{self.spec.account}"),
         ):  # fmt: skip
             lk = SessionLock(path, what)
@@ -1143,38 +1096,6 @@ def split_amount(total: float, cap: float, step: float | None = None, min_amount
                 kids[i] -= take
                 kids[-1] += take
     return [float(k * d) for k in kids]
-
-
-def session_status(data_dir: Path, name: str) -> dict[str, Any]:
-    """A session's state read from its journal (no connection to the engine): for ``trade status``."""
-    path = journal_path(data_dir, name)
-    if not path.exists():
-        raise EngineError(f"no session {name!r} under {session_dir(data_dir, name)}")
-    j = Journal(path, readonly=True)
-    try:
-        export = j.export()
-        states = j.read(kinds=["state"])
-        last_state = states[-1].data if states else {}
-        eq = export["equity"][-1]["equity"] if export["equity"] else None
-        holder = SessionLock.holder(Path(data_dir) / "trading" / "locks" / f"session-{name}.lock")
-        return {
-            "session": name,
-            "running": holder is not None,
-            "pid": holder,
-            "state": last_state.get("state"),
-            "risk_state": last_state.get("risk"),
-            "equity": eq,
-            "positions": export["positions"],
-            "open_orders": [
-                o["client_order_id"] for o in export["orders"] if OrderStatus(o["status"]).is_open
-            ],
-            "orders": len(export["orders"]),
-            "fills": len(export["fills"]),
-            "last_seq": j.last_seq(),
-            "spec": j.meta_get("spec"),
-        }
-    finally:
-        j.close()
 
 
 def dumps(d: Any) -> str:
