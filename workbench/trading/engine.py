@@ -67,6 +67,7 @@ __all__ = ["EngineError", "SessionLock", "SessionSpec", "TradingEngine", "sessio
 
 SPEC_VERSION = 1
 _BRACKET_ACTIVE = frozenset({"pending", "armed"})
+_FLATTEN_GENERATIONS = 3  # a flatten's children never placed are sent again under new ids at most this often
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,7 @@ class TradingEngine:
         self._stale: set[str] = set()
         self._reduced_for_stale = False
         self.brackets: dict[str, dict[str, Any]] = {}
+        self._flatten_pending: dict[str, Any] | None = None  # a flatten plan with children not settled yet
         """symbol -> the manual sub-position's stop-loss / take-profit (the latest ``bracket`` row, if active)."""
 
     # ------------------------------------------------------------------ clock
@@ -719,6 +721,13 @@ class TradingEngine:
             c for c in plan["orders"]
             if (o := sent(c[0])) is not None and o.status is OrderStatus.REJECTED and o.filled == 0
         ]  # fmt: skip
+        if len(lost) and int(plan.get("gen", 0)) >= _FLATTEN_GENERATIONS:
+            self.journal.record_risk(
+                self.now_ms(), "flatten_incomplete",
+                f"{len(lost)} flatten order(s) not placed after {_FLATTEN_GENERATIONS} tries: "
+                + ", ".join(c[0] for c in lost),
+            )  # fmt: skip
+            lost = []
         if lost or any(a > self._split(s, a)[0] * (1 + 1e-12) for _, s, a in unsent):
             unsent = unsent + lost
             gen = int(plan.get("gen", 0)) + 1
@@ -734,6 +743,7 @@ class TradingEngine:
             plan = {**plan, "gen": gen, "orders": keep}
             self.journal.meta_set("flatten", plan)
         out = []
+        before = self._flatten_pending
         why = plan.get("why") or "flatten"
         for cid, s, amount in plan["orders"]:
             known = sent(cid)
@@ -743,7 +753,14 @@ class TradingEngine:
             o = Order(cid, s, Side.SELL, OrderType.MARKET, float(amount), created_ms=self.now_ms(),
                       updated_ms=self.now_ms(), tag="manual", reduce_only=True, reason=why)  # fmt: skip
             out.append(await self._submit(o, ref_price=self.prices.get(s)))
-        self.journal.meta_set("flatten", {**plan, "done": True})
+        # done once no child is open any more (an outcome still unknown may yet turn out "never placed": the
+        # timer runs the plan again until then, and a child never placed is sent again under a new id)
+        settled = all(not r.status.is_open for r in out)
+        unplaced = any(r.status is OrderStatus.REJECTED and r.filled == 0 for r in out)
+        done = settled and (not unplaced or int(plan.get("gen", 0)) >= _FLATTEN_GENERATIONS)
+        self._flatten_pending = None if done else {**plan, "done": False}
+        if done or self._flatten_pending != before or unsent:  # not on every timer tick while it waits
+            self.journal.meta_set("flatten", {**plan, "done": done})
         return out
 
     async def _resume_flatten(self) -> None:
@@ -753,6 +770,11 @@ class TradingEngine:
         if plan and not plan.get("done"):
             self.journal.log("warning", f"finishing the flatten ({plan.get('why')}) begun before the restart")
             await self._run_flatten(plan)
+
+    async def _flatten_tick(self) -> None:
+        """The timer: a flatten whose children are not all settled is run again (see :meth:`_run_flatten`)."""
+        if self._flatten_pending is not None:
+            await self._run_flatten(self._flatten_pending)
 
     # ------------------------------------------------------------------ commands
 
@@ -948,6 +970,7 @@ class TradingEngine:
             if e.is_state_change:
                 self.journal.record_state(e.ts_ms, "RISK", e.reason, risk=self.risk.state.value)
                 self._save_state()
+        await self._flatten_tick()
         # a candle whose end is past the exchange clock (plus a grace) and that no later candle closed yet
         for s, tr in self.trackers.items():
             cur = tr.open_candle()
