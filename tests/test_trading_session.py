@@ -546,7 +546,8 @@ def test_manual_stops_survive_a_restart_and_a_gap_fills_at_the_open(home, replay
         replay.advance(TF_MS)  # bar i closes, bar i + 1 opens below the stop
         s = Session(cfg, home, name, *args)
         s.running()
-        s.wait(lambda j: len(manual_sells(j, "stop_loss")) == 2)
+        # the bracket's row says triggered once the sell was sent and its fill booked
+        s.wait(lambda j: len(manual_sells(j, "stop_loss")) == 2 and bracket(j)["status"] == "triggered")
         j = s.journal()
         try:
             gap = [o for o in manual_sells(j, "stop_loss") if o.client_order_id != sell.client_order_id]
