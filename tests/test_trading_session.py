@@ -449,6 +449,13 @@ def test_a_manual_buy_with_a_stop_and_a_take_profit_is_protected(home, replay, t
         j = s.journal()
         assert bracket(j)["status"] == "armed" and bracket(j)["stop"] == stop
         j.close()
+        # a bracketed buy the risk manager refuses leaves the position's levels as they were
+        p = cli(cfg, "trade", "order", "--session", name, "-s", "BTC/USDT", "--side", "buy", "--amount", "100",
+                "--stop", f"{stop - 100:.2f}", check=False)  # fmt: skip
+        assert p.returncode == 1 and "max_order_notional" in p.stderr, p.stderr
+        j = s.journal()
+        assert bracket(j)["status"] == "armed" and bracket(j)["stop"] == stop
+        j.close()
         step(replay, s, 2)
         j = s.journal()
         try:

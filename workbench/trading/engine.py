@@ -285,7 +285,7 @@ class TradingEngine:
         self.portfolio.apply(f)
         b = self.brackets.get(f.symbol)
         if b is not None and b["status"] == "pending" and f.client_order_id == b.get("entry"):
-            self._set_bracket(f.symbol, "armed", armed_ms=int(f.timestamp))
+            self._set_bracket(f.symbol, "armed", armed_ms=int(f.timestamp), replaces=None)
         self.journal.record_position(
             f.timestamp, f.symbol, self.portfolio.position(f.symbol).amount, tag=f.tag
         )
@@ -615,7 +615,7 @@ class TradingEngine:
             if entry is None:
                 return
             if entry.filled > 0:  # filled while the engine was down: armed from now
-                b = self._set_bracket(symbol, "armed", armed_ms=self.now_ms())
+                b = self._set_bracket(symbol, "armed", armed_ms=self.now_ms(), replaces=None)
             else:
                 if not entry.status.is_open:
                     self._set_bracket(symbol, "canceled", reason=f"the entry {entry.status.value}, unfilled")
@@ -871,18 +871,23 @@ class TradingEngine:
                     tag="manual",
                 )
                 before = self.brackets.get(sym)
+                if before is not None and before.get("entry") == o.client_order_id:  # handled again
+                    before = before.get("replaces")
+                prior = None if before is None else {k: v for k, v in before.items() if k != "replaces"}
                 known = self.orders.orders.get(o.client_order_id)
                 if (stop is not None or tp is not None) and (
                     known is None or known.status is OrderStatus.INITIALIZED
                 ):
                     # journalled before the entry is sent: a fill (even one seen only after a crash) finds it
                     self._set_bracket(sym, "pending", stop=stop, take_profit=tp, entry=o.client_order_id,
-                                      command_seq=row.seq, armed_ms=None, reason=None, order=None)  # fmt: skip
+                                      command_seq=row.seq, armed_ms=None, reason=None, order=None, replaces=prior)  # fmt: skip
                 r = await self._submit(o, ref_price=None)
                 ok = r.status is not OrderStatus.DENIED
                 if (stop is not None or tp is not None) and r.filled <= 0 and not r.status.is_open:
                     if before is not None:  # the entry was refused: the levels the position had stay
-                        self._set_bracket(sym, before["status"], **before)
+                        keep = {k: v for k, v in before.items() if k not in ("symbol", "status", "replaces")}
+                        keep["replaces"] = None
+                        self._set_bracket(sym, before["status"], **keep)
                     else:
                         self._set_bracket(sym, "canceled", reason=f"the entry {r.status.value}, unfilled")
                 msg = f"order {r.client_order_id}: {r.status.value}" + (f" ({r.reason})" if r.reason else "")
