@@ -55,6 +55,43 @@ class Flip(Strategy):
 '''
 
 
+FLAT = '''
+"""Never holds anything: the positions of the flatten tests are manual."""
+import pandas as pd
+
+from workbench.strategies import Params, Strategy
+
+
+class Flat(Strategy):
+    name = "flat"
+
+    class Params(Params):
+        pass
+
+    def warmup(self) -> int:
+        return 2
+
+    def target(self, data, features=None):
+        return pd.Series(0.0, index=data.index, name=self.name)
+'''
+
+
+def flatten_children(j: Journal, key: int, symbol: str = SYMBOL) -> list:
+    """The journalled orders of the flatten keyed ``key`` (its command's seq), in plan order (the meta's plan
+    names them)."""
+    plan = j.meta_get("flatten")
+    assert plan and plan["key"] == key, plan
+    orders = j.orders()
+    return [orders[cid] for cid, s, _ in plan["orders"] if s == symbol and cid in orders]
+
+
+def write_flat(folder: Path) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "flat.py"
+    path.write_text(FLAT)
+    return f"{path}:Flat"
+
+
 def write_strategy(folder: Path) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "flip.py"
@@ -69,6 +106,7 @@ def write_config(
     *,
     timeout_ms: int = 10_000,
     outcome_window_s: float = 15.0,
+    **risk: Any,
 ) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     wb = {
@@ -89,6 +127,7 @@ def write_config(
             "daily_loss_limit": 0.9,
             "max_orders_per_minute": 1000,
             "stale_feed_s": None,
+            **risk,
         },
     }
     (folder / "workbench.yml").write_text(yaml.safe_dump(wb))

@@ -5,6 +5,7 @@ data checked. The engine's side of a command is played by a thread that answers 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from pathlib import Path
@@ -27,6 +28,8 @@ from workbench.viz.live import (
     limit_usage_figure,
     usage_colour,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SYM = "BTC/USDT"
 T0 = 1_764_547_200_000  # 2025-12-01 00:00 UTC
@@ -354,8 +357,59 @@ def test_book_ladder_and_order_validation():
             trading.validate_order(*args)
     with pytest.raises(ValueError, match="stop must be below"):
         trading.validate_order(SYM, "buy", "market", 1.0, None, 100.0, stop=101.0)
-    with pytest.raises(ValueError, match="does not carry them"):  # fails closed rather than dropping the stop
-        trading.validate_order(SYM, "buy", "market", 1.0, None, 100.0, stop=95.0)
+    with pytest.raises(ValueError, match="take-profit: a buy's target must be above"):
+        trading.validate_order(SYM, "buy", "market", 1.0, None, 100.0, take_profit=99.0)
+    with pytest.raises(ValueError, match="only a buy carries them"):  # spot long only: nothing to protect
+        trading.validate_order(SYM, "sell", "market", 1.0, None, 100.0, stop=105.0)
+    # a buy's levels go with the engine's order command (never dropped)
+    r = trading.validate_order(SYM, "buy", "limit", 1.0, 99.0, 100.0, stop=95.0, take_profit=110.0)
+    assert r.args == {"symbol": SYM, "side": "buy", "amount": 1.0, "type": "limit", "price": 99.0, "stop": 95.0,
+                      "take_profit": 110.0}  # fmt: skip
+    r = trading.validate_order(SYM, "buy", "market", 1.0, None, 100.0, stop=95.0)
+    assert r.args["stop"] == 95.0 and "take_profit" not in r.args
+
+
+def test_the_dashboards_load_no_exchange_client(tmp_path: Path):
+    """Every page module, and the session helpers they call (running or not, the session list), import no ccxt
+    and not the engine's module (a fresh interpreter: what a dashboard kernel loads)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from workbench.panels import common, overview, portfolio, risk, settings, trading\n"
+        f"common.session_running({str(tmp_path)!r}, 'x'); common.list_sessions({str(tmp_path)!r})\n"
+        "from workbench.trading.session import SessionLock, session_running\n"
+        "bad = sorted(m for m in sys.modules if m in ('ccxt', 'workbench.trading.engine', 'workbench.trading.feeds'))\n"
+        "print(bad)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "[]", p.stdout
+    # the old names stay importable from the engine's module, the same objects
+    from workbench.trading import engine, session
+
+    assert engine.SessionLock is session.SessionLock and engine.EngineError is session.EngineError
+    assert engine.session_status is session.session_status
+
+
+def test_session_state_shows_the_active_brackets(tmp_path: Path):
+    """The engine's ``bracket`` rows (a real journal): the page sees a manual position's active levels only."""
+    j = Journal(journal_path(tmp_path, "br"))
+    try:
+        j.append("bracket", {"symbol": SYM, "status": "pending", "stop": 95.0, "take_profit": 110.0}, key=SYM)
+        st = SessionState("br")
+        st.apply(j.read())
+        assert st.brackets[SYM]["stop"] == 95.0 and st.brackets[SYM]["status"] == "pending"
+        j.append("bracket", {"symbol": SYM, "status": "armed", "stop": 95.0, "take_profit": 110.0}, key=SYM)
+        st.apply(j.read(after_seq=st.seq))
+        assert st.brackets[SYM]["status"] == "armed"
+        j.append("bracket", {"symbol": SYM, "status": "triggered", "reason": "stop_loss"}, key=SYM)
+        st.apply(j.read(after_seq=st.seq))
+        assert st.brackets == {}
+    finally:
+        j.close()
 
 
 def test_trading_page_shows_the_journal(tmp_path: Path):
@@ -682,7 +736,9 @@ def test_figures_share_plotly_bundle_when_served(monkeypatch) -> None:
     monkeypatch.setenv(common.PLOTLY_ESM_ENV, path)
     a, b = (common.figure_widget(go.Figure(go.Scatter(y=[1, 2, 3]))) for _ in range(2))
     shared = common._SHARED_FIGURE
-    assert shared is not None and all(isinstance(f, shared) for f in (a, b)) and isinstance(a, go.FigureWidget)
+    assert (
+        shared is not None and all(isinstance(f, shared) for f in (a, b)) and isinstance(a, go.FigureWidget)
+    )
     assert len(a._esm) < 1_000 and f'"{path}"' in a._esm and "export default" in a._esm
     assert list(a.data[0].y) == [1, 2, 3]
     a.data[0].y = [4, 5]  # still a live FigureWidget

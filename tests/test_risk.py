@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from workbench.config import ConfigError, RiskConfig, load_settings
+from workbench.trading.engine import split_amount
 from workbench.trading.risk import (
     RiskDecision,
     RiskLimits,
@@ -708,23 +709,20 @@ class Model:
         if not self.rm.should_flatten:
             return
         for s in SYMS:
-            for _ in range(20):
-                pos = self.pos[s]
-                cap = min(
-                    abs(pos),
-                    self.lim(s, "max_amount") or math.inf,
-                    # a hair under the limit: (limit / price) x price can round one ulp above it
-                    (self.lim(s, "max_order_notional") or math.inf) / self.px[s] * (1 - 1e-12),
-                )
-                lo = self.lim(s, "min_amount") or 0.0
-                if cap <= 1e-12 or cap < lo:
-                    break
-                o = self.new_order(s, Side.SELL if pos > 0 else Side.BUY, cap, None, reduce_only=True)
+            # the engine's split (TradingEngine.flatten): children within the per-order limits at the last price
+            pos = self.pos[s]
+            lo = self.rm.min_order_amount(s)
+            if abs(pos) <= 1e-12 or abs(pos) < lo:
+                continue
+            kids = split_amount(abs(pos), self.rm.max_order_amount(s, self.px[s]), None, lo)
+            assert math.isclose(math.fsum(kids), abs(pos), rel_tol=1e-12)
+            for amount in kids:
+                o = self.new_order(s, Side.SELL if pos > 0 else Side.BUY, amount, None, reduce_only=True)
                 d = self.rm.check(o, self.view())
                 assert d.ok, ("the kill switch could not flatten", d)
                 assert not self.violations(o, TOL)
                 self.stats["flatten"] += 1
-                self.execute(o, cap, self.px[s])
+                self.execute(o, amount, self.px[s])
 
     def new_order(
         self, s: str, side: Side, amount: float, price: float | None, reduce_only: bool = False
@@ -962,3 +960,26 @@ def test_kill_switch_fires_at_the_first_mark_below_the_running_peak(limit: float
             assert rm.state is RiskState.HALTED
         else:
             assert rm.state is RiskState.HALTED and events == []
+
+
+def test_flatten_split_children_are_within_the_limits_and_add_up_exactly() -> None:
+    """TradingEngine.flatten's split: the fewest children within the cap, whole lot steps, as equal as the lot
+    allows, the last the remainder (lifted to the minimum amount where the others can give), the sum exact."""
+    from decimal import Decimal
+
+    def dec(xs: list[float]) -> Decimal:
+        return sum((Decimal(repr(x)) for x in xs), Decimal(0))
+
+    rm = RiskManager(loose(max_order_notional=1000.0))
+    cap = rm.max_order_amount("BTC/USDT", 62_345.67)
+    assert cap * 62_345.67 <= 1000.0 and rm.max_order_amount("BTC/USDT", None) == 0.0
+    total = 0.05448  # 3.4 x the limit at that price
+    kids = split_amount(total, cap, 1e-5)
+    assert len(kids) == 4 and dec(kids) == Decimal("0.05448") and max(kids) * 62_345.67 <= 1000.0
+    assert kids[-1] <= kids[0] and all(Decimal(repr(k)) % Decimal("0.00001") == 0 for k in kids)
+    assert split_amount(10, 3, 1) == [3, 3, 3, 1]
+    assert split_amount(0.00007, 0.00003, 1e-5, min_amount=0.00002) == [2e-05, 3e-05, 2e-05]  # not 3, 3, 1
+    assert split_amount(1.0, 5.0, 0.1) == [1.0] and split_amount(0.0, 1.0) == []
+    assert split_amount(1.0, 1e-9, 0.1) == [1.0]  # one step is over the cap: one order, refused saying why
+    nostep = split_amount(1.0, 0.3)
+    assert len(nostep) == 4 and math.isclose(math.fsum(nostep), 1.0) and max(nostep) <= 0.3

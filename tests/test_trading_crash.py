@@ -12,6 +12,7 @@ bar)."""
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections import Counter
@@ -26,9 +27,12 @@ from live_session import (
     LiveSession,
     assert_agrees,
     bars_of,
+    cli,
+    flatten_children,
     step,
     venue_orders,
     write_config,
+    write_flat,
     write_strategy,
 )
 
@@ -37,6 +41,7 @@ from workbench.data.store import Store
 from workbench.replay import ReplayExchange
 from workbench.trading.journal import Journal, journal_path
 from workbench.trading.orders import client_order_id, manual_order_id
+from workbench.trading.portfolio import Portfolio
 from workbench.types import OrderStatus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -230,3 +235,82 @@ def test_a_kill_while_the_first_of_two_orders_is_in_flight_loses_no_decision(hom
         assert s.p.returncode == 0, s.text()[-4000:]
         dup = [c for c, n in Counter(o.clientOrderId for o in venue_orders(replay)).items() if n > 1]
         assert not dup
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["timeout-after-accept", "timeout"], ids=["placed", "never-placed"])
+def test_a_kill_in_the_middle_of_a_split_flatten_sells_nothing_twice(home, tmp_path, fault) -> None:
+    """A position of 3.4 x max_order_notional; ``trade halt --flatten``; the engine dies while the first of the
+    4 children is in flight, the other 3 never sent. ``placed``: the venue took it and holds the answer back;
+    ``never-placed``: the venue holds the request unprocessed (it never executes it). The restart comes up
+    HALTED, learns the first child's fate (filled; or, after the outcome window, not found at the venue: its
+    amount is sent again under a new id), and sends the 3 others once each (the plan's ids, from the journal):
+    at the venue 4 children, each once, adding up exactly to the position, the account flat."""
+    from decimal import Decimal
+
+    limit = 1_000.0
+    replay = ReplayExchange(Store(home), [SYMBOL], "5m", start=START, speed=0, balances={"USDT": CASH},
+                            timeout_fault_s=8.0)  # fmt: skip
+    with replay.run_in_thread():
+        cfg = write_config(tmp_path / "config", replay, home, outcome_window_s=4.0, max_order_notional=limit)
+        s = LiveSession(cfg, home, replay, f"kill-flatten-{fault}", write_flat(tmp_path / "strategies"))
+        try:
+            s.start()
+            s.running()
+            step(replay, s, 1)
+            j = s.journal()
+            lot = Decimal(repr(j.meta_get("markets")[SYMBOL]["amount_step"]))
+            j.close()
+            st = json.loads(cli(cfg, replay, "trade", "status", "--session", s.name, "--json").stdout)
+            price = st["prices"][SYMBOL]
+            each = Decimal(int(0.85 * limit / price / float(lot))) * lot
+            for _ in range(4):
+                p = cli(cfg, replay, "trade", "order", "--session", s.name, "-s", SYMBOL, "--side", "buy",
+                        "--amount", str(each))  # fmt: skip
+                assert "FILLED" in p.stdout, p.stdout
+            replay.inject(fault, path="/api/v3/order", method="POST")
+            j = Journal(journal_path(home, s.name))
+            try:
+                cid = j.send_command("halt", {"flatten": True}, "test")
+                seq = next(r.seq for r in j.read(kinds=["command"]) if r.key == cid)
+            finally:
+                j.close()
+            first = client_order_id(s.name, "flatten", SYMBOL, seq, 0)
+            s.wait(lambda j: (o := j.orders().get(first)) is not None and o.status is OrderStatus.SUBMITTED)
+            if fault == "timeout-after-accept":
+                # the venue took it (its answer held back for 8 s): the kill lands with the child in flight
+                s.wait(lambda j: any(o.clientOrderId == first for o in venue_orders(replay)), step=0.01)
+            else:  # the request reached the venue, which holds it unprocessed
+                time.sleep(0.5)
+            s.kill()
+            replay.clear_faults()
+            at_venue = [
+                o.clientOrderId for o in venue_orders(replay) if o.clientOrderId.startswith("flatten.")
+            ]
+            # one child placed (its answer lost) or none; the 3 others never sent
+            assert at_venue == ([first] if fault == "timeout-after-accept" else [])
+            s.start()
+            s.running()
+            s.wait(lambda j: j.get_ack(cid) is not None)
+            s.wait(lambda j: (j.meta_get("flatten") or {}).get("done"))  # every child settled
+            st = json.loads(cli(cfg, replay, "trade", "status", "--session", s.name, "--json").stdout)
+            assert st["risk_state"] == "HALTED"
+            s.stop()
+        finally:
+            if s.p is not None and s.p.poll() is None:
+                s.kill()
+        assert s.p.returncode == 0, s.text()[-4000:]
+        got = assert_agrees(s)
+    kids = [o for o in got["orders"] if o.clientOrderId.startswith("flatten.")]
+    assert len(kids) == 4 and len({o.clientOrderId for o in kids}) == 4, [o.clientOrderId for o in kids]
+    sold = sum(Decimal(repr(float(o.executedQty))) for o in kids)
+    assert sold == 4 * each
+    j = s.journal()
+    try:
+        assert [o.client_order_id for o in flatten_children(j, seq)] == [o.clientOrderId for o in kids]
+        # never placed: its amount went out again under an id of a new generation of the plan
+        assert j.meta_get("flatten")["gen"] == (0 if fault == "timeout-after-accept" else 1)
+        pf = Portfolio.from_fills("USDT", j.meta_get("initial_balances"), j.fills())
+        assert abs(pf.position(SYMBOL).amount) < 1e-12
+    finally:
+        j.close()

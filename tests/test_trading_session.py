@@ -5,6 +5,7 @@ command channel (status, pause, halt, resume --clear-halt, manual orders) and on
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from live_session import flatten_children, write_flat
 
 from workbench.backtest.engine import BacktestConfig, run_backtest
 from workbench.data.sample import load_sample
@@ -90,6 +92,11 @@ class Session:
 
     def __init__(self, cfg: Path, home: Path, name: str, *args: str) -> None:
         self.cfg, self.home, self.name = cfg, home, name
+        path = journal_path(home, name)
+        self.mark = 0  # the journal's last seq before this process: its own RUNNING comes after
+        if path.exists():
+            with Journal(path, readonly=True) as j:
+                self.mark = j.last_seq()
         cmd = [*WB, "--config", str(cfg), "trade", "run", "--session", name, *args]
         self.log = open(home.parent / f"{name}.log", "w")  # noqa: SIM115
         self.p = subprocess.Popen(
@@ -123,7 +130,11 @@ class Session:
         raise AssertionError(f"timed out waiting; log:\n{self.text()}")
 
     def running(self) -> None:
-        self.wait(lambda j: any(r.data.get("state") == "RUNNING" for r in j.read(kinds="state")))
+        """Wait until this process journalled RUNNING (a restarted session's journal has an earlier one)."""
+        mark = self.mark
+        self.wait(
+            lambda j: any(r.data.get("state") == "RUNNING" for r in j.read(after_seq=mark, kinds="state"))
+        )
 
     def decided(self, bar_ms: int) -> None:
         self.wait(lambda j: (j.meta_get("decided") or {}).get("bar", 0) >= bar_ms)
@@ -299,3 +310,259 @@ def test_a_stale_feed_reduces_and_fresh_prices_restore(home, replay, tmp_path) -
         assert "stale feed" in states[0]["reason"] and "every feed updates again" in states[1]["reason"]
     finally:
         s.stop()
+
+
+def test_the_kill_switch_splits_a_flatten_that_the_per_order_limit_would_refuse(
+    home, replay, tmp_path
+) -> None:
+    """A position of 3.4 x max_order_notional (built with four manual buys within the limit): ``trade halt
+    --flatten`` closes it whole in 4 reduce-only children, each within the limit at the price it was checked at,
+    their amounts adding up exactly (in decimal) to the position. (Before: one sell of the whole position, refused
+    by max_order_notional, and the position left open by the kill switch.)"""
+    from decimal import Decimal
+
+    limit = 1_000.0
+    cfg = write_config(tmp_path / "config", replay, home, max_order_notional=limit)
+    s = Session(cfg, home, "split", "--strategy", write_flat(tmp_path / "strategies"), "-e", "binance", "-s",
+                "BTC/USDT", "-t", "5m", "--mode", "paper")  # fmt: skip
+    try:
+        s.running()
+        step(replay, s, 1)
+        st = json.loads(cli(cfg, "trade", "status", "--session", "split", "--json").stdout)
+        price = st["prices"]["BTC/USDT"]
+        j = s.journal()
+        lot = j.meta_get("markets")["BTC/USDT"]["amount_step"]
+        j.close()
+        places = Decimal(repr(lot))
+        each = Decimal(math.floor(0.85 * limit / price / lot)) * places
+        for _ in range(4):
+            p = cli(cfg, "trade", "order", "--session", "split", "-s", "BTC/USDT", "--side", "buy", "--amount",
+                    str(each))  # fmt: skip
+            assert "FILLED" in p.stdout
+        st = json.loads(cli(cfg, "trade", "status", "--session", "split", "--json").stdout)
+        held, price = st["positions"]["BTC/USDT"], st["prices"]["BTC/USDT"]
+        assert 3 < held * price / limit <= 3.45
+        p = cli(cfg, "trade", "halt", "--session", "split", "--flatten")
+        assert "HALTED" in p.stdout and "flattened" in p.stdout
+        st = json.loads(cli(cfg, "trade", "status", "--session", "split", "--json").stdout)
+        assert st["risk_state"] == "HALTED"
+        assert abs(st["positions"]["BTC/USDT"]) < 1e-12
+    finally:
+        s.stop()
+    j = s.journal()
+    try:
+        halt = next(r for r in j.read(kinds=["command"]) if r.data.get("name") == "halt")
+        kids = flatten_children(j, halt.seq)
+        fills = {f.client_order_id: f for f in j.fills()}
+        refused = [r.data for r in j.read(kinds="risk") if r.data.get("event") == "refused"]
+    finally:
+        j.close()
+    assert len(kids) == 4, kids
+    assert all(o.status.value == "FILLED" and o.reduce_only and o.side.value == "sell" for o in kids)
+    assert sum(Decimal(repr(o.amount)) for o in kids) == Decimal(repr(held)).quantize(places) == 4 * each
+    # each within the limit at the price it was checked at (a paper sell fills at that price less the slippage)
+    checked = [o.amount * fills[o.client_order_id].price / (1 - SLIP_BPS / 10_000) for o in kids]
+    assert all(n <= limit * (1 + 1e-9) for n in checked), checked
+    assert max(o.amount for o in kids) < 1.01 * min(o.amount for o in kids)  # as equal as the lot allows
+    assert not refused, refused
+
+
+class Bars:
+    """The recorded candles the replay serves, by bar open time (ms)."""
+
+    def __init__(self, home: Path) -> None:
+        c = Store(home).candles("binance", "BTC/USDT", "5m")
+        self.ts = [int(t) for t in c.index.as_unit("ms").asi8]
+        self.pos = {t: i for i, t in enumerate(self.ts)}
+        self.o, self.h, self.l, self.c = (
+            c[k].to_numpy(dtype=float) for k in ("open", "high", "low", "close")
+        )
+
+    def at(self, ms: int) -> int:
+        return self.pos[ms]
+
+
+def seek(replay: ReplayExchange, s: Session, bars: Bars, ok) -> int:
+    """Step the replay bar by bar until ``ok(i)`` holds for the bar now forming (index ``i``); returns ``i``."""
+    for _ in range(300):
+        i = bars.at(replay.now_ms())
+        if ok(i):
+            return i
+        step(replay, s, 1)
+    raise AssertionError("no bar in the sample fits the scenario")
+
+
+def bracket(j: Journal, symbol: str = "BTC/USDT") -> dict:
+    rows = j.read(kinds=["bracket"])
+    return [r.data for r in rows if r.key == symbol][-1]
+
+
+def manual_sells(j: Journal, reason: str) -> list:
+    return [o for o in j.orders().values() if o.side.value == "sell" and o.reason == reason]
+
+
+def test_a_manual_buy_with_a_stop_and_a_take_profit_is_protected(home, replay, tmp_path) -> None:
+    """``trade order --stop/--take-profit``: once the buy fills, a price through the stop sells the manual
+    position at market (the backtest's stop rule: at the level when the bar's range reaches it; the paper fill
+    with the slippage and the taker fee), the take-profit likewise; a bracket on the wrong side of the price or
+    on a sell is refused in the ack and nothing is sent; a close ends the levels."""
+    slip = SLIP_BPS / 10_000
+    cfg = write_config(tmp_path / "config", replay, home)
+    name = "brackets"
+    s = Session(cfg, home, name, "--strategy", write_flat(tmp_path / "strategies"), "-e", "binance", "-s",
+                "BTC/USDT", "-t", "5m", "--mode", "paper")  # fmt: skip
+    bars = Bars(home)
+    amount = "0.01"
+
+    def order(*extra: str, check: bool = True) -> subprocess.CompletedProcess:
+        return cli(cfg, "trade", "order", "--session", name, "-s", "BTC/USDT", "--side", "buy", "--amount", amount,
+                   *extra, check=check)  # fmt: skip
+
+    try:
+        s.running()
+        step(replay, s, 1)
+        # refused brackets: the reason in the ack, no order
+        j = s.journal()
+        n_orders = len(j.orders())
+        j.close()
+        last = bars.o[bars.at(replay.now_ms())]
+        p = order("--stop", f"{last * 1.01:.2f}", check=False)
+        assert p.returncode == 1 and "stop: " in p.stderr and "must be below" in p.stderr, p.stderr
+        p = order("--take-profit", f"{last * 0.99:.2f}", check=False)
+        assert p.returncode == 1 and "must be above" in p.stderr, p.stderr
+        p = cli(cfg, "trade", "order", "--session", name, "-s", "BTC/USDT", "--side", "sell", "--amount", amount,
+                "--stop", f"{last * 1.01:.2f}", check=False)  # fmt: skip
+        assert p.returncode == 1 and "only a buy carries them" in p.stderr, p.stderr
+        j = s.journal()
+        assert len(j.orders()) == n_orders and not j.read(kinds=["bracket"])
+        j.close()
+
+        # a stop: the bar after the entry's reaches it (the prices seen in the entry's bar stay above)
+        def stop_fits(i: int) -> bool:
+            return bars.l[i + 1] < min(bars.o[i], bars.c[i], bars.o[i + 1]) - 1.0
+
+        i = seek(replay, s, bars, stop_fits)
+        above = min(bars.o[i], bars.c[i], bars.o[i + 1])
+        stop = round(bars.l[i + 1] + 0.3 * (above - bars.l[i + 1]), 2)
+        p = order("--stop", f"{stop:.2f}", "--take-profit", f"{bars.o[i] * 1.5:.2f}")
+        assert "FILLED" in p.stdout and f"stop {stop:g}" in p.stdout, p.stdout
+        j = s.journal()
+        assert bracket(j)["status"] == "armed" and bracket(j)["stop"] == stop
+        j.close()
+        # a bracketed buy the risk manager refuses leaves the position's levels as they were
+        p = cli(cfg, "trade", "order", "--session", name, "-s", "BTC/USDT", "--side", "buy", "--amount", "100",
+                "--stop", f"{stop - 100:.2f}", check=False)  # fmt: skip
+        assert p.returncode == 1 and "max_order_notional" in p.stderr, p.stderr
+        j = s.journal()
+        assert bracket(j)["status"] == "armed" and bracket(j)["stop"] == stop
+        j.close()
+        step(replay, s, 2)
+        j = s.journal()
+        try:
+            (sell,) = manual_sells(j, "stop_loss")
+            (f,) = [f for f in j.fills() if f.client_order_id == sell.client_order_id]
+            assert math.isclose(f.price, stop * (1 - slip), rel_tol=1e-12), (f.price, stop)
+            assert math.isclose(f.fee, f.amount * f.price * FEE, rel_tol=1e-9)
+            assert f.amount == float(amount) and sell.reduce_only
+            assert bracket(j)["status"] == "triggered" and bracket(j)["reason"] == "stop_loss"
+        finally:
+            j.close()
+        st = json.loads(cli(cfg, "trade", "status", "--session", name, "--json").stdout)
+        assert abs(st["positions"]["BTC/USDT"]) < 1e-12 and st["brackets"] == {}
+
+        # a take-profit
+        def tp_fits(i: int) -> bool:
+            return bars.h[i + 1] > max(bars.o[i], bars.c[i], bars.o[i + 1]) + 1.0
+
+        i = seek(replay, s, bars, tp_fits)
+        below = max(bars.o[i], bars.c[i], bars.o[i + 1])
+        tp = round(bars.h[i + 1] - 0.3 * (bars.h[i + 1] - below), 2)
+        order("--stop", f"{bars.o[i] * 0.5:.2f}", "--take-profit", f"{tp:.2f}")
+        step(replay, s, 2)
+        j = s.journal()
+        try:
+            (sell,) = manual_sells(j, "take_profit")
+            (f,) = [f for f in j.fills() if f.client_order_id == sell.client_order_id]
+            assert math.isclose(f.price, tp * (1 - slip), rel_tol=1e-12), (f.price, tp)
+            assert not manual_sells(j, "stop_loss")[1:]
+        finally:
+            j.close()
+
+        # a close ends the levels: nothing fires afterwards
+        i = seek(replay, s, bars, stop_fits)
+        above = min(bars.o[i], bars.c[i], bars.o[i + 1])
+        order("--stop", f"{bars.l[i + 1] + 0.3 * (above - bars.l[i + 1]):.2f}")
+        assert "ok:" in cli(cfg, "trade", "close", "--session", name, "BTC/USDT").stdout
+        step(replay, s, 2)
+        j = s.journal()
+        try:
+            assert bracket(j)["status"] == "canceled" and "close" in bracket(j)["reason"]
+            assert len(manual_sells(j, "stop_loss")) == 1
+        finally:
+            j.close()
+    finally:
+        s.stop()
+
+
+def test_manual_stops_survive_a_restart_and_a_gap_fills_at_the_open(home, replay, tmp_path) -> None:
+    """The levels are rebuilt from the journal: an engine SIGKILLed after the entry still stops the position
+    out after its restart (at the level, the bar's range reaching it); and when the price opened through the
+    stop while the engine was down, the stop fills at that open (the backtest's gap rule)."""
+    slip = SLIP_BPS / 10_000
+    cfg = write_config(tmp_path / "config", replay, home)
+    name = "brackets-restart"
+    args = ("--strategy", write_flat(tmp_path / "strategies"), "-e", "binance", "-s", "BTC/USDT", "-t", "5m",
+            "--mode", "paper")  # fmt: skip
+    bars = Bars(home)
+
+    def buy(stop: float) -> None:
+        p = cli(cfg, "trade", "order", "--session", name, "-s", "BTC/USDT", "--side", "buy", "--amount", "0.01",
+                "--stop", f"{stop:.2f}")  # fmt: skip
+        assert "FILLED" in p.stdout, p.stdout
+
+    def kill(sess: Session) -> None:
+        sess.p.kill()  # SIGKILL
+        sess.p.wait(30)
+        sess.log.close()
+
+    s = Session(cfg, home, name, *args)
+    try:
+        s.running()
+        step(replay, s, 1)
+        # 1. a restart between the entry and the trigger
+        i = seek(replay, s, bars, lambda i: bars.l[i + 1] < min(bars.o[i], bars.c[i], bars.o[i + 1]) - 1.0)
+        above = min(bars.o[i], bars.c[i], bars.o[i + 1])
+        stop = round(bars.l[i + 1] + 0.3 * (above - bars.l[i + 1]), 2)
+        buy(stop)
+        kill(s)
+        s = Session(cfg, home, name, *args)
+        s.running()
+        step(replay, s, 2)
+        j = s.journal()
+        try:
+            (sell,) = manual_sells(j, "stop_loss")
+            (f,) = [f for f in j.fills() if f.client_order_id == sell.client_order_id]
+            assert math.isclose(f.price, stop * (1 - slip), rel_tol=1e-12), (f.price, stop)
+        finally:
+            j.close()
+        # 2. the price opens through the stop while the engine is down: filled at that open
+        i = seek(replay, s, bars, lambda i: bars.o[i + 1] < bars.o[i] - 2.0)
+        stop = round((bars.o[i] + bars.o[i + 1]) / 2, 2)
+        buy(stop)
+        kill(s)
+        replay.advance(TF_MS)  # bar i closes, bar i + 1 opens below the stop
+        s = Session(cfg, home, name, *args)
+        s.running()
+        # the bracket's row says triggered once the sell was sent and its fill booked
+        s.wait(lambda j: len(manual_sells(j, "stop_loss")) == 2 and bracket(j)["status"] == "triggered")
+        j = s.journal()
+        try:
+            gap = [o for o in manual_sells(j, "stop_loss") if o.client_order_id != sell.client_order_id]
+            (f,) = [f for f in j.fills() if f.client_order_id == gap[0].client_order_id]
+            assert math.isclose(f.price, bars.o[i + 1] * (1 - slip), rel_tol=1e-12), (f.price, bars.o[i + 1])
+            assert bracket(j)["status"] == "triggered"
+        finally:
+            j.close()
+    finally:
+        if s.p.poll() is None:
+            s.stop()

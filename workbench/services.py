@@ -841,8 +841,8 @@ def _wait_decided(session: Service, bar_ms: int, timeout_s: float) -> None:
 def archive_session(settings: Settings, session: str) -> Path | None:
     """Move a stopped session's folder aside (``<name>.archived-<UTC stamp>``, nothing deleted) so the name
     starts afresh; None if there is none. A running session is refused."""
-    from workbench.trading.engine import SessionLock
     from workbench.trading.journal import session_dir
+    from workbench.trading.session import SessionLock
 
     folder = session_dir(settings.data_dir, session)
     if not folder.exists():

@@ -46,7 +46,7 @@ def default_session_name(strategy: str, symbols: list[str], timeframe: str) -> s
 
 
 def _resolve_session(name: str | None) -> str:
-    from workbench.trading.engine import EngineError, SessionLock
+    from workbench.trading.session import EngineError, SessionLock
 
     if name:
         return name
@@ -65,7 +65,7 @@ def _resolve_session(name: str | None) -> str:
 
 
 def _engine_errors():
-    from workbench.trading.engine import EngineError
+    from workbench.trading.session import EngineError
 
     return EngineError
 
@@ -287,8 +287,8 @@ def _live_from_cli() -> bool:
 
 
 def _send(session: str | None, name: str, args: dict[str, Any] | None = None, timeout: float = 15.0) -> dict:
-    from workbench.trading.engine import EngineError, SessionLock
     from workbench.trading.journal import Journal, journal_path
+    from workbench.trading.session import EngineError, SessionLock
 
     sess = _resolve_session(session)
     path = journal_path(_data_dir(), sess)
@@ -323,7 +323,7 @@ def trade_status(
     session: SessionOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False
 ) -> None:
     """The session's state: running or not, risk state, equity, positions, open orders."""
-    from workbench.trading.engine import session_status
+    from workbench.trading.session import session_status
 
     with _trade_errors():
         st = session_status(_data_dir(), _resolve_session(session))
@@ -391,17 +391,28 @@ def trade_order(
     amount: Annotated[float, typer.Option("--amount", help="Base units.")],
     type_: Annotated[str, typer.Option("--type", help="market or limit")] = "market",
     price: Annotated[float | None, typer.Option("--price", help="Limit price.")] = None,
+    stop: Annotated[
+        float | None, typer.Option("--stop", help="Stop-loss price (a buy only; below the price).")
+    ] = None,
+    take_profit: Annotated[
+        float | None, typer.Option("--take-profit", help="Take-profit price (a buy only; above the price).")
+    ] = None,
     session: SessionOpt = None,
 ) -> None:
-    """A manual order (its own sub-position; the risk manager checks it like any other)."""
+    """A manual order (its own sub-position; the risk manager checks it like any other). A buy may carry a
+    stop-loss and a take-profit (absolute prices): once it fills, the engine sells the manual position at
+    market when the price reaches either."""
     with _errors():
         if side not in ("buy", "sell") or type_ not in ("market", "limit"):
             raise ValueError("--side is buy or sell, --type market or limit")
         if type_ == "limit" and price is None:
             raise ValueError("a limit order needs --price")
-    _command(
-        session, "order", {"symbol": symbol, "side": side, "amount": amount, "type": type_, "price": price}
-    )
+    args: dict[str, Any] = {"symbol": symbol, "side": side, "amount": amount, "type": type_, "price": price}
+    if stop is not None:
+        args["stop"] = stop
+    if take_profit is not None:
+        args["take_profit"] = take_profit
+    _command(session, "order", args)
 
 
 @trade_app.command("cancel")

@@ -168,7 +168,7 @@ def _lock_path(data_dir: Path, name: str) -> Path:
 
 def session_running(data_dir: str | Path, name: str) -> bool:
     """Whether an engine holds the session's lock (a killed engine frees it)."""
-    from workbench.trading.engine import SessionLock
+    from workbench.trading.session import SessionLock  # not the engine's module: that one loads ccxt
 
     return SessionLock.holder(_lock_path(Path(data_dir), name)) is not None
 
@@ -259,6 +259,9 @@ class SessionState:
     states: list[dict[str, Any]] = field(default_factory=list)
     acks: dict[str, dict[str, Any]] = field(default_factory=dict)
     logs: list[dict[str, Any]] = field(default_factory=list)
+    brackets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """symbol -> the manual position's stop-loss / take-profit (``stop``, ``take_profit``: prices; ``status``:
+    pending until the entry fills, armed): the active ones only, from the ``bracket`` rows."""
     exists: bool = False
 
     def apply(self, rows: Iterable[JournalRow]) -> set[str]:
@@ -296,6 +299,11 @@ class SessionState:
                 self.acks[str(r.key)] = d
             elif k == "log":
                 self.logs.append({"seq": r.seq, "ts": r.ts, **d})
+            elif k == "bracket":
+                if d.get("status") in ("pending", "armed"):
+                    self.brackets[str(r.key)] = {"ts": r.ts, **d}
+                else:
+                    self.brackets.pop(str(r.key), None)
             else:
                 continue
             changed.add(k)

@@ -5,8 +5,10 @@ cancel; trade history; positions with close; pause / resume / flatten / kill swi
 Every order and command goes through the journal's command channel (:class:`~workbench.panels.common.CommandChannel`)
 to the engine, whose risk manager checks it like any other; a refusal shows the reason from the engine's ack.
 The form validates before sending (:func:`validate_order`) and asks for a confirmation above a notional
-threshold. Stop-loss and take-profit on a manual order are refused in words: the engine's ``order`` command
-does not carry them yet, and an order must never be sent without a protection its user asked for.
+threshold. A buy may carry a stop-loss and a take-profit (absolute prices): they go with the ``order`` command,
+the engine checks them again (a refusal comes back in its ack, nothing sent) and, once the buy fills, sells the
+manual position at market when the price reaches either (``SessionState.brackets`` shows the levels). A sell
+with them is refused in words (spot is long only: there is nothing they would protect).
 """
 
 from __future__ import annotations
@@ -140,7 +142,8 @@ def validate_order(
 
     ``price`` is needed for a limit order (and ignored for a market order); a market order needs a last price
     to be valued. Above ``confirm_above`` (quote) the page asks for a confirmation. Stop / take-profit are
-    checked for their side and then refused (see the module docstring)."""
+    checked for their side and sent with a buy (``args["stop"]``, ``args["take_profit"]``); a sell with them
+    is refused (see the module docstring)."""
     if not symbol:
         raise ValueError("symbol: choose a symbol")
     if side not in ("buy", "sell"):
@@ -171,13 +174,22 @@ def validate_order(
         raise ValueError(
             f"take-profit: a {side}'s target must be {'above' if side == 'buy' else 'below'} {ref:g}"
         )
-    if stop is not None or take_profit is not None:
+    if side == "sell" and (stop is not None or take_profit is not None):
         raise ValueError(
-            "stop / take-profit: the engine's manual order does not carry them yet; place the order without "
-            "them (and protect the position with a later order)"
+            "stop / take-profit: only a buy carries them (spot is long only); send the sell without them"
         )
     notional = float(amount) * ref
-    args = {"symbol": symbol, "side": side, "amount": float(amount), "type": type_, "price": price}
+    args: dict[str, Any] = {
+        "symbol": symbol,
+        "side": side,
+        "amount": float(amount),
+        "type": type_,
+        "price": price,
+    }
+    if stop is not None:
+        args["stop"] = float(stop)
+    if take_profit is not None:
+        args["take_profit"] = float(take_profit)
     return OrderRequest(args, notional, notional > confirm_above)
 
 

@@ -8,6 +8,8 @@ Modules (imported lazily by their users; importing this package imports nothing 
   charged, PnL and equity; rebuilt from the journal's fills after a restart; venue balances only reconciled.
 - :mod:`workbench.trading.orders`: deterministic client order ids and the order manager (intent journalled before
   it is sent; an unknown outcome resolved by querying the venue, never by resending).
+- :mod:`workbench.trading.session`: the session lock, whether a session runs and its status from the journal,
+  for processes that are not the engine (CLI commands, dashboards): no ccxt.
 - :mod:`workbench.trading.brokers`: the broker protocol (:mod:`~workbench.trading.brokers.base`) and its
   implementations (paper, ccxt).
 

@@ -19,6 +19,13 @@ Flow (one asyncio task consumes one queue, so events are handled strictly in arr
   book snapshot per symbol about once a second when books are streamed, not one row per book update).
 * **Commands** (``workbench trade pause|resume|flatten|cancel-all|stop|order|cancel|close|halt``) arrive through
   the journal's command table and are acknowledged there.
+* **Manual stop-loss / take-profit**: an ``order`` command's ``stop`` / ``take_profit`` (a buy only) protect
+  the symbol's manual sub-position once the buy fills, checked like the strategy's stops on every price event
+  and closed candle; journalled as ``bracket`` rows and rebuilt from them at start (:meth:`_check_bracket`).
+* **Flatten** (``trade flatten``, ``trade close``, ``trade halt --flatten``, the kill switch with
+  ``flatten_on_halt``): reduce-only market sells, a position larger than one order may be split into children
+  each within the per-order limits (:func:`split_amount`); the plan is journalled first and finished after a
+  crash, never a child twice (:meth:`TradingEngine.flatten`).
 * **Faults.** A feed that drops reconnects with backoff, back-fills the closed candles it missed and the order
   manager reconciles before the next decision; a stale feed puts the risk state to REDUCING; an order whose
   outcome is unknown is queried by client id, never resent.
@@ -28,33 +35,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import math
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Any
 
 from workbench.strategies.base import Strategy
 from workbench.trading.brokers.base import BrokerError, MarketRuleError, OrderRejected
 from workbench.trading.feeds import TRANSIENT_ERRORS, MarketFeed, fetch_closed_candles
-from workbench.trading.journal import Journal, journal_path, session_dir
+from workbench.trading.journal import Journal, journal_path
 from workbench.trading.orders import OrderManager, client_order_id, manual_order_id
 from workbench.trading.portfolio import Portfolio
 from workbench.trading.risk import RiskManager, RiskState, RiskView
+from workbench.trading.session import (
+    EngineError,
+    SessionLock,
+    account_lock_path,
+    lock_path,
+    session_status,
+)
 from workbench.trading.strategy import Bar, CandleAdapter, CandleTracker, Intent
 from workbench.types import Fill, Order, OrderStatus, OrderType, Side, Timeframe
 
-__all__ = ["EngineError", "SessionLock", "SessionSpec", "TradingEngine"]
+# EngineError, SessionLock, session_status: defined in workbench.trading.session (no ccxt), importable from here
+__all__ = ["EngineError", "SessionLock", "SessionSpec", "TradingEngine", "session_status", "split_amount"]
 
 SPEC_VERSION = 1
-
-
-class EngineError(RuntimeError):
-    """The session cannot start or go on (lock held, state not reconciled, bad spec); the message says why."""
+_BRACKET_ACTIVE = frozenset({"pending", "armed"})
+_FLATTEN_GENERATIONS = 3  # a flatten's children never placed are sent again under new ids at most this often
 
 
 @dataclass(frozen=True)
@@ -79,55 +92,6 @@ class SessionSpec:
         d["symbols"] = list(self.symbols)
         d["version"] = SPEC_VERSION
         return d
-
-
-class SessionLock:
-    """An exclusive ``flock`` on a file, held for the session's life (a killed process frees it)."""
-
-    def __init__(self, path: Path, what: str) -> None:
-        self.path = path
-        self.what = what
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise EngineError(
-                f"{self.what} is already running (pid {holder}); one session at a time"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        os.fsync(fd)
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, 0)
-            os.close(self._fd)
-            self._fd = None
-
-    @staticmethod
-    def holder(path: Path) -> int | None:
-        """The pid holding the lock, or None if nobody does."""
-        if not path.exists():
-            return None
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                txt = os.pread(fd, 64, 0).decode(errors="replace").strip()
-                return int(txt) if txt.isdigit() else -1
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return None
-        finally:
-            os.close(fd)
 
 
 @dataclass
@@ -191,6 +155,9 @@ class TradingEngine:
         self.market_ms = 0
         self._stale: set[str] = set()
         self._reduced_for_stale = False
+        self.brackets: dict[str, dict[str, Any]] = {}
+        self._flatten_pending: dict[str, Any] | None = None  # a flatten plan with children not settled yet
+        """symbol -> the manual sub-position's stop-loss / take-profit (the latest ``bracket`` row, if active)."""
 
     # ------------------------------------------------------------------ clock
 
@@ -202,10 +169,9 @@ class TradingEngine:
     # ------------------------------------------------------------------ start and stop
 
     def _lock(self) -> None:
-        root = self.data_dir / "trading" / "locks"
         for path, what in (
-            (root / f"session-{self.spec.name}.lock", f"session {self.spec.name!r}"),
-            (root / f"account-{self.spec.exchange}-{self.spec.account}.lock",
+            (lock_path(self.data_dir, self.spec.name), f"session {self.spec.name!r}"),
+            (account_lock_path(self.data_dir, self.spec.exchange, self.spec.account),
              f"a session on account {self.spec.exchange}/{self.spec.account}"),
         ):  # fmt: skip
             lk = SessionLock(path, what)
@@ -234,6 +200,11 @@ class TradingEngine:
         adapter = j.meta_get("adapter")
         if adapter:
             self.adapter.restore(adapter)
+        for r in j.read(kinds=["bracket"]):  # the latest row per symbol is its state
+            if r.data.get("status") in _BRACKET_ACTIVE:
+                self.brackets[str(r.key)] = dict(r.data)
+            else:
+                self.brackets.pop(str(r.key), None)
         fills = j.fills()
         init = j.meta_get("initial_balances") or {self.opt.quote: self.opt.initial_cash}
         j.meta_set("initial_balances", init)
@@ -261,6 +232,7 @@ class TradingEngine:
             self.broker.restore(j.orders().values(), j.fills())
         await self._reconcile("start")
         await self._backfill(initial=True)
+        await self._resume_flatten()  # after the back-fill: the children are valued at a current price
         j.record_state(self.now_ms(), "RUNNING", "", risk=self.risk.state.value)
         self._save_state()
 
@@ -311,6 +283,9 @@ class TradingEngine:
     def _apply_fill(self, f: Fill) -> None:
         assert self.journal is not None
         self.portfolio.apply(f)
+        b = self.brackets.get(f.symbol)
+        if b is not None and b["status"] == "pending" and f.client_order_id == b.get("entry"):
+            self._set_bracket(f.symbol, "armed", armed_ms=int(f.timestamp), replaces=None)
         self.journal.record_position(
             f.timestamp, f.symbol, self.portfolio.position(f.symbol).amount, tag=f.tag
         )
@@ -394,6 +369,8 @@ class TradingEngine:
             self._closed(b)
             if self.spec.sl is not None or self.spec.tp is not None:
                 await self._check_stops(symbol, b)
+            if symbol in self.brackets:
+                await self._check_bracket(symbol, b, b.close)
         cur = tr.open_candle()
         if cur is not None:
             if tr.last_emitted is not None and cur.ts == tr.last_emitted + self.tf.ms:
@@ -423,6 +400,8 @@ class TradingEngine:
                     await self._on_halt()
         if bar is not None and (self.spec.sl is not None or self.spec.tp is not None):
             await self._check_stops(symbol, bar)
+        if symbol in self.brackets:
+            await self._check_bracket(symbol, bar, last)
         t = time.monotonic()
         if t - self._last_snapshot >= self.opt.snapshot_every_s:
             self._last_snapshot = t
@@ -572,27 +551,230 @@ class TradingEngine:
                       updated_ms=self.now_ms(), tag="strategy", reduce_only=True, reason=why)  # fmt: skip
         await self._submit(order, ref_price=float(px), ref_ms=bar.ts if bar.closed else None)
 
+    # ------------------------------------------------------------------ manual stop-loss / take-profit
+
+    def _set_bracket(self, symbol: str, status: str, **changes: Any) -> dict[str, Any]:
+        """Journal the symbol's bracket after a change (a ``bracket`` row, key = symbol), then keep it."""
+        assert self.journal is not None
+        d = {**self.brackets.get(symbol, {}), **changes, "symbol": symbol, "status": status}
+        self.journal.append("bracket", d, key=symbol, ts=self.now_ms())
+        if status in _BRACKET_ACTIVE:
+            self.brackets[symbol] = d
+        else:
+            self.brackets.pop(symbol, None)
+        return d
+
+    def _bracket_levels(self, args: dict[str, Any], symbol: str, side: Side, ref: float | None) -> tuple:
+        """The ``order`` command's ``stop`` / ``take_profit`` checked (absolute prices in the quote currency);
+        an EngineError says why they are refused (nothing is sent then)."""
+        levels = []
+        for key, name in (("stop", "stop"), ("take_profit", "take-profit")):
+            v = args.get(key)
+            if v is None:
+                levels.append(None)
+                continue
+            try:
+                x = float(v)
+            except (TypeError, ValueError):
+                raise EngineError(f"{name}: a price in the quote currency, not {v!r}") from None
+            if not (math.isfinite(x) and x > 0):
+                raise EngineError(f"{name}: a positive finite price, not {v!r}")
+            levels.append(x)
+        stop, tp = levels
+        if stop is None and tp is None:
+            return None, None
+        if side is not Side.BUY:
+            raise EngineError(
+                "stop / take-profit protect a long position: only a buy carries them (spot, long only); "
+                "send the sell without them"
+            )
+        if ref is None or not (math.isfinite(ref) and ref > 0):
+            raise EngineError(f"{symbol}: no last price yet to check the stop / take-profit against")
+        if stop is not None and not stop < ref:
+            raise EngineError(f"stop: {stop:g} must be below the reference price {ref:g} of this buy")
+        if tp is not None and not tp > ref:
+            raise EngineError(f"take-profit: {tp:g} must be above the reference price {ref:g} of this buy")
+        return stop, tp
+
+    async def _check_bracket(self, symbol: str, bar: Bar | None, last: float) -> None:
+        """The manual sub-position's stop-loss / take-profit, with the backtest's stop rule
+        (``workbench.sim.fills.stop_trigger``, a level per call so that the level is exact): a bar that opens
+        through a level fills at its open, one whose range reaches it at the level. The bar the entry filled
+        in is checked against each price seen after the fill only (its range before the fill says nothing),
+        the bars after it against their open, high and low. A trigger sends a reduce-only market sell of the
+        manual sub-position (reason ``stop_loss`` / ``take_profit``) through the risk manager; the levels end
+        with it, or when the manual position is closed otherwise."""
+        from workbench.sim.fills import stop_trigger
+
+        assert self.orders is not None
+        b = self.brackets.get(symbol)
+        if b is None:
+            return
+        if b["status"] == "pending":
+            entry = self.orders.orders.get(str(b.get("entry")))
+            if entry is None:
+                return
+            if entry.filled > 0:  # filled while the engine was down: armed from now
+                b = self._set_bracket(symbol, "armed", armed_ms=self.now_ms(), replaces=None)
+            else:
+                if not entry.status.is_open:
+                    self._set_bracket(symbol, "canceled", reason=f"the entry {entry.status.value}, unfilled")
+                return
+        rules = self.broker.market(symbol)
+        held = rules.round_amount(
+            min(self.portfolio.position(symbol, "manual").amount, self.portfolio.position(symbol).amount)
+        )
+        if held <= 0:
+            self._set_bracket(symbol, "canceled", reason="the manual position is closed")
+            return
+        armed_bar = self.tf.floor(int(b["armed_ms"]))
+        ts = self.tf.floor(self.now_ms()) if bar is None else bar.ts
+        if ts < armed_bar:
+            return
+        o, h, lo = (last, last, last) if bar is None or ts == armed_bar else (bar.open, bar.high, bar.low)
+        nan = float("nan")
+        reason, px = -1, nan
+        if b.get("stop") is not None:
+            lvl = float(b["stop"])
+            reason, px = stop_trigger(held, lvl, lvl, o, h, lo, 0.0, nan, False)
+        if reason < 0 and b.get("take_profit") is not None:
+            lvl = float(b["take_profit"])
+            reason, px = stop_trigger(held, lvl, lvl, o, h, lo, nan, 0.0, False)
+        reason = int(reason)
+        if reason < 0:
+            return
+        why = "stop_loss" if reason == 1 else "take_profit"
+        # one attempt per bracket and bar: a refused sell (journalled with its reason) is tried again next bar
+        cid = client_order_id(
+            self.spec.name, "bracket", symbol, ts, int(b.get("command_seq", 0)) * 10 + reason
+        )
+        if cid in self.orders.orders:
+            return
+        order = Order(cid, symbol, Side.SELL, OrderType.MARKET, held, created_ms=self.now_ms(),
+                      updated_ms=self.now_ms(), tag="manual", reduce_only=True, reason=why)  # fmt: skip
+        r = await self._submit(
+            order, ref_price=float(px), ref_ms=ts if bar is not None and bar.closed else None
+        )
+        if r.status is not OrderStatus.DENIED:
+            self._set_bracket(symbol, "triggered", reason=why, order=cid, level=float(px))
+
     async def _on_halt(self) -> None:
         assert self.orders is not None
         await self.orders.cancel_all()
         if self.opt.flatten_on_halt or getattr(self.risk, "should_flatten", False):
             await self.flatten("halt")
 
-    async def flatten(self, why: str, key: int | None = None) -> list[Order]:
-        """Close every position at market (reduce-only). ``key``: the command's journal sequence number, so a
-        command handled again after a crash makes the same orders (never twice)."""
+    async def flatten(
+        self, why: str, key: int | None = None, symbols: list[str] | None = None, kind: str = "flatten"
+    ) -> list[Order]:
+        """Close every position at market with reduce-only sells, each within every per-order limit (a position
+        larger than ``max_order_notional`` at the last price, ``max_amount`` or the market's maximum is split:
+        :func:`split_amount`). ``key``: the command's journal sequence number (the kill switch: its time).
+
+        The plan (every child's client id and amount) is journalled in the meta (``flatten``) before the first
+        child is sent and marked done after the last: a command handled again after a crash (same ``key``) and
+        a restart in the middle of a kill-switch flatten (:meth:`_resume_flatten`) send the children not sent
+        yet, never one twice (ids ``client_order_id(session, kind, symbol, key, i)``). ``symbols``: only these
+        (``trade close``: one, ``kind`` "close")."""
+        assert self.journal is not None
         key = self.now_ms() if key is None else key
+        plan = self.journal.meta_get("flatten")
+        # the same command handled again (after a crash): its plan, not a new one from what is left
+        same = plan and plan.get("key") == key and plan.get("kind", "flatten") == kind
+        if not same:
+            plan = {"key": key, "kind": kind, "why": why, "gen": 0, "done": False, "orders": []}
+            for s in symbols or self.spec.symbols:
+                if s in self.brackets:  # the position is closed otherwise: its levels end
+                    self._set_bracket(s, "canceled", reason=f"{kind} ({why})")
+                total = self.broker.market(s).round_amount(max(self.portfolio.position(s).amount, 0.0))
+                if total > 0:
+                    for i, a in enumerate(self._split(s, total)):
+                        plan["orders"].append([client_order_id(self.spec.name, kind, s, key, i), s, a])
+            self.journal.meta_set("flatten", plan)
+        return await self._run_flatten(plan)
+
+    def _split(self, symbol: str, total: float) -> list[float]:
+        rules = self.broker.market(symbol)
+        last = self.prices.get(symbol)
+        cap = self.risk.max_order_amount(symbol, last)
+        if rules.max_amount is not None:
+            cap = min(cap, rules.max_amount)
+        lo = max(self.risk.min_order_amount(symbol), rules.min_amount)
+        if rules.min_notional and last:
+            lo = max(lo, rules.min_notional / last)
+        return split_amount(total, cap, rules.amount_step, lo)
+
+    async def _run_flatten(self, plan: dict[str, Any]) -> list[Order]:
+        """Send the plan's children not sent yet (in order). When children not sent yet no longer fit the
+        per-order limits (the price rose while the engine was down), or a child was never placed (REJECTED,
+        nothing filled: its outcome was unknown when the engine died), those amounts are split again first (ids
+        of a new generation, the plan journalled again before any is sent)."""
+        assert self.journal is not None and self.orders is not None
+
+        def sent(cid: str) -> Order | None:
+            o = self.orders.orders.get(cid)  # type: ignore[union-attr]
+            return None if o is None or o.status is OrderStatus.INITIALIZED else o
+
+        unsent = [c for c in plan["orders"] if sent(c[0]) is None]
+        # a child the venue never placed (its outcome was unknown when the engine died: not found at the venue)
+        lost = [
+            c for c in plan["orders"]
+            if (o := sent(c[0])) is not None and o.status is OrderStatus.REJECTED and o.filled == 0
+        ]  # fmt: skip
+        if len(lost) and int(plan.get("gen", 0)) >= _FLATTEN_GENERATIONS:
+            self.journal.record_risk(
+                self.now_ms(), "flatten_incomplete",
+                f"{len(lost)} flatten order(s) not placed after {_FLATTEN_GENERATIONS} tries: "
+                + ", ".join(c[0] for c in lost),
+            )  # fmt: skip
+            lost = []
+        if lost or any(a > self._split(s, a)[0] * (1 + 1e-12) for _, s, a in unsent):
+            unsent = unsent + lost
+            gen = int(plan.get("gen", 0)) + 1
+            keep = [c for c in plan["orders"] if sent(c[0]) is not None and c not in lost]
+            for s in dict.fromkeys(c[1] for c in unsent):
+                total = math.fsum(a for _, sym, a in unsent if sym == s)
+                total = self.broker.market(s).round_amount(total * (1 + 1e-12))
+                for i, a in enumerate(self._split(s, total)):
+                    cid = client_order_id(
+                        self.spec.name, plan.get("kind", "flatten"), s, plan["key"], gen * 1000 + i
+                    )
+                    keep.append([cid, s, a])
+            plan = {**plan, "gen": gen, "orders": keep}
+            self.journal.meta_set("flatten", plan)
         out = []
-        for s in self.spec.symbols:
-            pos = self.portfolio.position(s).amount
-            amount = self.broker.market(s).round_amount(max(pos, 0.0))
-            if amount <= 0:
+        before = self._flatten_pending
+        why = plan.get("why") or "flatten"
+        for cid, s, amount in plan["orders"]:
+            known = sent(cid)
+            if known is not None:
+                out.append(known)
                 continue
-            cid = client_order_id(self.spec.name, "flatten", s, key, 0)
-            o = Order(cid, s, Side.SELL, OrderType.MARKET, amount, created_ms=self.now_ms(), tag="manual",
-                      reduce_only=True, reason=why)  # fmt: skip
+            o = Order(cid, s, Side.SELL, OrderType.MARKET, float(amount), created_ms=self.now_ms(),
+                      updated_ms=self.now_ms(), tag="manual", reduce_only=True, reason=why)  # fmt: skip
             out.append(await self._submit(o, ref_price=self.prices.get(s)))
+        # done once no child is open any more (an outcome still unknown may yet turn out "never placed": the
+        # timer runs the plan again until then, and a child never placed is sent again under a new id)
+        settled = all(not r.status.is_open for r in out)
+        unplaced = any(r.status is OrderStatus.REJECTED and r.filled == 0 for r in out)
+        done = settled and (not unplaced or int(plan.get("gen", 0)) >= _FLATTEN_GENERATIONS)
+        self._flatten_pending = None if done else {**plan, "done": False}
+        if done or self._flatten_pending != before or unsent:  # not on every timer tick while it waits
+            self.journal.meta_set("flatten", {**plan, "done": done})
         return out
+
+    async def _resume_flatten(self) -> None:
+        """At start: a flatten the engine died in the middle of (its plan not done) is finished."""
+        assert self.journal is not None
+        plan = self.journal.meta_get("flatten")
+        if plan and not plan.get("done"):
+            self.journal.log("warning", f"finishing the flatten ({plan.get('why')}) begun before the restart")
+            await self._run_flatten(plan)
+
+    async def _flatten_tick(self) -> None:
+        """The timer: a flatten whose children are not all settled is run again (see :meth:`_run_flatten`)."""
+        if self._flatten_pending is not None:
+            await self._run_flatten(self._flatten_pending)
 
     # ------------------------------------------------------------------ commands
 
@@ -638,6 +820,7 @@ class TradingEngine:
             elif name == "halt":
                 for e in self.risk.halt(args.get("reason") or "halted by a person", ts_ms=self.now_ms()):
                     self.journal.record_risk(e.ts_ms, e.event, e.reason, **e.extra())
+                self._save_state()  # HALTED before anything is canceled or sold: a crash from here restarts HALTED
                 await self.orders.cancel_all()
                 if args.get("flatten"):
                     await self.flatten("halt", key=row.seq)
@@ -647,7 +830,11 @@ class TradingEngine:
             elif name == "flatten":
                 await self.orders.cancel_all()
                 done = await self.flatten("flatten", key=row.seq)
-                msg = f"flatten: {len(done)} order(s)"
+                denied = [r for r in done if r.status is OrderStatus.DENIED]
+                ok = not denied
+                msg = f"flatten: {len(done)} order(s)" + (
+                    f", {len(denied)} refused ({denied[0].reason})" if denied else ""
+                )
             elif name == "cancel-all":
                 n = await self.orders.cancel_all()
                 msg = f"cancel-all: {len(n)} order(s) canceled"
@@ -656,32 +843,59 @@ class TradingEngine:
                 msg = f"cancel sent for {args['client_order_id']}"
             elif name == "close":
                 s = args["symbol"]
-                amount = self.broker.market(s).round_amount(max(self.portfolio.position(s).amount, 0.0))
-                if amount <= 0:
+                if s not in self.spec.symbols:
+                    raise EngineError(f"{s} is not a symbol of this session ({', '.join(self.spec.symbols)})")
+                done = await self.flatten("close", key=row.seq, symbols=[s], kind="close")
+                if not done:
                     raise EngineError(f"no position in {s} to close")
-                o = Order(client_order_id(self.spec.name, "close", s, row.seq, 0), s, Side.SELL,
-                          OrderType.MARKET, amount, created_ms=self.now_ms(), tag="manual", reduce_only=True)  # fmt: skip
-                r = await self._submit(o, ref_price=self.prices.get(s))
-                ok = r.status is not OrderStatus.DENIED
-                msg = f"close {s}: {r.status.value}" + (f" ({r.reason})" if r.reason else "")
-                extra = {"order": r.client_order_id}
+                ok = all(r.status is not OrderStatus.DENIED for r in done)
+                msg = f"close {s}: " + ", ".join(
+                    r.status.value + (f" ({r.reason})" if r.reason else "") for r in done
+                )
+                extra = {"order": done[0].client_order_id, "orders": [r.client_order_id for r in done]}
             elif name == "order":
                 typ = OrderType(args.get("type", "market"))
+                sym, side = args["symbol"], Side(args["side"])
+                price = float(args["price"]) if args.get("price") is not None else None
+                ref = price if typ is OrderType.LIMIT else self.prices.get(sym)
+                stop, tp = self._bracket_levels(args, sym, side, ref)
                 o = Order(
-                    manual_order_id(self.spec.name, args["symbol"], row.seq),
-                    args["symbol"],
-                    Side(args["side"]),
+                    manual_order_id(self.spec.name, sym, row.seq),
+                    sym,
+                    side,
                     typ,
                     float(args["amount"]),
-                    price=float(args["price"]) if args.get("price") is not None else None,
+                    price=price,
                     created_ms=self.now_ms(),
                     updated_ms=self.now_ms(),
                     tag="manual",
                 )
+                before = self.brackets.get(sym)
+                if before is not None and before.get("entry") == o.client_order_id:  # handled again
+                    before = before.get("replaces")
+                prior = None if before is None else {k: v for k, v in before.items() if k != "replaces"}
+                known = self.orders.orders.get(o.client_order_id)
+                if (stop is not None or tp is not None) and (
+                    known is None or known.status is OrderStatus.INITIALIZED
+                ):
+                    # journalled before the entry is sent: a fill (even one seen only after a crash) finds it
+                    self._set_bracket(sym, "pending", stop=stop, take_profit=tp, entry=o.client_order_id,
+                                      command_seq=row.seq, armed_ms=None, reason=None, order=None, replaces=prior)  # fmt: skip
                 r = await self._submit(o, ref_price=None)
                 ok = r.status is not OrderStatus.DENIED
+                if (stop is not None or tp is not None) and r.filled <= 0 and not r.status.is_open:
+                    if before is not None:  # the entry was refused: the levels the position had stay
+                        keep = {k: v for k, v in before.items() if k not in ("symbol", "status", "replaces")}
+                        keep["replaces"] = None
+                        self._set_bracket(sym, before["status"], **keep)
+                    else:
+                        self._set_bracket(sym, "canceled", reason=f"the entry {r.status.value}, unfilled")
                 msg = f"order {r.client_order_id}: {r.status.value}" + (f" ({r.reason})" if r.reason else "")
-                extra = {"order": r.client_order_id}
+                if ok and (stop is not None or tp is not None):
+                    msg += " with " + ", ".join(
+                        f"{n} {v:g}" for n, v in (("stop", stop), ("take-profit", tp)) if v is not None
+                    )
+                extra = {"order": r.client_order_id, "stop": stop, "take_profit": tp}
             elif name == "stop":
                 msg = "stopping"
                 self.stopping.set()
@@ -708,6 +922,10 @@ class TradingEngine:
             "positions": {s: self.portfolio.position(s).amount for s in self.portfolio.symbols},
             "prices": prices,
             "open_orders": [o.client_order_id for o in self.orders.open_orders()],
+            "brackets": {
+                s: {k: b.get(k) for k in ("status", "stop", "take_profit", "entry")}
+                for s, b in self.brackets.items()
+            },
             "last_bar": self.adapter.last_bar,
             "events": self.events,
         }
@@ -757,6 +975,7 @@ class TradingEngine:
             if e.is_state_change:
                 self.journal.record_state(e.ts_ms, "RISK", e.reason, risk=self.risk.state.value)
                 self._save_state()
+        await self._flatten_tick()
         # a candle whose end is past the exchange clock (plus a grace) and that no later candle closed yet
         for s, tr in self.trackers.items():
             cur = tr.open_candle()
@@ -869,36 +1088,42 @@ class TradingEngine:
                     await t
 
 
-def session_status(data_dir: Path, name: str) -> dict[str, Any]:
-    """A session's state read from its journal (no connection to the engine): for ``trade status``."""
-    path = journal_path(data_dir, name)
-    if not path.exists():
-        raise EngineError(f"no session {name!r} under {session_dir(data_dir, name)}")
-    j = Journal(path, readonly=True)
-    try:
-        export = j.export()
-        states = j.read(kinds=["state"])
-        last_state = states[-1].data if states else {}
-        eq = export["equity"][-1]["equity"] if export["equity"] else None
-        holder = SessionLock.holder(Path(data_dir) / "trading" / "locks" / f"session-{name}.lock")
-        return {
-            "session": name,
-            "running": holder is not None,
-            "pid": holder,
-            "state": last_state.get("state"),
-            "risk_state": last_state.get("risk"),
-            "equity": eq,
-            "positions": export["positions"],
-            "open_orders": [
-                o["client_order_id"] for o in export["orders"] if OrderStatus(o["status"]).is_open
-            ],
-            "orders": len(export["orders"]),
-            "fills": len(export["fills"]),
-            "last_seq": j.last_seq(),
-            "spec": j.meta_get("spec"),
-        }
-    finally:
-        j.close()
+def split_amount(total: float, cap: float, step: float | None = None, min_amount: float = 0.0) -> list[float]:
+    """``total`` (a multiple of ``step``) as the fewest child amounts each at most ``cap``: the children are as
+    equal as the lot ``step`` allows (the first ones ``ceil(total / n)`` steps, the last the remainder, never
+    more than the others), so the last is not a sliver below ``min_amount`` (units are moved to it from the
+    others where it would be). The amounts add up to ``total`` exactly in decimal (each is a whole number of
+    steps). ``cap`` below one step (or not positive): ``[total]`` (the checks then refuse it, saying why)."""
+    if total <= 0:
+        return []
+    if not cap > 0 or cap >= total:
+        return [float(total)]
+    if step is None:
+        n = math.ceil(total / (cap * (1 - 1e-12)))
+        base = total / n
+        return [base] * (n - 1) + [total - base * (n - 1)]
+    d = Decimal(repr(float(step)))
+    units = int((Decimal(repr(float(total))) / d + Decimal("1e-9")).to_integral_value(rounding=ROUND_FLOOR))
+    cap_units = int((Decimal(repr(float(cap))) / d).to_integral_value(rounding=ROUND_FLOOR))
+    while cap_units > 0 and float(cap_units * d) > cap:
+        cap_units -= 1
+    if cap_units <= 0 or units <= cap_units:
+        return [float(units * d)] if units > 0 else [float(total)]
+    n = -(-units // cap_units)
+    base = -(-units // n)
+    kids = [base] * (n - 1) + [units - base * (n - 1)]
+    lo = (
+        int((Decimal(repr(float(min_amount))) / d).to_integral_value(rounding=ROUND_CEILING))
+        if min_amount
+        else 0
+    )
+    if kids[-1] < lo <= cap_units:
+        for i in range(n - 1):
+            take = min(lo - kids[-1], kids[i] - lo)
+            if take > 0:
+                kids[i] -= take
+                kids[-1] += take
+    return [float(k * d) for k in kids]
 
 
 def dumps(d: Any) -> str:

@@ -18,6 +18,9 @@ Commit protocol (what a reader or a restarted engine may rely on):
   unique (a partial unique index): a fill is recorded once, a duplicate insert returns ``False`` and writes
   nothing. Trade ids are per symbol at Binance, hence the symbol in the key. ``command`` rows (key = command id)
   are answered by at most one ``ack`` row with the same key (unique too).
+  ``bracket`` rows (key = symbol) hold the stop-loss / take-profit levels of a symbol's manual sub-position after
+  every change (``pending`` until its entry fills, ``armed``, then ``triggered`` or ``canceled``): the latest
+  row per symbol is its state (the engine rebuilds its brackets from them).
 - ``meta`` (key -> JSON value) holds ``schema_version`` (:data:`SCHEMA_VERSION`); opening a journal written by a
   newer version is an error, as is opening a file that is not a journal.
 - Secrets never enter the journal: every mapping written (rows and meta) is passed through :func:`redact_secrets`,
@@ -80,6 +83,7 @@ KINDS: Final = frozenset(
         "book",
         "candle",
         "log",
+        "bracket",
     }
 )
 BUSY_TIMEOUT_MS: Final = 30_000

@@ -540,6 +540,32 @@ class RiskManager:
             o for o in view.open_orders if o.status.is_open and o.client_order_id != order.client_order_id
         ]
 
+    def max_order_amount(self, symbol: str, last: float | None) -> float:
+        """The largest amount of a market order in ``symbol`` that passes ``max_amount`` and
+        ``max_order_notional`` at the last price ``last`` (``inf`` when neither applies; ``0.0`` when a
+        notional limit is set and ``last`` is not a valid price). The engine splits a flatten with it."""
+        cap = math.inf
+        hi = self._limit(symbol, "max_amount")
+        if hi is not None:
+            cap = float(hi)
+        max_notional = self._limit(symbol, "max_order_notional")
+        if max_notional is not None:
+            if not _good_price(last):
+                return 0.0
+            assert last is not None
+            by_notional = max_notional / last
+            while (
+                by_notional > 0 and by_notional * last > max_notional
+            ):  # (limit / last) x last: an ulp above
+                by_notional = math.nextafter(by_notional, 0.0)
+            cap = min(cap, by_notional)
+        return cap
+
+    def min_order_amount(self, symbol: str) -> float:
+        """``min_amount`` for ``symbol`` (0.0 when unset)."""
+        lo = self._limit(symbol, "min_amount")
+        return 0.0 if lo is None else float(lo)
+
     def is_reducing(self, order: Order, view: RiskView) -> bool:
         """Whether ``order`` reduces its symbol's position, counting the open orders on the same side."""
         return _reduces(order, view.positions.get(order.symbol, 0.0), self._open_orders(order, view))
