@@ -764,3 +764,14 @@ def test_figure_widgets_send_times_as_dates_not_nanoseconds() -> None:
     c = pd.DataFrame({k: [1.0, 2.0, 3.0] for k in ("open", "high", "low", "close", "volume")}, index=idx)
     live = candles_figure(c, {})
     assert all(_py_to_js(tr.x, None)[0] == dt.datetime(2024, 3, 4) for tr in live.data)
+
+
+def test_a_positions_protective_levels_are_shown_in_words() -> None:
+    assert trading.bracket_text(None) == ""
+    assert trading.bracket_text({"stop": 61000.0, "take_profit": 66000.0, "status": "armed"}) == (
+        ", stop 61,000.00 / take-profit 66,000.00 (armed)"
+    )
+    assert (
+        trading.bracket_text({"stop": 0.5, "take_profit": None, "status": "pending"})
+        == ", stop 0.500000 (pending)"
+    )

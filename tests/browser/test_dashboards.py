@@ -179,7 +179,11 @@ def confirm_if_asked(page: Page, timeout_ms: float = 60_000) -> None:
         yes.click()
 
 
-def fill_order(page: Page, amount: float) -> None:
+def fill_order(page: Page, amount: float, **levels: float) -> None:
+    for label, value in levels.items():  # stop=..., take_profit=... (the form's optional levels)
+        box = page.get_by_label(re.compile(f"^{label.replace('_', '-')}$", re.I))
+        box.fill(f"{value:.2f}")
+        box.press("Enter")
     field = page.get_by_label(ui("amount"))
     field.fill(str(amount))
     field.press("Enter")
@@ -243,6 +247,29 @@ def test_a_paper_order_from_the_form_reaches_the_engine_and_the_page(stack, dash
     expect(page.get_by_text(cid).first).to_be_visible()  # in open orders or trade history
     assert net_position(stack) == pytest.approx(before + 0.01)
     shoot(page, "trading-order")
+
+
+def test_an_order_with_a_stop_and_a_take_profit_shows_its_levels(stack, dash, page) -> None:
+    open_page(page, dash, "trading")
+    wait_trading_chart(page)
+    last = _last_close(stack)
+    known = set(_manual_orders(stack))
+    fill_order(page, 0.01, stop=last * 0.9, take_profit=last * 1.1)
+    _wait(lambda: [c for c in _manual_orders(stack) if c not in known], page=page)
+    sv.step(stack.replay, stack.session, 1)  # the entry fills: its levels arm
+    expect(
+        page.get_by_text(re.compile(r"stop [\d,.]+ / take-profit [\d,.]+ \(armed\)")).first
+    ).to_be_visible()
+    assert page.errors.unexpected() == [], page.errors.console
+
+
+def _last_close(stack) -> float:
+    j = journal(stack)
+    try:
+        rows = j.read(kinds="candle")
+        return float(rows[-1].data["candle"][4])
+    finally:
+        j.close()
 
 
 def _wait(what, timeout_s: float = 30, page: Page | None = None):

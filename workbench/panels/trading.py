@@ -200,6 +200,15 @@ def _opt(v: float) -> float | None:
     return None if v is None or v == 0 or (isinstance(v, float) and math.isnan(v)) else float(v)
 
 
+def bracket_text(b: Mapping[str, Any] | None) -> str:
+    """A manual position's protective levels in words (", stop 61,000.00 / take-profit 66,000.00 (armed)")."""
+    if not b:
+        return ""
+    parts = [f"{name} {fmt_price(b.get(key))}" for key, name in (("stop", "stop"), ("take_profit", "take-profit"))
+             if b.get(key) is not None]  # fmt: skip
+    return f", {' / '.join(parts)} ({b.get('status', '?')})" if parts else ""
+
+
 class Confirm:
     """A two-step button: the first click shows the question with Yes / No; Yes runs the action."""
 
@@ -472,7 +481,7 @@ class TradingPanel:
             upnl = None if last is None else p.unrealized_pnl(last)
             text.value = html.escape(
                 f"{sym} {fmt_amount(p.amount)} @ {fmt_price(p.avg_price)}, last {fmt_price(last)}, "
-                f"unrealised {fmt_money(upnl, st.quote)}"
+                f"unrealised {fmt_money(upnl, st.quote)}{bracket_text(st.brackets.get(sym))}"
             )
             pos_rows.append(box)
         self._drop(self._pos_rows, set(held))
