@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,7 @@ from workbench.ml.datasets import DEFAULT_SPEC, make_dataset
 from workbench.ml.models import SEQUENCE_ARCHS, search_space
 from workbench.ml.price import _fit_model, _scale, _split_tail
 from workbench.ml.splits import WalkForward
+from workbench.ml.studies import open_storage
 
 __all__ = ["tune_price_model"]
 
@@ -34,15 +34,6 @@ def _suggest(trial: Any, arch: str) -> dict[str, Any]:
             else trial.suggest_float(name, lo, hi, log=log)
         )
     return out
-
-
-def _make_sqlite_folder(url: str) -> None:
-    """Create the folder of a SQLite storage file (``ml.optuna.storage`` may name one not made yet)."""
-    from sqlalchemy.engine import make_url
-
-    u = make_url(url)
-    if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
-        Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
 def tune_price_model(
@@ -87,10 +78,9 @@ def tune_price_model(
             default=str,
         )
         study_name = f"tune-{arch}-{target}-h{horizon}-{hashlib.sha256(ident.encode()).hexdigest()[:10]}"
-    _make_sqlite_folder(storage)
     study = optuna.create_study(
         study_name=study_name,
-        storage=storage,
+        storage=open_storage(storage, heartbeat_interval=None),  # the schema made under a lock
         direction="minimize",
         load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=seed),
