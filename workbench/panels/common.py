@@ -66,6 +66,8 @@ __all__ = [
     "load_settings_or_default",
     "message",
     "resolve_session",
+    "session_loop",
+    "session_page",
     "session_running",
 ]
 
@@ -750,6 +752,28 @@ class LiveLoop:
         self.status.value = (
             f"<span style='color:#777'>live updates stopped ({html.escape(self.stop_reason)})</span>"
         )
+
+
+NO_SESSION = "no session running: start one with `workbench up`"
+STATE_COLOURS = {"ACTIVE": "#2e7d32", "REDUCING": "#ef6c00", "HALTED": "#c62828"}
+"""The trading states' colours (grey for an unknown one)."""
+
+
+def session_loop(
+    data_dir: Any,
+    session: str | None,
+    refresh: Callable[[str, SessionState, set[str]], None],
+    interval_s: float,
+) -> LiveLoop:
+    """The live loop of a one-session page: following ``session``'s journal (nothing when there is none)."""
+    followers = {} if session is None else {session: JournalFollower(data_dir, session)}
+    return LiveLoop(followers, refresh, interval_s=interval_s)
+
+
+def session_page(title: str, session: str | None, loop: LiveLoop, children: list[W.Widget]) -> W.VBox:
+    """A one-session page: ``children`` under its title, or the empty state when no session runs."""
+    body = message(NO_SESSION, "empty") if session is None else W.VBox(children)
+    return page_frame(f"{title} — {session or 'no session'}", body, loop)
 
 
 def page_frame(title: str, body: W.Widget, loop: LiveLoop | None = None) -> W.VBox:

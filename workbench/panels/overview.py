@@ -15,6 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from workbench.panels.common import (
+    NO_SESSION,
     JournalFollower,
     LiveLoop,
     SessionState,
@@ -149,7 +150,7 @@ class OverviewPanel:
         self.widget = page_frame("Overview", body, self.loop)
         self._sessions_table()
         if self.session is None:
-            self.symbols.children = [message("no session running: start one with `workbench up`", "empty")]
+            self.symbols.children = [message(NO_SESSION, "empty")]
             if self.watch:
                 self._symbols(SessionState(""))
 

@@ -8,8 +8,6 @@ from typing import Any
 import ipywidgets as W
 
 from workbench.panels.common import (
-    JournalFollower,
-    LiveLoop,
     SessionState,
     display_tz,
     figure_widget,
@@ -18,9 +16,9 @@ from workbench.panels.common import (
     fmt_price,
     html_table,
     load_settings_or_default,
-    message,
-    page_frame,
     resolve_session,
+    session_loop,
+    session_page,
 )
 from workbench.viz.live import equity_figure
 
@@ -64,23 +62,14 @@ class PortfolioPanel:
         self.summary = W.HTML()
         self.by_symbol = W.HTML()
         self.by_tag = W.HTML()
-        followers = {} if self.session is None else {self.session: JournalFollower(data_dir, self.session)}
-        self.loop = LiveLoop(followers, self.refresh, interval_s=interval_s)
-        body: W.Widget = (
-            message("no session running: start one with `workbench up`", "empty")
-            if self.session is None
-            else W.VBox(
-                [
-                    self.summary,
-                    self.chart,
-                    W.HTML("<h3>By symbol</h3>"),
-                    self.by_symbol,
-                    W.HTML("<h3>By strategy / manual</h3>"),
-                    self.by_tag,
-                ]
-            )
-        )
-        self.widget = page_frame(f"Portfolio — {self.session or 'no session'}", body, self.loop)
+        self.loop = session_loop(data_dir, self.session, self.refresh, interval_s)
+        self.widget = session_page(
+            "Portfolio",
+            self.session,
+            self.loop,
+            [self.summary, self.chart, W.HTML("<h3>By symbol</h3>"), self.by_symbol,
+             W.HTML("<h3>By strategy / manual</h3>"), self.by_tag],
+        )  # fmt: skip
 
     def refresh(self, name: str, state: SessionState, changed: set[str]) -> None:
         if not state.exists:

@@ -15,8 +15,7 @@ from typing import Any
 import ipywidgets as W
 
 from workbench.panels.common import (
-    JournalFollower,
-    LiveLoop,
+    STATE_COLOURS,
     SessionState,
     display_tz,
     figure_widget,
@@ -24,9 +23,9 @@ from workbench.panels.common import (
     fmt_time,
     html_table,
     load_settings_or_default,
-    message,
-    page_frame,
     resolve_session,
+    session_loop,
+    session_page,
 )
 from workbench.viz.live import limit_usage_figure
 
@@ -112,23 +111,14 @@ class RiskPanel:
         self.chart = figure_widget(limit_usage_figure(limit_usage(SessionState(""), limits, 0)))
         self.events = W.HTML()
         self.refused = W.HTML()
-        followers = {} if self.session is None else {self.session: JournalFollower(data_dir, self.session)}
-        self.loop = LiveLoop(followers, self.refresh, interval_s=interval_s)
-        body: W.Widget = (
-            message("no session running: start one with `workbench up`", "empty")
-            if self.session is None
-            else W.VBox(
-                [
-                    self.state_box,
-                    self.chart,
-                    W.HTML("<h3>Refusals</h3>"),
-                    self.refused,
-                    W.HTML("<h3>Risk events</h3>"),
-                    self.events,
-                ]
-            )
-        )
-        self.widget = page_frame(f"Risk — {self.session or 'no session'}", body, self.loop)
+        self.loop = session_loop(data_dir, self.session, self.refresh, interval_s)
+        self.widget = session_page(
+            "Risk",
+            self.session,
+            self.loop,
+            [self.state_box, self.chart, W.HTML("<h3>Refusals</h3>"), self.refused,
+             W.HTML("<h3>Risk events</h3>"), self.events],
+        )  # fmt: skip
 
     def refresh(self, name: str, state: SessionState, changed: set[str]) -> None:
         import time
@@ -137,7 +127,7 @@ class RiskPanel:
             self.state_box.value = f"<i>no session {name} yet</i>"
             return
         rs = state.risk_state or "unknown"
-        colour = {"ACTIVE": "#2e7d32", "REDUCING": "#ef6c00", "HALTED": "#c62828"}.get(rs, "#555")
+        colour = STATE_COLOURS.get(rs, "#555")
         self.state_box.value = (
             f"<div class='wb-risk-state'>trading state: <b style='color:{colour}'>{rs}</b> &nbsp; "
             f"engine: {state.engine_state or '—'}</div>"

@@ -23,9 +23,9 @@ import ipywidgets as W
 import pandas as pd
 
 from workbench.panels.common import (
+    NO_SESSION,
+    STATE_COLOURS,
     CommandChannel,
-    JournalFollower,
-    LiveLoop,
     SessionState,
     display_tz,
     figure_widget,
@@ -39,6 +39,7 @@ from workbench.panels.common import (
     page_frame,
     resolve_session,
     run_soon,
+    session_loop,
 )
 from workbench.viz.live import candles_figure, depth_figure
 
@@ -284,10 +285,9 @@ class TradingPanel:
                        self.place.widget])  # fmt: skip
         self.symbol.observe(lambda _c: self._redraw(), names="value")
         self.indicators.observe(lambda _c: self._redraw(), names="value")
-        followers = {} if self.session is None else {self.session: JournalFollower(data_dir, self.session)}
-        self.loop = LiveLoop(followers, self.refresh, interval_s=interval_s)
+        self.loop = session_loop(data_dir, self.session, self.refresh, interval_s)
         if self.session is None:
-            body: W.Widget = message("no session running: start one with `workbench up`", "empty")
+            body: W.Widget = message(NO_SESSION, "empty")
         else:
             body = W.VBox(
                 [
@@ -362,7 +362,7 @@ class TradingPanel:
             self.result.value = f"<i>no session {html.escape(name)!s} yet</i>"
             return
         rs = state.risk_state or "unknown"
-        colour = {"ACTIVE": "#2e7d32", "REDUCING": "#ef6c00", "HALTED": "#c62828"}.get(rs, "#555")
+        colour = STATE_COLOURS.get(rs, "#555")
         syms = state.symbols
         if list(self.symbol.options) != syms:
             self.symbol.options = syms
