@@ -86,6 +86,7 @@ def test_the_page_lists_registry_sentiment_models_with_their_metrics(world) -> N
         format_metric("macro_f1", te["macro_f1"]),
     ):
         assert want in text
+    assert "nan" not in html.unescape(p.table.value)  # a sentiment model has no target, symbol or timeframe
     # nothing promoted: the latest version draws the series
     assert p.sentiment_model.value == ("registry", NAME, world["v2"])
     # the price-model chooser does not predict with a sentiment model

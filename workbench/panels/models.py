@@ -55,6 +55,11 @@ def realised_outcome(close: pd.Series, horizon: int, target: str) -> pd.Series:
     return pd.Series(out.to_numpy(dtype="float64"), index=close.index, name="realised")
 
 
+def _cell(v: Any) -> str:
+    """A registry listing's text cell: missing (None, NaN) is blank."""
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+
+
 def _num(key: str, v: Any) -> str:
     return format_metric(key, v)
 
@@ -133,10 +138,10 @@ class ModelsPanel:
                         r["name"],
                         r["version"],
                         "yes" if r["promoted"] else "",
-                        r["arch"] or "",
-                        r["target"] or "",
-                        r["symbol"] or "",
-                        r["timeframe"] or "",
+                        _cell(r["arch"]),
+                        _cell(r["target"]),  # a sentiment model has none (NaN in the listing)
+                        _cell(r["symbol"]),
+                        _cell(r["timeframe"]),
                         _num("accuracy", r["oos_accuracy"]),
                         _num("auc", r["oos_auc"]),
                         str(r["created"] or "")[:19],
@@ -451,7 +456,7 @@ def _sentiment_table(registry: Any, rows: pd.DataFrame) -> str:
                 r["name"],
                 r["version"],
                 "yes" if r["promoted"] else "",
-                r["arch"] or "",
+                _cell(r["arch"]),
                 _num("accuracy", va.get("accuracy")),
                 _num("macro_f1", va.get("macro_f1")),
                 _num("accuracy", te.get("accuracy")),

@@ -66,7 +66,16 @@ def sentiment_price_figure(close: pd.Series, series: pd.DataFrame, *, title: str
     )
     fig.update_yaxes(title_text="close", row=1, col=1)
     fig.update_yaxes(title_text="score", range=[-1.05, 1.05], row=2, col=1, secondary_y=False)
-    fig.update_yaxes(title_text="items", rangemode="tozero", row=2, col=1, secondary_y=True, showgrid=False)
+    top = float(series["count"].max()) if len(series) else 1.0
+    fig.update_yaxes(
+        title_text="items",
+        range=[0, top * 1.1 + 0.5],
+        tickformat="d",
+        row=2,
+        col=1,
+        secondary_y=True,
+        showgrid=False,
+    )
     fig.update_xaxes(type="date", row=1, col=1)
     fig.update_xaxes(type="date", title_text="time (UTC)", row=2, col=1)
     fig.update_layout(
