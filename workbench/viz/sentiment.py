@@ -7,6 +7,8 @@ plotly figure; the Models page (``workbench.panels.models``) wraps it in a widge
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -70,7 +72,7 @@ def sentiment_price_figure(close: pd.Series, series: pd.DataFrame, *, title: str
     fig.update_yaxes(
         title_text="items",
         range=[0, top * 1.1 + 0.5],
-        tickformat="d",
+        dtick=max(1, math.ceil(top / 4)),  # whole items
         row=2,
         col=1,
         secondary_y=True,
