@@ -31,7 +31,7 @@ from workbench.types import OrderStatus, Side
 DASH = ROOT / "dashboards"
 PAGES = ["overview", "trading", "portfolio", "analytics", "backtests", "models", "risk", "settings"]
 # pages whose charts must show data over this fixture (a page with nothing to chart shows an empty state instead)
-CHART_PAGES = {"overview", "trading", "portfolio", "analytics", "backtests", "risk"}
+CHART_PAGES = {"overview", "trading", "portfolio", "analytics", "backtests", "models", "risk"}
 SESSION = "browser"
 
 # what a person sees on the Trading page (ipywidgets descriptions and button texts), matched case-insensitively
@@ -56,18 +56,40 @@ def ui(key: str) -> re.Pattern[str]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    """Sample candles in a fresh data folder, one stored backtest, a paused replay exchange and a paper session
-    stepped 40 bars (so there are candles, fills and equity to show)."""
+    """Sample candles in a fresh data folder, one stored backtest, a small price model and a TF-IDF sentiment
+    model in the registry, 30 BTC/USDT headlines in its news folder, a paused replay exchange and a paper session
+    stepped 40 bars (so there are candles, fills, equity, predictions and sentiment to show)."""
     home = tmp_path_factory.mktemp("dash-home") / "data"
     load_sample(Store(home), ROOT / "data" / "sample", kinds=("candles",))
     env = {"WORKBENCH_HOME": str(home), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     settings = load_settings(ROOT / "config", env={"WORKBENCH_HOME": str(home)})
-    bt = subprocess.run(
-        [sys.executable, "-m", "workbench.cli", "backtest", "--strategy", "sma_cross", "-e", "binance",
-         "-s", "BTC/USDT", "-t", "1h", "-p", "fast=10", "-p", "slow=50", "--store"],
-        cwd=ROOT, env={**_clean_env(), **env}, capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
-    assert bt.returncode == 0, bt.stdout + bt.stderr
+    news = home.parent / "headlines.csv"
+    news.write_text("time,text\n" + "".join(
+        f"2024-03-0{1 + i // 10}T{(i * 7) % 24:02d}:{(i * 13) % 60:02d}:00Z,{HEADLINES[i % len(HEADLINES)]}\n"
+        for i in range(30)
+    ))  # fmt: skip
+    setup = [  # each a few seconds; run side by side
+        ["backtest", "--strategy", "sma_cross", "-e", "binance", "-s", "BTC/USDT", "-t", "1h",
+         "-p", "fast=10", "-p", "slow=50", "--store"],
+        ["train", "--model", "mlp", "-e", "binance", "-s", "BTC/USDT", "-t", "1h", "--folds", "2",
+         "--epochs", "2", "--horizon", "2", "--start", "2024-01-01", "--end", "2024-03-01"],
+        ["sentiment", "train", "--model", "tfidf", "--no-baselines"],
+        ["news", "import", str(news), "--symbol", "BTC/USDT", "--source", "wire"],
+    ]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "workbench.cli", *args],
+            cwd=ROOT,
+            env={**_clean_env(), **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for args in setup
+    ]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    for args, p, output in zip(setup, procs, outputs, strict=True):
+        assert p.returncode == 0, f"workbench {' '.join(args)}: {output}"
     replay = sv.start_replay(settings, ["BTC/USDT"], "5m", start=START, speed=0)
     session = None
     try:
@@ -81,6 +103,16 @@ def stack(tmp_path_factory):
         for s in (session, replay):
             if s is not None:
                 sv.stop(s)
+
+
+HEADLINES = (
+    "Bitcoin surges as ETF inflows hit a record",
+    "Crypto markets slide after an exchange hack",
+    "Analysts turn bullish on BTC ahead of the halving",
+    "Bitcoin falls as regulators crack down",
+    "BTC holds steady before the Fed decision",
+    "Traders cheer as bitcoin breaks resistance",
+)
 
 
 def _clean_env() -> dict[str, str]:
