@@ -205,8 +205,16 @@ def test_a_kill_while_the_first_of_two_orders_is_in_flight_loses_no_decision(hom
     with replay.run_in_thread():
         cfg = write_config(tmp_path / "config", replay, home)
         s = LiveSession(
-            cfg, home, replay, "two", write_strategy(tmp_path / "strategies"), symbols=(SYMBOL, eth)
-        )
+            cfg,
+            home,
+            replay,
+            "two",
+            write_strategy(tmp_path / "strategies"),
+            "--size",
+            "0.8",
+            symbols=(SYMBOL, eth),
+        )  # 0.8: sized at 1.0 the bar's second buy is cash-limited on a price that may be a moment old, and the
+        # venue refused it now and then for insufficient balance (a missed trade, not what this test is about)
         try:
             s.start()
             s.running()
@@ -224,7 +232,11 @@ def test_a_kill_while_the_first_of_two_orders_is_in_flight_loses_no_decision(hom
                 j.close()
             assert list(at_kill.values()) == [OrderStatus.SUBMITTED], at_kill  # one in flight, one not sent
             s.start()
-            s.running()  # the restart decides the bar again
+            s.running()  # the restart decides the bar again (after it reports RUNNING: wait for the 2nd order)
+            deadline = time.monotonic() + 30
+            while not all(c in {o.clientOrderId for o in venue_orders(replay)} for c in ids.values()):
+                assert time.monotonic() < deadline, (ids, [o.clientOrderId for o in venue_orders(replay)])
+                time.sleep(0.05)
             placed = Counter(o.clientOrderId for o in venue_orders(replay))
             assert all(placed[c] == 1 for c in ids.values()), (ids, placed)
             step(replay, s, 1)

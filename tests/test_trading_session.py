@@ -566,3 +566,56 @@ def test_manual_stops_survive_a_restart_and_a_gap_fills_at_the_open(home, replay
     finally:
         if s.p.poll() is None:
             s.stop()
+
+
+def test_a_manual_stop_larger_than_one_order_sells_in_children(home, replay, tmp_path) -> None:
+    """A stop on a manual position of about 2.6 x max_order_notional (three buys within the limit, the last with
+    the stop) sells all of it when it fires, in reduce-only children each within the limit (before: one sell of the
+    whole position, refused by max_order_notional, and the position left unprotected)."""
+    from decimal import Decimal
+
+    limit = 1_000.0
+    cfg = write_config(tmp_path / "config", replay, home, max_order_notional=limit)
+    name = "bigstop"
+    s = Session(cfg, home, name, "--strategy", write_flat(tmp_path / "strategies"), "-e", "binance", "-s",
+                "BTC/USDT", "-t", "5m", "--mode", "paper")  # fmt: skip
+    bars = Bars(home)
+    try:
+        s.running()
+        step(replay, s, 1)
+        j = s.journal()
+        lot = j.meta_get("markets")["BTC/USDT"]["amount_step"]
+        j.close()
+        places = Decimal(repr(lot))
+
+        def stop_fits(i: int) -> bool:
+            return bars.l[i + 1] < min(bars.o[i], bars.c[i], bars.o[i + 1]) - 1.0
+
+        i = seek(replay, s, bars, stop_fits)
+        above = min(bars.o[i], bars.c[i], bars.o[i + 1])
+        stop = round(bars.l[i + 1] + 0.3 * (above - bars.l[i + 1]), 2)
+        each = Decimal(math.floor(0.85 * limit / bars.o[i] / lot)) * places
+        for k in range(3):
+            extra = ["--stop", f"{stop:.2f}"] if k == 2 else []
+            p = cli(cfg, "trade", "order", "--session", name, "-s", "BTC/USDT", "--side", "buy", "--amount",
+                    str(each), *extra)  # fmt: skip
+            assert "FILLED" in p.stdout, p.stdout
+        step(replay, s, 2)
+        j = s.journal()
+        try:
+            sells = manual_sells(j, "stop_loss")
+            fills = {f.client_order_id: f for f in j.fills()}
+            assert bracket(j)["status"] == "triggered"
+        finally:
+            j.close()
+        assert len(sells) == 3, [(o.client_order_id, o.status, o.amount) for o in sells]
+        assert all(o.status.value == "FILLED" and o.reduce_only for o in sells)
+        assert sum(Decimal(repr(o.amount)) for o in sells) == 3 * each
+        slip = SLIP_BPS / 10_000
+        assert all(
+            o.amount * fills[o.client_order_id].price / (1 - slip) <= limit * (1 + 1e-9) for o in sells
+        )
+        st = json.loads(cli(cfg, "trade", "status", "--session", name, "--json").stdout)
+        assert abs(st["positions"]["BTC/USDT"]) < 1e-12 and st["brackets"] == {}
+    finally:
+        s.stop()

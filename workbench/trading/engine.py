@@ -645,18 +645,28 @@ class TradingEngine:
             return
         why = "stop_loss" if reason == 1 else "take_profit"
         # one attempt per bracket and bar: a refused sell (journalled with its reason) is tried again next bar
-        cid = client_order_id(
-            self.spec.name, "bracket", symbol, ts, int(b.get("command_seq", 0)) * 10 + reason
-        )
-        if cid in self.orders.orders:
+        nonce = int(b.get("command_seq", 0)) * 10 + reason
+        # a position larger than one order may carry is sold in children within the per-order limits, as a
+        # flatten is (the first child keeps the single order's id); each id is fixed by the bar and the level
+        amounts = self._split(symbol, held)
+        cids = [
+            client_order_id(self.spec.name, "bracket", symbol, ts, nonce if k == 0 else nonce * 1000 + k)
+            for k in range(len(amounts))
+        ]
+        if all(c in self.orders.orders for c in cids):
             return
-        order = Order(cid, symbol, Side.SELL, OrderType.MARKET, held, created_ms=self.now_ms(),
-                      updated_ms=self.now_ms(), tag="manual", reduce_only=True, reason=why)  # fmt: skip
-        r = await self._submit(
-            order, ref_price=float(px), ref_ms=ts if bar is not None and bar.closed else None
-        )
-        if r.status is not OrderStatus.DENIED:
-            self._set_bracket(symbol, "triggered", reason=why, order=cid, level=float(px))
+        denied = False
+        for cid, amount in zip(cids, amounts, strict=True):
+            if cid in self.orders.orders:
+                continue
+            order = Order(cid, symbol, Side.SELL, OrderType.MARKET, amount, created_ms=self.now_ms(),
+                          updated_ms=self.now_ms(), tag="manual", reduce_only=True, reason=why)  # fmt: skip
+            r = await self._submit(
+                order, ref_price=float(px), ref_ms=ts if bar is not None and bar.closed else None
+            )
+            denied = denied or r.status is OrderStatus.DENIED
+        if not denied:  # a refused child leaves the levels armed: the rest is tried again on a later bar
+            self._set_bracket(symbol, "triggered", reason=why, order=cids[0], orders=cids, level=float(px))
 
     async def _on_halt(self) -> None:
         assert self.orders is not None
