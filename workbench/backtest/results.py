@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import secrets
@@ -124,6 +125,17 @@ def _json_default(v: Any) -> Any:
     return str(v)
 
 
+def _clean_leaf(x: Any) -> Any:
+    """:func:`_clean` of one list item, without a call per finite float or string (an equity curve is 10^5
+    [time, value] pairs: the recursion cost 0.4 s)."""
+    if type(x) is list and len(x) == 2:
+        t, y = x
+        return [t if type(t) is str else _clean(t), y if type(y) is float and math.isfinite(y) else _clean(y)]
+    if (type(x) is float and math.isfinite(x)) or type(x) is str:
+        return x
+    return _clean(x)
+
+
 def _clean(v: Any) -> Any:
     """NaN -> None, ±inf -> 'inf'/'-inf' (strict JSON), recursively."""
     if isinstance(v, float):
@@ -135,7 +147,7 @@ def _clean(v: Any) -> Any:
     if isinstance(v, Mapping):
         return {str(k): _clean(x) for k, x in v.items()}
     if isinstance(v, list | tuple):
-        return [_clean(x) for x in v]
+        return [_clean_leaf(x) for x in v]
     if hasattr(v, "item") and not isinstance(v, str | bytes):
         try:
             return _clean(v.item())
