@@ -381,6 +381,16 @@ class Bars:
     def at(self, ms: int) -> int:
         return self.pos[ms]
 
+    def stop_fits(self, i: int) -> bool:
+        """Bar ``i + 1`` reaches below every price seen in bar ``i`` after its open (a stop set in bar ``i`` fires
+        in bar ``i + 1``, not before)."""
+        return self.l[i + 1] < min(self.o[i], self.c[i], self.o[i + 1]) - 1.0
+
+    def stop_level(self, i: int) -> float:
+        """A stop 30% of the way from bar ``i + 1``'s low up to the lowest price bar ``i`` shows after its open."""
+        above = min(self.o[i], self.c[i], self.o[i + 1])
+        return round(self.l[i + 1] + 0.3 * (above - self.l[i + 1]), 2)
+
 
 def seek(replay: ReplayExchange, s: Session, bars: Bars, ok) -> int:
     """Step the replay bar by bar until ``ok(i)`` holds for the bar now forming (index ``i``); returns ``i``."""
@@ -438,12 +448,8 @@ def test_a_manual_buy_with_a_stop_and_a_take_profit_is_protected(home, replay, t
         j.close()
 
         # a stop: the bar after the entry's reaches it (the prices seen in the entry's bar stay above)
-        def stop_fits(i: int) -> bool:
-            return bars.l[i + 1] < min(bars.o[i], bars.c[i], bars.o[i + 1]) - 1.0
-
-        i = seek(replay, s, bars, stop_fits)
-        above = min(bars.o[i], bars.c[i], bars.o[i + 1])
-        stop = round(bars.l[i + 1] + 0.3 * (above - bars.l[i + 1]), 2)
+        i = seek(replay, s, bars, bars.stop_fits)
+        stop = bars.stop_level(i)
         p = order("--stop", f"{stop:.2f}", "--take-profit", f"{bars.o[i] * 1.5:.2f}")
         assert "FILLED" in p.stdout and f"stop {stop:g}" in p.stdout, p.stdout
         j = s.journal()
@@ -489,9 +495,8 @@ def test_a_manual_buy_with_a_stop_and_a_take_profit_is_protected(home, replay, t
             j.close()
 
         # a close ends the levels: nothing fires afterwards
-        i = seek(replay, s, bars, stop_fits)
-        above = min(bars.o[i], bars.c[i], bars.o[i + 1])
-        order("--stop", f"{bars.l[i + 1] + 0.3 * (above - bars.l[i + 1]):.2f}")
+        i = seek(replay, s, bars, bars.stop_fits)
+        order("--stop", f"{bars.stop_level(i):.2f}")
         assert "ok:" in cli(cfg, "trade", "close", "--session", name, "BTC/USDT").stdout
         step(replay, s, 2)
         j = s.journal()
@@ -588,12 +593,8 @@ def test_a_manual_stop_larger_than_one_order_sells_in_children(home, replay, tmp
         j.close()
         places = Decimal(repr(lot))
 
-        def stop_fits(i: int) -> bool:
-            return bars.l[i + 1] < min(bars.o[i], bars.c[i], bars.o[i + 1]) - 1.0
-
-        i = seek(replay, s, bars, stop_fits)
-        above = min(bars.o[i], bars.c[i], bars.o[i + 1])
-        stop = round(bars.l[i + 1] + 0.3 * (above - bars.l[i + 1]), 2)
+        i = seek(replay, s, bars, bars.stop_fits)
+        stop = bars.stop_level(i)
         each = Decimal(math.floor(0.85 * limit / bars.o[i] / lot)) * places
         for k in range(3):
             extra = ["--stop", f"{stop:.2f}"] if k == 2 else []
