@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 from conftest import ROOT, sample_candles
 
-from workbench.backtest.engine import BacktestConfig, BacktestResult, run_backtest
+from workbench.backtest.engine import BacktestConfig, BacktestResult, equity_pairs, run_backtest
 from workbench.backtest.metrics import compute_metrics, epoch_ns, metrics_from_arrays, trade_stats
-from workbench.sim.portfolio import bar_step, new_state, simulate_portfolio
+from workbench.sim.portfolio import bar_step, new_state, simulate_portfolio, units_held
 from workbench.strategies.momentum import SmaCross
 
 NAN = float("nan")
@@ -67,14 +67,15 @@ def test_idle_bar_skip_changes_nothing(sl: float, tp: float, trailing: bool, not
     if notional:
         eff = eff * 4000
     args = (notional, 0.001, 0.0005, 10_000.0, sl, tp, trailing, 4 * n)
-    got = simulate_portfolio(o, h, lo, c, eff, *args)
+    equity, fills, trades = simulate_portfolio(o, h, lo, c, eff, *args)
     want = every_bar(o, h, lo, c, eff, *args)
     assert len(want[2]) > 20
-    for g, w in zip(got[:3], want[:3], strict=True):
+    # the units held are rebuilt from the fills (units_held), to the bit
+    for g, w in zip((equity, units_held(fills, n, k), fills), want[:3], strict=True):
         np.testing.assert_array_equal(g, w)
     closed = len(want[3])
-    np.testing.assert_array_equal(got[3][:closed], want[3])
-    assert (got[3][closed:, 9] == 0).all()  # then the trades still open at the end
+    np.testing.assert_array_equal(trades[:closed], want[3])
+    assert (trades[closed:, 9] == 0).all()  # then the trades still open at the end
 
 
 def curve(n: int, seed: int, freq: str = "1h", gaps: bool = False) -> pd.Series:
@@ -173,6 +174,39 @@ def test_exchange_ids_without_ccxt_equal_ccxt() -> None:
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert p.returncode == 0, p.stderr
     assert int(p.stdout) > 50
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        pd.date_range("2024-01-01", periods=500, freq="5min", tz="UTC"),
+        pd.date_range("2024-01-01 00:00:00.25", periods=50, freq="250ms", tz="UTC"),  # not whole seconds
+        pd.date_range(
+            "2024-03-30 22:00", periods=50, freq="1h", tz="Europe/Berlin"
+        ),  # not UTC (a DST change)
+        pd.date_range("2024-01-01", periods=50, freq="1h"),  # naive
+        pd.DatetimeIndex(["2024-01-01", "NaT", "2024-01-02"], tz="UTC"),
+    ],
+)
+def test_equity_pairs_equal_the_one_by_one_form(index: pd.DatetimeIndex) -> None:
+    """The whole-index ISO times and strict-JSON values of a stored curve are those of ``Timestamp.isoformat()``
+    and a per-value cleaning (NaN -> null, inf -> "inf"), on every kind of index."""
+    rng = np.random.default_rng(0)
+    values = 1000 + rng.random(len(index))
+    values[1::7] = np.nan
+    values[2::11] = np.inf
+    values[3::13] = -np.inf
+    eq = pd.Series(values, index=index)
+    want = [
+        (
+            None if pd.isna(t) else pd.Timestamp(t).isoformat(),
+            None if np.isnan(v) else ("inf" if v == np.inf else "-inf" if v == -np.inf else float(v)),
+        )
+        for t, v in eq.items()
+    ]
+    assert equity_pairs(eq) == want
+    finite = eq.fillna(1.0).replace([np.inf, -np.inf], 2.0)
+    assert equity_pairs(finite) == [(t, float(v)) for (t, _), v in zip(want, finite, strict=True)]
 
 
 @pytest.mark.slow

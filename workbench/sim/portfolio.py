@@ -29,7 +29,15 @@ from numba import njit
 
 from workbench.sim.fills import EXIT_SIGNAL, market_fill, stop_trigger
 
-__all__ = ["FILL_FIELDS", "N_STATE", "TRADE_FIELDS", "bar_step", "new_state", "simulate_portfolio"]
+__all__ = [
+    "FILL_FIELDS",
+    "N_STATE",
+    "TRADE_FIELDS",
+    "bar_step",
+    "new_state",
+    "simulate_portfolio",
+    "units_held",
+]
 
 FILL_FIELDS = ("idx", "col", "units", "price", "fee", "reason")
 TRADE_FIELDS = (
@@ -46,11 +54,13 @@ TRADE_FIELDS = (
     "exit_reason",  # fills.EXIT_*; -1 while open
 )
 
-# per-asset state: one row per asset of a float64 array
-UNITS, PREV, STOPPED, OPEN, DIR, ENTRY_IDX, ENTRY, EXTREME, SIZE, EXIT_UNITS, EXIT_VALUE, FEES, REALISED = (
-    range(13)
-)
-N_STATE = 13
+# per-asset state: one row per asset of a float64 array (the last two columns are the bar step's scratch space:
+# the order wanted at this bar's open and whether the target changed, so that a bar with orders allocates nothing)
+(
+    UNITS, PREV, STOPPED, OPEN, DIR, ENTRY_IDX, ENTRY, EXTREME, SIZE, EXIT_UNITS, EXIT_VALUE, FEES, REALISED,
+    WANTED, CHANGED,
+) = range(15)  # fmt: skip
+N_STATE = 15
 
 
 @njit(cache=True)
@@ -163,22 +173,22 @@ def bar_step(
         value = cash
         for j in range(k):
             value += st[j, UNITS] * o[j]
-        wanted = np.zeros(k)
-        changed = np.zeros(k, dtype=np.bool_)
         for j in range(k):
             x = e[j]
             if x != x:
                 x = 0.0
+            st[j, CHANGED] = 0.0
+            st[j, WANTED] = 0.0
             if x != st[j, PREV]:
-                changed[j] = True
+                st[j, CHANGED] = 1.0
                 st[j, PREV] = x
                 st[j, STOPPED] = 0.0
                 goal = x / o[j] if notional else x * value / o[j]
-                wanted[j] = goal - st[j, UNITS]
+                st[j, WANTED] = goal - st[j, UNITS]
         for phase in range(2):  # sells, then buys
             for j in range(k):
-                d = wanted[j]
-                if not changed[j] or (phase == 0 and d >= 0.0) or (phase == 1 and d <= 0.0):
+                d = st[j, WANTED]
+                if st[j, CHANGED] == 0.0 or (phase == 0 and d >= 0.0) or (phase == 1 and d <= 0.0):
                     continue
                 cash, d, p, fee = market_fill(cash, d, o[j], fee_rate, slippage)
                 if d == 0.0:
@@ -211,12 +221,11 @@ def simulate_portfolio(o, h, lo, c, eff, notional, fee_rate, slippage, init_cash
     """Simulate one portfolio. Arrays are ``(n_bars, n_assets)`` float64; ``eff`` holds the effective targets
     (NaN = 0). ``sl``/``tp``: fractions or NaN. ``capacity``: an upper bound on the number of fills.
 
-    Returns ``(equity[n], units[n, k], fills[m, 6], trades[q, 11])`` with the columns of :data:`FILL_FIELDS`
-    and :data:`TRADE_FIELDS`.
+    Returns ``(equity[n], fills[m, 6], trades[q, 11])`` with the columns of :data:`FILL_FIELDS` and
+    :data:`TRADE_FIELDS`; the units held per bar are :func:`units_held` of the fills (built when asked for).
     """
     n, k = c.shape
     equity = np.empty(n)
-    held = np.empty((n, k))
     fills = np.empty((capacity, 6))
     trades = np.empty((capacity + k, 11))
     nf = 0
@@ -239,7 +248,6 @@ def simulate_portfolio(o, h, lo, c, eff, notional, fee_rate, slippage, init_cash
             v = cash
             for j in range(k):
                 v += st[j, UNITS] * c[t, j]
-                held[t, j] = st[j, UNITS]
             equity[t] = v
             continue
         cash, nf, nt = bar_step(
@@ -249,7 +257,6 @@ def simulate_portfolio(o, h, lo, c, eff, notional, fee_rate, slippage, init_cash
         v = cash
         for j in range(k):
             v += st[j, UNITS] * c[t, j]
-            held[t, j] = st[j, UNITS]
         equity[t] = v
     for j in range(k):  # trades still open: marked at the last close
         s = st[j]
@@ -258,4 +265,22 @@ def simulate_portfolio(o, h, lo, c, eff, notional, fee_rate, slippage, init_cash
             exit_price = (s[EXIT_VALUE] + abs(u) * last) / (s[EXIT_UNITS] + abs(u))
             pnl = s[REALISED] + (last - s[ENTRY]) * u - s[FEES]
             nt = _write_trade(trades, nt, j, s, n - 1, 0.0, -1.0, pnl, exit_price)
-    return equity, held, fills[:nf].copy(), trades[:nt].copy()
+    return equity, fills[:nf].copy(), trades[:nt].copy()
+
+
+@njit(cache=True)
+def units_held(fills, n, k):
+    """The units of each of ``k`` assets held at the close of each of ``n`` bars, from the fills of
+    :func:`simulate_portfolio` (in time order): each fill's units added in the order the simulator booked them,
+    so the sums are the simulator's to the bit."""
+    held = np.empty((n, k))
+    u = np.zeros(k)
+    i, m = 0, fills.shape[0]
+    for t in range(n):
+        while i < m and fills[i, 0] == t:
+            j = int(fills[i, 1])
+            u[j] = u[j] + fills[i, 2]
+            i += 1
+        for j in range(k):
+            held[t, j] = u[j]
+    return held

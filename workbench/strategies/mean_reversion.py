@@ -89,7 +89,7 @@ class BollingerReversion(Strategy):
         z = self.indicators()["z"](data)
         valid = ~np.isnan(z)
         state = hysteresis(z < -p.entry, z >= -p.exit, z > p.entry, z <= p.exit, valid)
-        return pd.Series(state, index=data.index, name=self.name)
+        return pd.Series(state, index=data.index, name=self.name, copy=False)
 
 
 @register
@@ -123,7 +123,7 @@ class RsiReversion(Strategy):
         rsi = self.indicators()["rsi"](data)
         valid = ~np.isnan(rsi)
         state = hysteresis(rsi < p.lower, rsi > p.exit, rsi > p.upper, rsi < p.exit, valid)
-        return pd.Series(state, index=data.index, name=self.name)
+        return pd.Series(state, index=data.index, name=self.name, copy=False)
 
 
 @register

@@ -39,4 +39,4 @@ class MLStrategy(Strategy):
         p = features["prediction"].reindex(data.index).to_numpy(dtype="float64")
         out = np.where(p > self.params.upper, 1.0, np.where(p < self.params.lower, -1.0, 0.0))
         out[np.isnan(p)] = 0.0
-        return pd.Series(out, index=data.index, name=self.name)
+        return pd.Series(out, index=data.index, name=self.name, copy=False)

@@ -22,7 +22,7 @@ __all__ = ["Breakout", "SmaCross", "TimeSeriesMomentum", "donchian", "lookback_r
 
 
 def _series(values: np.ndarray, like: pd.DataFrame, name: str) -> pd.Series:
-    return pd.Series(values, index=like.index, name=name)
+    return pd.Series(values, index=like.index, name=name, copy=False)  # a fresh array: no copy
 
 
 @register
