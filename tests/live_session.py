@@ -106,6 +106,7 @@ def write_config(
     *,
     timeout_ms: int = 10_000,
     outcome_window_s: float = 15.0,
+    trading_extra: dict[str, Any] | None = None,
     **risk: Any,
 ) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
@@ -129,6 +130,7 @@ def write_config(
             "stale_feed_s": None,
             **risk,
         },
+        **(trading_extra or {}),
     }
     (folder / "workbench.yml").write_text(yaml.safe_dump(wb))
     (folder / "trading.yml").write_text(yaml.safe_dump(trading))

@@ -548,6 +548,25 @@ def test_cli_journal_export(tmp_path: Path) -> None:
         j.record_order(o)
         j.record_fill(_fill("1", "a"), o.with_fill(_fill("1", "a")))
         j.record_equity(5, 10_000.0)
+        # a manual stop-loss / take-profit: pending, then armed (its latest state is exported), and one canceled
+        j.append(
+            "bracket",
+            {"symbol": "BTC/USDT", "status": "pending", "stop": 90.0, "take_profit": 120.0},
+            key="BTC/USDT",
+            ts=6,
+        )
+        j.append(
+            "bracket",
+            {"symbol": "BTC/USDT", "status": "armed", "stop": 90.0, "take_profit": 120.0},
+            key="BTC/USDT",
+            ts=7,
+        )
+        j.append(
+            "bracket",
+            {"symbol": "ETH/USDT", "status": "canceled", "stop": 9.0, "reason": "closed"},
+            key="ETH/USDT",
+            ts=8,
+        )
     env = {k: v for k, v in os.environ.items() if k not in ("WORKBENCH_HOME", "WORKBENCH_CONFIG")}
     env["PYTHONPATH"] = str(root)
     cmd = [sys.executable, "-m", "workbench.cli", "--home", str(home), "journal", "export"]
@@ -565,6 +584,10 @@ def test_cli_journal_export(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert data["orders"][0]["status"] == "FILLED" and data["positions"] == {"BTC/USDT": 0.1}
     assert data["equity"] == [{"timestamp": 5, "equity": 10_000.0}]
+    assert data["brackets"] == [
+        {"timestamp": 7, "symbol": "BTC/USDT", "status": "armed", "stop": 90.0, "take_profit": 120.0},
+        {"timestamp": 8, "symbol": "ETH/USDT", "status": "canceled", "stop": 9.0, "reason": "closed"},
+    ]
     p = subprocess.run(
         [*cmd, "--session", "nope", "--out", str(tmp_path / "x.json")],
         capture_output=True,

@@ -28,6 +28,7 @@ from live_session import (
     bars_of,
     step,
     venue_orders,
+    venue_trades,
     write_config,
     write_strategy,
 )
@@ -137,6 +138,53 @@ def test_a_websocket_disconnect_is_backfilled_and_no_bar_is_acted_on_twice(home,
     bars = bars_of(s, cids, first, last)
     assert len(set(bars.values())) == len(cids)
     assert len(cids) >= 5
+
+
+@pytest.mark.slow
+def test_a_live_buy_keeps_cash_back_for_a_worse_fill(home, tmp_path):
+    """The venue fills market buys 0.6% above the price the engine expects (its slippage 60 bps, the engine's
+    5): an all-in buy sized on the whole balance costs more than the balance and the venue refuses it; with
+    ``tradable_balance_ratio`` 0.99 (the default) the same buy is placed and filled, and the balance covers it."""
+    replay = ReplayExchange(Store(home), [SYMBOL], "5m", start=START, speed=0, balances={"USDT": CASH},
+                            slippage_bps=60.0)  # fmt: skip
+    with replay.run_in_thread():
+        got = {}
+        for ratio in (1.0, 0.99):
+            cfg = write_config(tmp_path / f"config-{ratio}", replay, home, timeout_ms=3000,
+                               outcome_window_s=OUTCOME_WINDOW_S, trading_extra={"tradable_balance_ratio": ratio})  # fmt: skip
+            name = f"buffer-{ratio}"
+            s = LiveSession(cfg, home, replay, name, write_strategy(tmp_path / "strategies"), "--size", "1.0")
+            try:
+                s.start()
+                s.running()
+                s.decided(replay.now_ms() - TF_MS)
+                for _ in range(3):  # the flip strategy buys on every other bar
+                    if any(o.side is Side.BUY for o in _orders(s)):
+                        break
+                    step(replay, s, 1)
+                buys = [o for o in _orders(s) if o.side is Side.BUY]
+                assert buys, s.text()
+                got[ratio] = buys[0]
+                if ratio == 0.99:
+                    step(replay, s, 1)  # and sold again at the next bar: the account as it was, less costs
+            finally:
+                s.stop()
+        refused, placed = got[1.0], got[0.99]
+        assert refused.status is OrderStatus.REJECTED and "insufficient balance" in (refused.reason or ""), (
+            refused
+        )
+        assert placed.status is OrderStatus.FILLED, placed
+        fills = [t for t in venue_trades(replay) if t.side == "BUY"]
+        assert len(fills) == 1 and fills[0].price * fills[0].qty <= CASH, fills
+        assert replay.balances()["USDT"]["free"] >= 0.0
+
+
+def _orders(s: LiveSession) -> list[Order]:
+    j = Journal(journal_path(s.home, s.name), readonly=True)
+    try:
+        return list(j.orders().values())
+    finally:
+        j.close()
 
 
 @pytest.mark.slow

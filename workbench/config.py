@@ -211,6 +211,11 @@ class TradingConfig(_Model):
     fsync per write, milliseconds each). ``NORMAL``: a committed row survives the engine's crash or SIGKILL but
     the last commits may be lost in a power cut or an OS crash; a write costs tens of microseconds
     (docs/benchmarks.md, "Trading engine")."""
+    tradable_balance_ratio: float = Field(0.99, gt=0, le=1)
+    """Live sessions: a buy is capped at this fraction of the quote balance (freqtrade's setting of the same name).
+    A venue refuses a market buy that would cost more than the balance, and the price can move between the
+    decision and the fill; the rest is kept back for that. Paper sessions and backtests fill what the cash allows
+    at the fill price, so they use all of it (and a paper session still reconciles with its backtest)."""
     order_outcome_window_s: float = Field(15.0, gt=0)
     """An order whose POST got no answer and that the venue does not know is marked REJECTED ("not found at
     the venue") only this long after it was sent; keep it longer than the venue's receive window (Binance's

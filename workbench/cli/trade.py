@@ -221,6 +221,7 @@ async def _run(
         book=bool(client.has.get("watchOrderBook")),  # the order book journalled about once a second
         journal_synchronous=tcfg.journal_synchronous,
         outcome_window_s=tcfg.order_outcome_window_s,
+        buy_cash_fraction=tcfg.tradable_balance_ratio if mode == "live" else 1.0,
         log=lambda m: err.print(m, highlight=False, soft_wrap=True),
     )
     spec = SessionSpec(name, strategy, _params(param), exchange, tuple(symbols), timeframe, mode, size, sl, tp,

@@ -109,6 +109,7 @@ class EngineOptions:
     flatten_on_halt: bool = False
     journal_synchronous: str = "FULL"  # trading.journal_synchronous: FULL | NORMAL (see Journal)
     outcome_window_s: float = 15.0
+    buy_cash_fraction: float = 1.0  # of the quote balance a buy may spend (trading.tradable_balance_ratio, live)
     log: Callable[[str], None] = field(default=print)
 
 
@@ -468,14 +469,14 @@ class TradingEngine:
         self.journal.meta_set("decided", {"bar": bar_ms, "orders": len(intents)})
 
     def _sized(self, intent: Intent, position: float) -> float:
-        """The amount sent: lot-rounded, a buy capped by the quote balance at the expected fill price, a sell by
-        the position held (spot)."""
+        """The amount sent: lot-rounded, a buy capped by the quote balance (its ``buy_cash_fraction``) at the
+        expected fill price, a sell by the position held (spot)."""
         rules = self.broker.market(intent.symbol)
         amount = intent.amount
         if intent.side is Side.BUY:
             price = intent.ref_price * (1 + self.opt.slippage)
-            cash = self.portfolio.balances.get(self.opt.quote, 0.0)
-            amount = min(amount, max(cash, 0.0) / (price * (1 + self.opt.fee_taker)))
+            cash = max(self.portfolio.balances.get(self.opt.quote, 0.0), 0.0) * self.opt.buy_cash_fraction
+            amount = min(amount, cash / (price * (1 + self.opt.fee_taker)))
         else:
             amount = min(amount, max(position, 0.0))
         return rules.round_amount(amount)

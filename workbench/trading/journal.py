@@ -760,8 +760,10 @@ class Journal:
 
     def export(self) -> dict[str, Any]:
         """The session as one JSON object (``workbench journal export``): ``orders`` (latest state),
-        ``fills`` (``timestamp`` in ms), ``risk_events``, ``equity`` (``timestamp`` in ms, ``equity``) and
-        ``positions`` (symbol -> signed base amount held, from the fills, base fees kept back)."""
+        ``fills`` (``timestamp`` in ms), ``risk_events``, ``equity`` (``timestamp`` in ms, ``equity``),
+        ``positions`` (symbol -> signed base amount held, from the fills, base fees kept back) and ``brackets``
+        (the latest state of each symbol's manual stop-loss / take-profit, ``timestamp`` in ms of its last
+        change, ``status`` pending / armed / triggered / canceled)."""
         orders = [order_to_dict(o) for o in self.orders().values()]
         fills = self.fills()
         positions: dict[str, float] = {}
@@ -770,10 +772,14 @@ class Journal:
         positions = {s: (0.0 if math.isclose(a, 0.0, abs_tol=1e-12) else a) for s, a in positions.items()}
         risk = [{"seq": r.seq, "timestamp": r.ts, **r.data} for r in self.read(kinds="risk")]
         equity = [{"timestamp": r.ts, **r.data} for r in self.read(kinds="equity")]
+        brackets: dict[str, dict[str, Any]] = {}
+        for r in self.read(kinds="bracket"):  # the latest row per symbol is its state
+            brackets[str(r.key)] = {"timestamp": r.ts, **r.data}
         return {
             "orders": orders,
             "fills": [fill_to_dict(f) for f in fills],
             "risk_events": risk,
             "equity": equity,
             "positions": positions,
+            "brackets": list(brackets.values()),
         }
