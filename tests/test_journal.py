@@ -255,7 +255,8 @@ def test_export_shape(tmp_path: Path) -> None:
         j.record_equity(10, 1000.0, cash=900.0, exposure=0.1)
         j.record_risk(11, "refused", "max_order_notional: 2000 > 1000", limit="max_order_notional")
         out = j.export()
-    assert set(out) == {"orders", "fills", "risk_events", "equity", "positions"}
+    assert set(out) == {"orders", "fills", "risk_events", "equity", "positions", "brackets"}
+    assert out["brackets"] == []  # no manual stop-loss / take-profit was set
     assert {
         k: out["orders"][0][k]
         for k in ("client_order_id", "exchange_order_id", "symbol", "side", "type", "amount", "status")
