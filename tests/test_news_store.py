@@ -17,7 +17,14 @@ import pandas as pd
 import pytest
 from conftest import ROOT
 
-from workbench.data.news import NewsError, load_news, news_summary, read_news_file, store_news
+from workbench.data.news import (
+    NEWS_SCHEMA_VERSION,
+    NewsError,
+    load_news,
+    news_summary,
+    read_news_file,
+    store_news,
+)
 from workbench.types import to_ms
 
 WB = [sys.executable, "-m", "workbench.cli"]
@@ -135,6 +142,26 @@ def test_an_unreadable_stored_file_is_an_error_not_data(tmp_path: Path) -> None:
     (tmp_path / "news").mkdir()
     (tmp_path / "news" / "x.parquet").write_bytes(b"PAR1 half a file")
     with pytest.raises(NewsError, match=r"x\.parquet: unreadable news file"):
+        load_news(tmp_path)
+
+
+def test_a_news_file_from_a_newer_schema_is_refused_by_name(tmp_path: Path) -> None:
+    """News files carry their schema version in the Parquet metadata; a newer one is an error naming the file,
+    and one written before the key existed reads as version 1."""
+    import pyarrow.parquet as pq
+
+    items = pd.DataFrame({"time": [to_ms("2024-03-01")], "text": ["BTC rallies"], "source": ["desk"]})
+    store_news(tmp_path, items)
+    (path,) = (tmp_path / "news").glob("*.parquet")
+    table = pq.read_table(path)
+    assert table.schema.metadata[b"workbench.schema_version"] == str(NEWS_SCHEMA_VERSION).encode()
+    pq.write_table(table.replace_schema_metadata({}), path)  # as stored before the version key
+    assert list(load_news(tmp_path)["text"]) == ["BTC rallies"]
+    newer = {b"workbench.schema_version": str(NEWS_SCHEMA_VERSION + 1).encode()}
+    pq.write_table(table.replace_schema_metadata(newer), path)
+    with pytest.raises(
+        NewsError, match=rf"{path.name}: news schema_version {NEWS_SCHEMA_VERSION + 1}.*upgrade"
+    ):
         load_news(tmp_path)
 
 

@@ -4,7 +4,8 @@
 Layout of one result folder::
 
     <data>/backtests/20261201T094512123456Z-sma_cross-3fa2/
-        result.json     # {"id", "kind": "backtest"|"sweep", "created", "command", "summary", ...payload}
+        result.json     # {"schema_version", "id", "kind": "backtest"|"sweep", "created", "command", "summary",
+                        #  ...payload}
         report.html     # the HTML report (backtest) or the heatmap report (sweep)
 
 ``<id>`` is ``<UTC time to the microsecond>Z-<strategy>-<4 hex>``: ids sort by creation time as text, and two
@@ -16,6 +17,9 @@ result (``ls`` skips the hidden folders; a leftover one is removed by the next s
 The payload of a backtest is :meth:`BacktestResult.to_dict` (metrics, equity, trades, fills) plus the
 buy-and-hold metrics of the same bars; of a sweep, :meth:`SweepResult.to_dict` (every combination's
 metrics) plus the same buy-and-hold metrics. Numbers are raw (not formatted); NaN is ``null``.
+
+``schema_version`` (:data:`SCHEMA_VERSION`) is the layout of ``result.json``; a result written by a newer
+version is an error naming its file (results stored before the field existed are version 1).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ __all__ = [
 ]
 
 RESULT_FILE = "result.json"
+SCHEMA_VERSION = 1  # of result.json
 REPORT_FILE = "report.html"
 REPORT_PENDING = ".report-pending"
 """Present while a background process writes the report (see :func:`save_result`)."""
@@ -193,6 +198,7 @@ def save_result(
     tmp.mkdir()
     try:
         doc = {
+            "schema_version": SCHEMA_VERSION,
             "id": rid,
             "kind": kind,
             "created": datetime.now(UTC).isoformat(),
@@ -284,6 +290,12 @@ def _read(root: Path, rid: str) -> StoredResult:
         raise ResultError(f"stored result {rid}: cannot read {f}: {e}") from None
     if not isinstance(data, dict):
         raise ResultError(f"stored result {rid}: {f} is not a JSON object")
+    version = data.get("schema_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version > SCHEMA_VERSION:
+        raise ResultError(
+            f"stored result {rid}: {f} has schema_version {version!r}; this workbench reads up to "
+            f"{SCHEMA_VERSION} (written by a newer version: upgrade workbench)"
+        )
     return StoredResult(rid, path, data)
 
 

@@ -42,6 +42,7 @@ from workbench.types import times_ms, to_ms
 
 __all__ = [
     "NEWS_COLUMNS",
+    "NEWS_SCHEMA_VERSION",
     "FileSource",
     "NewsError",
     "NewsSource",
@@ -443,6 +444,17 @@ def _read_file(path: Path) -> pd.DataFrame:
         table = pq.read_table(path)
     except (OSError, pa.ArrowException) as e:
         raise NewsError(f"{path}: unreadable news file ({type(e).__name__}: {e}); move it away") from None
+    meta = table.schema.metadata or {}
+    raw = meta.get(_VERSION_KEY, b"1")  # files written before the key existed are version 1
+    try:
+        version = int(raw)
+    except ValueError:
+        raise NewsError(f"{path}: bad {_VERSION_KEY.decode()} {raw!r} in its metadata") from None
+    if version > NEWS_SCHEMA_VERSION:
+        raise NewsError(
+            f"{path}: news schema_version {version}; this workbench reads up to {NEWS_SCHEMA_VERSION} "
+            "(written by a newer version: upgrade workbench)"
+        )
     missing = [c for c in _STORED if c not in table.column_names]
     if missing:
         raise NewsError(f"{path}: not a news file (no {', '.join(missing)} column)")
@@ -451,6 +463,10 @@ def _read_file(path: Path) -> pd.DataFrame:
     for c in ("text", "source", "symbol", "url"):
         df[c] = df[c].astype(object).where(df[c].notna(), None)
     return df
+
+
+NEWS_SCHEMA_VERSION = 1  # of a news file's columns, in its Parquet metadata under _VERSION_KEY
+_VERSION_KEY = b"workbench.schema_version"
 
 
 def _write_file(path: Path, df: pd.DataFrame) -> None:
@@ -464,7 +480,8 @@ def _write_file(path: Path, df: pd.DataFrame) -> None:
             ("source", pa.string()),
             ("symbol", pa.string()),
             ("url", pa.string()),
-        ]
+        ],
+        metadata={_VERSION_KEY: str(NEWS_SCHEMA_VERSION).encode()},
     )
     table = pa.Table.from_pandas(df[list(_STORED)], schema=schema, preserve_index=False)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -109,7 +109,9 @@ class EngineOptions:
     flatten_on_halt: bool = False
     journal_synchronous: str = "FULL"  # trading.journal_synchronous: FULL | NORMAL (see Journal)
     outcome_window_s: float = 15.0
-    buy_cash_fraction: float = 1.0  # of the quote balance a buy may spend (trading.tradable_balance_ratio, live)
+    buy_cash_fraction: float = (
+        1.0  # of the quote balance a buy may spend (trading.tradable_balance_ratio, live)
+    )
     log: Callable[[str], None] = field(default=print)
 
 
