@@ -92,6 +92,8 @@ def test_backtests_ls_show_rm(home) -> None:
     bt, sw = items[-2], items[-1]
     assert bt.id < sw.id  # ids sort by time
     assert len(sw.data["results"]) == 6 and sw.wait_report() is not None
+    # a sweep states its period as a backtest does: the same simulated bars
+    assert (sw.summary["start"], sw.summary["end"]) == (bt.summary["start"], bt.summary["end"])
     ls = cli(home, "backtests", "ls")
     assert ls.exit_code == 0 and bt.id in ls.output and sw.id in ls.output
     rows = json.loads(cli(home, "backtests", "ls", "--json").output)

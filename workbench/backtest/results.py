@@ -416,6 +416,8 @@ def store_sweep(
         "exchange": exchange,
         "symbols": list(symbols),
         "timeframe": timeframe,
+        "start": None if res.start is None else res.start.isoformat(),
+        "end": None if res.end is None else res.end.isoformat(),
         "benchmark": benchmark,
         "n_combinations": res.n_combinations,
         "n_valid": res.n_valid,

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.backtest import kernels as K
-from workbench.backtest.engine import BacktestConfig, _utc, run_backtest
+from workbench.backtest.engine import BacktestConfig, _utc, align, run_backtest
 from workbench.backtest.metrics import deflated_sharpe, periods_per_year
 from workbench.strategies.base import ParamError, Strategy, get_strategy
 
@@ -117,6 +117,8 @@ class SweepResult:
     seconds: float
     engine: str
     best: dict[str, Any] = field(default_factory=dict)
+    start: pd.Timestamp | None = None  # the simulated bars: the first (after ``start``) and the last
+    end: pd.Timestamp | None = None
 
     def top(self, n: int = 20) -> pd.DataFrame:
         return self.table.head(n)
@@ -131,6 +133,8 @@ class SweepResult:
             "seconds": self.seconds,
             "combinations_per_second": self.n_valid / self.seconds if self.seconds > 0 else None,
             "engine": self.engine,
+            "start": None if self.start is None else self.start.isoformat(),
+            "end": None if self.end is None else self.end.isoformat(),
             "best": self.best,
             "results": t.replace({np.nan: None}).to_dict(orient="records"),
         }
@@ -173,6 +177,9 @@ def sweep(
     )
     out = SweepResult(cls.name, table, metric, total, len(combos), seconds, engine)
     out.best = _best_with_dsr(table, data, cls, config, start)
+    index = data.index if isinstance(data, pd.DataFrame) else next(iter(align(data).values())).index
+    if len(index):
+        out.start, out.end = index[_first_bar(index, start, None)], index[-1]
     return out
 
 
