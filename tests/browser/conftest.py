@@ -345,14 +345,19 @@ def shoot(screenshots):
             p.screenshot(path=str(out), full_page=True)
         if tall > size["height"]:
             p.set_viewport_size(size)
-        extra = os.environ.get("WORKBENCH_SCREENSHOTS")
-        if extra:
-            dest = Path(extra) if Path(extra).is_absolute() else ROOT / extra
-            dest.mkdir(parents=True, exist_ok=True)
-            _docs_copy(out, dest / out.name)
+        publish_screenshot(out)
         return out
 
     return _shoot
+
+
+def publish_screenshot(out: Path) -> None:
+    """With ``$WORKBENCH_SCREENSHOTS`` (e.g. ``docs/img``), a small copy of the screenshot ``out`` goes there too."""
+    extra = os.environ.get("WORKBENCH_SCREENSHOTS")
+    if extra:
+        dest = Path(extra) if Path(extra).is_absolute() else ROOT / extra
+        dest.mkdir(parents=True, exist_ok=True)
+        _docs_copy(out, dest / out.name)
 
 
 # ------------------------------------------------------------------------------------------------ smoke server
