@@ -6,14 +6,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import talib
 
 from workbench.backtest.engine import BacktestConfig, run_backtest
+from workbench.backtest.sweep import sweep
 from workbench.strategies import get_strategy
 from workbench.types import candles_from_frame
-from workbench.viz import write_report
+from workbench.viz import write_report, write_sweep_report
 
 from .conftest import ROOT, publish_screenshot
 
@@ -138,5 +140,28 @@ def test_the_log_scale_option_draws_the_equity_on_a_log_axis(browser, backtest, 
     try:
         assert page.evaluate(GRAPHS)["equity"]["axes"]["yaxis"] == {"type": "log", "title": "equity"}
         assert errors == [], errors
+    finally:
+        ctx.close()
+
+
+def test_the_sweep_report_draws_its_heatmap(browser, backtest, tmp_path) -> None:
+    """The sweep's report: the heatmap of Sharpe over (fast, slow) drawn with every combination's value, and
+    the top table, offline."""
+    candles, _, _ = backtest
+    swept = sweep(candles, "sma_cross", {"fast": [5, 10, 20], "slow": [50, 100]})
+    path = write_sweep_report(swept, tmp_path / "sweep.html", top=4)
+    ctx, page, errors, requests = open_report(browser, path)
+    try:
+        z = page.evaluate(
+            "() => { const g = document.querySelector('.plotly-graph-div');"
+            " return g.calcdata[0][0].z.map(row => Array.from(row)); }"
+        )
+        want = (
+            swept.table.pivot(index="slow", columns="fast", values="sharpe").sort_index().sort_index(axis=1)
+        )
+        np.testing.assert_allclose(np.asarray(z, dtype=float), want.to_numpy(), rtol=1e-12)
+        assert page.locator("section#top tbody tr").count() == 4
+        assert errors == [], errors
+        assert [u for u in requests if not u.startswith(("file:", "data:", "blob:", "about:"))] == []
     finally:
         ctx.close()
