@@ -18,7 +18,7 @@ from conftest import ROOT, sample_candles
 
 from workbench.backtest.engine import BacktestConfig, BacktestResult, equity_pairs, run_backtest
 from workbench.backtest.metrics import compute_metrics, epoch_ns, metrics_from_arrays, trade_stats
-from workbench.sim.portfolio import bar_step, new_state, simulate_portfolio, units_held
+from workbench.sim.portfolio import bar_step, bars_held, new_state, simulate_portfolio, units_held
 from workbench.strategies.momentum import SmaCross
 
 NAN = float("nan")
@@ -237,3 +237,26 @@ def test_backtest_command_imports_neither_ccxt_nor_vectorbt(tmp_path) -> None:
     bad = subprocess.run([sys.executable, "-c", code, *args, "-p", "fast=0"], capture_output=True, text=True,
                          env=env, cwd=ROOT, timeout=300)  # fmt: skip
     assert "exit 1" in bad.stdout and "error:" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+
+
+def test_bars_held_counts_what_units_held_holds() -> None:
+    """The exposure metric counts the bars with a position from the fills alone: the same count as the units
+    rebuilt bar by bar, with several assets, flips, partial closes and NaN units (flat)."""
+    rng = np.random.default_rng(3)
+    for trial in range(200):
+        n, k = int(rng.integers(1, 60)), int(rng.integers(1, 4))
+        m = int(rng.integers(0, 30))
+        idx = np.sort(rng.integers(0, n, m)).astype(float)
+        units = rng.choice([-2.0, -1.0, -0.5, 0.5, 1.0, 2.0], m)
+        fills = np.column_stack([idx, rng.integers(0, k, m), units, np.ones(m), np.zeros(m), np.zeros(m)])
+        if trial % 5 == 0 and m:
+            fills[rng.integers(0, m), 2] = np.nan  # NaN units count as flat from there on
+        # some positions closed exactly: a fill of minus what the asset holds
+        held = units_held(fills, n, k)
+        want = int(np.any(np.abs(held) > 0, axis=1).sum())
+        assert bars_held(fills, n, k) == want, (trial, fills, held)
+    assert bars_held(np.empty((0, 6)), 10, 2) == 0
+    closed = np.array(
+        [[2, 0, 1.0, 1, 0, 0], [5, 0, -1.0, 1, 0, 0], [5, 1, 3.0, 1, 0, 0], [8, 1, -3.0, 1, 0, 0]]
+    )
+    assert bars_held(closed, 10, 2) == 6  # bars 2..7

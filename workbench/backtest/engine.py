@@ -51,7 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from workbench.backtest.benchmark import benchmark_name
 from workbench.backtest.metrics import epoch_ns, metrics_from_arrays, trade_stats
-from workbench.sim.portfolio import simulate_portfolio, units_held
+from workbench.sim.portfolio import bars_held, simulate_portfolio, units_held
 from workbench.strategies.base import Strategy
 from workbench.types import Timeframe
 
@@ -229,7 +229,7 @@ class BacktestResult:
             curve,
             times,
             trades=trade_stats(tr[:, 8].copy(), tr[:, 9] != 1),
-            exposure=float(np.mean(np.any(np.abs(self._get("held")) > 0, axis=1))),  # NaN units: flat
+            exposure=bars_held(r.fills, len(r.index), len(self.symbols)) / len(r.index),
             turnover_notional=float(np.sum(np.abs(f[:, 2]) * f[:, 3])) if len(f) else 0.0,
             benchmark=bench,
             n_trials=r.n_trials,

@@ -126,7 +126,7 @@ CAGR counts bars while this one counts calendar time.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from statistics import NormalDist
 from types import MappingProxyType
 from typing import Final
@@ -316,8 +316,12 @@ def deflated_sharpe(
     return psr(sr, n, skew, kurt, expected_max_sharpe(n_trials, trials_sharpe_var))
 
 
-def _max_drawdown_duration_days(v: np.ndarray, t_days: np.ndarray, peak: np.ndarray | None = None) -> float:
-    """Longest spell under a previous peak, from the last bar at the peak to recovery (or the last bar)."""
+def _max_drawdown_duration_days(
+    v: np.ndarray, t_days: np.ndarray | Callable[[np.ndarray], np.ndarray], peak: np.ndarray | None = None
+) -> float:
+    """Longest spell under a previous peak, from the last bar at the peak to recovery (or the last bar).
+    ``t_days``: each bar's time in days since the first, or a function giving it for an array of bar numbers
+    (only the spells' ends are needed)."""
     n = len(v)
     if n == 0:
         return _NAN
@@ -327,7 +331,8 @@ def _max_drawdown_duration_days(v: np.ndarray, t_days: np.ndarray, peak: np.ndar
     edges = np.diff(np.concatenate(([0], under.astype(np.int8), [0])))
     starts = np.flatnonzero(edges == 1)  # first bar under water (>= 1: bar 0 is its own peak)
     ends = np.flatnonzero(edges == -1)  # first bar back at the peak, n if never
-    durations = t_days[np.minimum(ends, n - 1)] - t_days[starts - 1]
+    days = t_days if callable(t_days) else t_days.__getitem__
+    durations = days(np.minimum(ends, n - 1)) - days(starts - 1)
     return float(durations.max())
 
 
@@ -392,6 +397,27 @@ def trade_stats(pnl: np.ndarray, is_open: np.ndarray | None = None) -> dict[str,
     return out
 
 
+def _quantile_ranks(n: int, q: float) -> tuple[int, int]:
+    """The ranks (0-based, ascending) of the two order statistics ``np.quantile(x, q)`` (method "linear")
+    interpolates between, for ``n`` values."""
+    g = math.floor(_virtual_index(n, q))
+    return min(max(g, 0), n - 1), min(max(g + 1, 0), n - 1)
+
+
+def _virtual_index(n: int, q: float) -> float:
+    return (n - 1) * q  # as numpy's "linear" method computes it
+
+
+def _quantile_linear(below: float, above: float, n: int, q: float) -> float:
+    """``np.quantile(x, q)`` from its two order statistics (:func:`_quantile_ranks`), computed as numpy computes
+    it (its ``_lerp``), so the same float; tests/test_metrics.py compares the two on many draws."""
+    vi = _virtual_index(n, q)
+    t = vi - math.floor(vi)
+    below, above = float(below), float(above)
+    diff = above - below
+    return above - diff * (1.0 - t) if t >= 0.5 else below + diff * t
+
+
 def _beta(r: np.ndarray, b: np.ndarray | None) -> float:
     """``b``: the benchmark's prices on the equity's bars (NaN where it has none)."""
     if b is None or len(b) < 2:
@@ -401,12 +427,12 @@ def _beta(r: np.ndarray, b: np.ndarray | None) -> float:
     ok = np.isfinite(br) & np.isfinite(r)
     if ok.sum() < _MIN_RETURNS:
         return _NAN
-    x, y = br[ok], r[ok]
+    x, y = (br, r) if ok.all() else (br[ok], r[ok])  # (masks copy 10^6 values twice)
     xd = x - x.mean()
-    sxx = float(np.sum(xd * xd))
+    sxx = float(np.dot(xd, xd))
     if sxx == 0:
         return _NAN
-    return float(np.sum(xd * (y - y.mean())) / sxx)
+    return float(np.dot(xd, y - y.mean()) / sxx)
 
 
 def compute_metrics(
@@ -508,17 +534,29 @@ def metrics_from_arrays(
     if n_bars > 1:  # as returns_from_equity: 0 after a non-positive value
         prev, cur = v[:-1], v[1:]
         with np.errstate(divide="ignore", invalid="ignore"):
-            r[:] = np.where(prev <= 0, 0.0, cur / prev - 1.0)
+            np.divide(cur, prev, out=r)
+        r -= 1.0
+        ruined = prev <= 0
+        if ruined.any():
+            r[ruined] = 0.0
     n = len(r)
 
     out = dict.fromkeys(METRIC_KEYS, _NAN)
 
     # Path metrics: need bars, not a distribution.
     if is_dt:
-        t_days = (t_ns - t_ns[0]) / _DAY_NS if n_bars else np.empty(0)
+        t_first = t_ns[0] if n_bars else 0
+
+        def t_days(i: np.ndarray) -> np.ndarray:  # (t_ns - t_ns[0]) / day, at the bars asked for only
+            return (t_ns[i] - t_first) / _DAY_NS
+
         years = float(t_ns[-1] - t_ns[0]) / _YEAR_NS if n_bars >= 2 else _NAN
     else:
-        t_days = np.arange(n_bars, dtype=float) * (DAYS_PER_YEAR / ppy)
+        step_days = DAYS_PER_YEAR / ppy
+
+        def t_days(i: np.ndarray) -> np.ndarray:  # as np.arange(n_bars, dtype=float) * step_days at i
+            return np.asarray(i, dtype=float) * step_days
+
         years = n / ppy if n_bars >= 2 else _NAN
     if n_bars >= 1:
         growth = float(v[-1] / v[0]) if v[0] > 0 else _NAN
@@ -560,10 +598,16 @@ def metrics_from_arrays(
             out["sortino"] = math.inf
 
         a = 1.0 - var_level
-        out["var_hist"] = -float(np.quantile(r, a)) + 0.0
         k = math.floor((n - 1) * a + 1e-9) + 1
-        # the k smallest in ascending order, as np.sort(r)[:k] (so the same sum) without sorting all n
-        smallest = np.sort(np.partition(r, k - 1)[:k]) if k < n else np.sort(r)
+        # one partition for both: the k smallest in ascending order, as np.sort(r)[:k] (so the same sum)
+        # without sorting all n, and the two order statistics np.quantile(r, a) interpolates between
+        lo, hi = _quantile_ranks(n, a)
+        part = np.partition(r, sorted({lo, hi, k - 1})) if k < n else np.sort(r)
+        if np.isfinite(part[lo]) and np.isfinite(part[hi]):
+            out["var_hist"] = -_quantile_linear(part[lo], part[hi], n, a) + 0.0
+        else:  # NaN / inf in the returns: numpy's own rules for them
+            out["var_hist"] = -float(np.quantile(r, a)) + 0.0
+        smallest = np.sort(part[:k])
         out["cvar_hist"] = -float(smallest.mean()) + 0.0
         z = float(_N.inv_cdf(a))
         out["var_param"] = -(mu + sd * z) + 0.0

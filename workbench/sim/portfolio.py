@@ -34,6 +34,7 @@ __all__ = [
     "N_STATE",
     "TRADE_FIELDS",
     "bar_step",
+    "bars_held",
     "new_state",
     "simulate_portfolio",
     "units_held",
@@ -266,6 +267,32 @@ def simulate_portfolio(o, h, lo, c, eff, notional, fee_rate, slippage, init_cash
             pnl = s[REALISED] + (last - s[ENTRY]) * u - s[FEES]
             nt = _write_trade(trades, nt, j, s, n - 1, 0.0, -1.0, pnl, exit_price)
     return equity, fills[:nf].copy(), trades[:nt].copy()
+
+
+@njit(cache=True)
+def bars_held(fills, n, k):
+    """How many of the ``n`` bars end with a position in any of the ``k`` assets (NaN units count as flat):
+    ``np.any(np.abs(units_held(fills, n, k)) > 0, axis=1).sum()`` from the fills alone, without the array."""
+    u = np.zeros(k)
+    live = 0  # assets with a position
+    count = 0
+    since = 0  # the first bar not counted yet
+    i, m = 0, fills.shape[0]
+    while i < m:
+        t = int(fills[i, 0])
+        if live > 0:
+            count += t - since
+        since = t
+        while i < m and fills[i, 0] == t:
+            j = int(fills[i, 1])
+            was = abs(u[j]) > 0.0
+            u[j] = u[j] + fills[i, 2]
+            now = abs(u[j]) > 0.0
+            live += int(now) - int(was)
+            i += 1
+    if live > 0:
+        count += n - since
+    return count
 
 
 @njit(cache=True)
