@@ -115,4 +115,4 @@ eval: install-test
 	$(PY) tools/eval_sentiment.py --out benchmarks/results/sentiment_eval.md
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info $${XDG_CACHE_HOME:-$$HOME/.cache}/workbench/numba

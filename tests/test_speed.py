@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -260,3 +261,48 @@ def test_bars_held_counts_what_units_held_holds() -> None:
         [[2, 0, 1.0, 1, 0, 0], [5, 0, -1.0, 1, 0, 0], [5, 1, 3.0, 1, 0, 0], [8, 1, -3.0, 1, 0, 0]]
     )
     assert bars_held(closed, 10, 2) == 6  # bars 2..7
+
+
+def test_the_numba_cache_is_keyed_on_every_compiled_module(tmp_path) -> None:
+    """numba checks a cached function against its own file only: a sweep kernel cached before a change to the fill
+    rules (another file) would run the old rules. The cache folder is keyed on the sources of every module with
+    compiled functions, so a change to any of them starts a new cache; the list of those modules is complete."""
+    import re
+    import shutil
+
+    import workbench
+    from workbench.backtest import kernels
+
+    pkg = ROOT / "workbench"
+    compiled = {
+        p.relative_to(pkg).as_posix()
+        for p in pkg.rglob("*.py")
+        if re.search(r"^\s*@(numba\.)?n?jit\b", p.read_text(encoding="utf-8"), re.M)
+    }
+    assert compiled == set(workbench.COMPILED_MODULES)
+    folder = os.environ["NUMBA_CACHE_DIR"]
+    assert kernels.simulate._cache._cache_path.startswith(folder + os.sep)  # where the kernels are cached
+
+    def cache_dir(tree: Path) -> str:
+        env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+        env.update(PYTHONPATH=str(tree), XDG_CACHE_HOME=str(tmp_path / "cache"))
+        code = "import os, workbench; print(os.environ['NUMBA_CACHE_DIR'])"
+        p = subprocess.run([sys.executable, "-c", code], env=env, cwd=tree, capture_output=True, text=True,
+                           timeout=120, check=True)  # fmt: skip
+        return p.stdout.strip()
+
+    copy = tmp_path / "tree"
+    shutil.copytree(pkg, copy / "workbench", ignore=shutil.ignore_patterns("__pycache__"))
+    first = cache_dir(copy)
+    assert first.startswith(str(tmp_path / "cache" / "workbench" / "numba")) and cache_dir(copy) == first
+    fills = copy / "workbench" / "sim" / "fills.py"
+    fills.write_text(fills.read_text(encoding="utf-8") + "\n# a change to the fill rules\n", encoding="utf-8")
+    second = cache_dir(copy)
+    assert second != first  # a new cache for every compiled function, the kernels of kernels.py included
+    assert Path(first).is_dir() and Path(second).is_dir()  # the previous one is kept (a few are)
+    # a NUMBA_CACHE_DIR the user set is theirs
+    env = {**os.environ, "PYTHONPATH": str(copy), "NUMBA_CACHE_DIR": str(tmp_path / "mine")}
+    env.pop("_WORKBENCH_NUMBA_CACHE", None)
+    code = "import os, workbench; print(os.environ['NUMBA_CACHE_DIR'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == str(tmp_path / "mine")
