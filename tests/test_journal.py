@@ -599,3 +599,18 @@ def test_cli_journal_export(tmp_path: Path) -> None:
     )
     assert p.returncode == 1 and "no journal for session 'nope'" in p.stderr and "Traceback" not in p.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+def test_reconcile_skips_the_bars_a_backtest_has_no_equity_for() -> None:
+    """A stored or ``--json`` backtest writes a bar without equity (NaN) as null: reconcile compares the others."""
+    from workbench.trading.reconcile import compare
+
+    t0 = 1_704_067_200_000
+    backtest = {
+        "equity": [("2024-01-01T00:00:00+00:00", None), ("2024-01-01T01:00:00+00:00", 1000.0)],
+        "fills": [],
+    }
+    session = {"equity": [{"timestamp": t0, "equity": 990.0, "bar": True},
+                          {"timestamp": t0 + 3_600_000, "equity": 1000.0, "bar": True}], "fills": []}  # fmt: skip
+    report = compare(backtest, session)
+    assert report["ok"] and report["equity_rel_diff"] == 0.0, report

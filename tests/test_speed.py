@@ -306,3 +306,47 @@ def test_the_numba_cache_is_keyed_on_every_compiled_module(tmp_path) -> None:
     code = "import os, workbench; print(os.environ['NUMBA_CACHE_DIR'])"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == str(tmp_path / "mine")
+
+
+def test_the_simulator_grows_its_records_past_any_capacity() -> None:
+    """The fill and trade records grow when more fills come than the capacity asked for (NaN prices can make a
+    stop fill on every bar): the same records as with room to spare, never a write past the end."""
+    rng = np.random.default_rng(9)
+    n, k = 400, 2
+    c = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, (n, k)), axis=0))
+    o = np.vstack([c[:1], c[:-1]])
+    h, lo = np.maximum(o, c) * 1.01, np.minimum(o, c) * 0.99
+    o[50:60, 0] = np.nan  # opens missing for a while: NaN units, a stop "fill" on every bar
+    eff = np.repeat(rng.choice([-0.5, 0.0, 0.5], size=(n // 4, k)), 4, axis=0)
+    args = (False, 0.001, 0.0005, 10_000.0, 0.01, 0.02, False)
+    roomy = simulate_portfolio(o, h, lo, c, eff, *args, 10 * n)
+    tight = simulate_portfolio(o, h, lo, c, eff, *args, 1)
+    assert len(roomy[1]) > 50
+    for a, b in zip(roomy, tight, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # the orders of the bars without an open waited for the first bar with one: no fill at a NaN price
+    fills = roomy[1]
+    assert np.isfinite(fills).all() and not ((fills[:, 0] >= 50) & (fills[:, 0] < 60) & (fills[:, 1] == 0)
+                                             & (fills[:, 5] == 0)).any()  # fmt: skip
+    assert np.isfinite(roomy[0][60:]).all()  # marked at every close again once the opens are back
+
+
+def test_an_infinite_target_is_an_error_naming_the_bar() -> None:
+    """A strategy that divides by zero gets an error naming the symbol and the bar (it once overran the fill
+    records: a crash), not a backtest."""
+    import workbench.strategies.base as base
+
+    class Broken(base.Strategy):
+        name = "broken_inf"
+
+        class Params(base.Params):
+            pass
+
+        def target(self, data, features=None):
+            out = pd.Series(0.0, index=data.index)
+            out.iloc[10:] = -np.inf
+            return out
+
+    df = sample_candles()
+    with pytest.raises(ValueError, match=r"'broken_inf': target -inf for .* at " + str(df.index[10])[:10]):
+        run_backtest(df, Broken(), BacktestConfig(direction="short", sl_stop=0.05))

@@ -309,3 +309,39 @@ def test_random_faults_on_every_rest_call_leave_the_session_running_and_reconcil
     assert len(set(bars_of(s, cids, first, last).values())) == len(cids)
     assert len(cids) >= 5
     print(f"faults drawn: {drawn}")
+
+
+def _sizer(cash: float, fraction: float = 1.0):
+    """``TradingEngine._sized`` on just what it reads: the market's lot step, the quote balance, the options."""
+    from types import SimpleNamespace
+
+    from workbench.trading.brokers.base import MarketRules
+    from workbench.trading.engine import EngineOptions, TradingEngine
+
+    rules = MarketRules(SYMBOL, amount_step=0.00001)
+    eng = SimpleNamespace(
+        broker=SimpleNamespace(market=lambda s: rules),
+        portfolio=SimpleNamespace(balances={"USDT": cash}),
+        opt=EngineOptions(fee_taker=0.001, slippage=0.0005, buy_cash_fraction=fraction),
+    )
+    return lambda intent, position=0.0: TradingEngine._sized(eng, intent, position)  # type: ignore[arg-type]
+
+
+def test_a_buy_is_capped_by_the_tradable_part_of_the_cash_and_fails_closed() -> None:
+    from workbench.trading.strategy import Intent
+
+    def buy(amount: float, price: float = 100.0) -> Intent:
+        return Intent(SYMBOL, Side.BUY, amount, price, 0, 1.0)
+
+    # all of the cash at the expected fill price (slippage and taker fee in), or the tradable 99% of it
+    full, kept = _sizer(10_000.0)(buy(1e9)), _sizer(10_000.0, 0.99)(buy(1e9))
+    assert full == pytest.approx(10_000 / (100 * 1.0005 * 1.001), abs=1e-5)
+    assert kept == pytest.approx(0.99 * 10_000 / (100 * 1.0005 * 1.001), abs=1e-5)
+    assert _sizer(10_000.0, 0.99)(buy(1.0)) == 1.0  # a buy the cash pays for is not cut
+    # a cap that is not a number (no reference price) buys nothing, a NaN position sells nothing
+    assert _sizer(10_000.0)(buy(1.0, float("nan"))) == 0.0
+    assert _sizer(10_000.0)(Intent(SYMBOL, Side.SELL, 1.0, 100.0, 0, 0.0), float("nan")) == 0.0
+    assert _sizer(10_000.0)(Intent(SYMBOL, Side.SELL, 1.0, 100.0, 0, 0.0), 0.4) == 0.4
+    for bad in (0.0, 1.5, float("nan"), -0.1):
+        with pytest.raises(ValueError, match="buy_cash_fraction"):
+            _sizer(1.0, bad)

@@ -39,7 +39,9 @@ def numba_cache_dir() -> str | None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         os.utime(folder)  # the newest in use, for the pruning below
-        older = sorted((p for p in base.iterdir() if p.is_dir() and p != folder), key=lambda p: p.stat().st_mtime)
+        older = sorted(
+            (p for p in base.iterdir() if p.is_dir() and p != folder), key=lambda p: p.stat().st_mtime
+        )
         for old in older[: max(len(older) - (_KEEP_CACHES - 1), 0)]:
             import shutil
 

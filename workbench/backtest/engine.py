@@ -4,6 +4,7 @@ Conventions (all of them tested against a plain-Python loop in ``tests/test_back
 
 1. **Timing.** A strategy's target at bar t is decided at the close of t. It is executed at the **open of bar
    t+1**; an order is sent only on bars where the (shifted) target changes. Equity is marked at each close.
+   An order whose bar has no open price (NaN in the data) waits for the next bar that has one.
 2. **Sizing, ``size_type='fraction'``** (default; vectorbt ``targetpercent``): at the execution bar, the
    portfolio value is ``V = cash + Σ units_i × open_i`` (at the unslipped open); the target holding of an asset
    is ``units* = target × size_share × V / open`` where ``size_share = size / n_assets`` for single-asset
@@ -476,6 +477,12 @@ def run_backtest(
         tgt = np.fmin(values, 0.0)
     else:
         tgt = np.nan_to_num(values, nan=0.0, posinf=np.inf, neginf=-np.inf)
+    if np.isinf(tgt).any():  # a strategy bug (a division by zero): no position can be sized from it
+        row, col = np.argwhere(np.isinf(tgt))[0]
+        raise ValueError(
+            f"strategy {strategy.name!r}: target {tgt[row, col]} for {raw.columns[col]} at {raw.index[row]} "
+            "(targets must be finite numbers, or NaN for no position)"
+        )
     # single-asset strategies on n assets: each gets 1/n of the fraction; pair strategies weight their legs
     split = strategy.assets == 1 and config.size_type == "fraction"
     scale = config.size / len(symbols) if split else config.size
@@ -586,13 +593,16 @@ def _benchmark_curve(r: _SimRecords) -> np.ndarray:
         out[1:] = np.asarray(r.benchmark.reindex(r.index), dtype=float)
         return out
     out[0] = 1.0
-    held = out[1:]
-    held[:] = 0.0
-    for df in r.frames.values():
-        close = df["close"].to_numpy(dtype="float64")[r.sel]
-        if n:
-            held += close / df["open"].to_numpy(dtype="float64")[r.sel][0]
-    held /= len(r.frames)
+    if not n:
+        return out[:1]
+    frames = list(r.frames.values())
+    if len(frames) == 1:
+        close = frames[0]["close"].to_numpy(dtype="float64")[r.sel]
+        np.divide(close, frames[0]["open"].to_numpy(dtype="float64")[r.sel][0], out=out[1:])
+        return out
+    closes = np.column_stack([f["close"].to_numpy(dtype="float64") for f in frames])[r.sel]
+    opens = np.array([f["open"].to_numpy(dtype="float64")[r.sel][0] for f in frames])
+    out[1:] = (closes / opens).mean(axis=1)  # numpy's pairwise mean: the same floats for any number of assets
     return out
 
 

@@ -9,7 +9,8 @@ execution bar, clipped to the direction and sized) and OHLC prices. The rules ar
 1. **Orders at the open.** For each asset whose effective target changed, the order is ``units* − units`` with
    ``units* = target × V / open`` (fraction sizing; ``V = cash + Σ units × open`` at the unslipped opens of bar
    ``t``) or ``units* = target / open`` (notional sizing). Sells execute before buys (assets in column order
-   within each group), all at the open through :func:`~workbench.sim.fills.market_fill`.
+   within each group), all at the open through :func:`~workbench.sim.fills.market_fill`. Where ``units*`` is
+   not a number (an open price missing from the data: NaN), the order waits for the next bar that has one.
 2. **Stops over the rest of the bar**, the bar of an entry included (the whole bar follows a fill at its open),
    by :func:`~workbench.sim.fills.stop_trigger`. A stopped asset stays flat until its target changes again.
    Then a trailing stop's best price takes in the bar's high (long) or low (short).
@@ -181,15 +182,17 @@ def bar_step(
             st[j, CHANGED] = 0.0
             st[j, WANTED] = 0.0
             if x != st[j, PREV]:
+                goal = x / o[j] if notional else x * value / o[j]
+                if goal != goal:  # no open price to size or fill at (a gap in the data): try at the next bar
+                    continue
                 st[j, CHANGED] = 1.0
                 st[j, PREV] = x
                 st[j, STOPPED] = 0.0
-                goal = x / o[j] if notional else x * value / o[j]
                 st[j, WANTED] = goal - st[j, UNITS]
         for phase in range(2):  # sells, then buys
             for j in range(k):
                 d = st[j, WANTED]
-                if st[j, CHANGED] == 0.0 or (phase == 0 and d >= 0.0) or (phase == 1 and d <= 0.0):
+                if st[j, CHANGED] == 0.0 or (phase == 0 and not d < 0.0) or (phase == 1 and not d > 0.0):
                     continue
                 cash, d, p, fee = market_fill(cash, d, o[j], fee_rate, slippage)
                 if d == 0.0:
@@ -218,9 +221,19 @@ def bar_step(
 
 
 @njit(cache=True)
+def _grown(a, extra):
+    """``a`` with at least ``extra`` more rows (doubled): the fill and trade records never run past their end,
+    whatever the capacity asked for (NaN prices can make a stop fill on every bar)."""
+    out = np.empty((2 * a.shape[0] + extra, a.shape[1]))
+    out[: a.shape[0]] = a
+    return out
+
+
+@njit(cache=True)
 def simulate_portfolio(o, h, lo, c, eff, notional, fee_rate, slippage, init_cash, sl, tp, trailing, capacity):
     """Simulate one portfolio. Arrays are ``(n_bars, n_assets)`` float64; ``eff`` holds the effective targets
-    (NaN = 0). ``sl``/``tp``: fractions or NaN. ``capacity``: an upper bound on the number of fills.
+    (NaN = 0). ``sl``/``tp``: fractions or NaN. ``capacity``: the expected number of fills (the records grow
+    past it if needed).
 
     Returns ``(equity[n], fills[m, 6], trades[q, 11])`` with the columns of :data:`FILL_FIELDS` and
     :data:`TRADE_FIELDS`; the units held per bar are :func:`units_held` of the fills (built when asked for).
@@ -251,6 +264,10 @@ def simulate_portfolio(o, h, lo, c, eff, notional, fee_rate, slippage, init_cash
                 v += st[j, UNITS] * c[t, j]
             equity[t] = v
             continue
+        if nf + 2 * k > fills.shape[0]:  # a bar fills each asset at most twice (its order, then a stop)
+            fills = _grown(fills, 2 * k)
+        if nt + 3 * k > trades.shape[0]:  # and room for the trades still open at the end
+            trades = _grown(trades, 2 * k)
         cash, nf, nt = bar_step(
             t, o[t], h[t], lo[t], eff[t], cash, st, notional, fee_rate, slippage, sl, tp, trailing,
             fills, nf, trades, nt, True,

@@ -109,10 +109,12 @@ class EngineOptions:
     flatten_on_halt: bool = False
     journal_synchronous: str = "FULL"  # trading.journal_synchronous: FULL | NORMAL (see Journal)
     outcome_window_s: float = 15.0
-    buy_cash_fraction: float = (
-        1.0  # of the quote balance a buy may spend (trading.tradable_balance_ratio, live)
-    )
+    buy_cash_fraction: float = 1.0  # of the quote balance a buy may spend (trading.tradable_balance_ratio)
     log: Callable[[str], None] = field(default=print)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.buy_cash_fraction <= 1.0:  # NaN fails this too
+            raise ValueError(f"buy_cash_fraction must lie in (0, 1], got {self.buy_cash_fraction!r}")
 
 
 class TradingEngine:
@@ -478,9 +480,12 @@ class TradingEngine:
         if intent.side is Side.BUY:
             price = intent.ref_price * (1 + self.opt.slippage)
             cash = max(self.portfolio.balances.get(self.opt.quote, 0.0), 0.0) * self.opt.buy_cash_fraction
-            amount = min(amount, cash / (price * (1 + self.opt.fee_taker)))
+            cap = cash / (price * (1 + self.opt.fee_taker))
+            # fail closed: a cap that is not a number (no reference price) buys nothing, where min() would
+            # have ignored it
+            amount = min(amount, cap) if math.isfinite(cap) else 0.0
         else:
-            amount = min(amount, max(position, 0.0))
+            amount = min(amount, max(position, 0.0)) if math.isfinite(position) else 0.0
         return rules.round_amount(amount)
 
     async def _execute(

@@ -110,6 +110,8 @@ def _equity_by_ms(eq: Any) -> dict[int, float]:
                 continue
             out[int(row["timestamp"])] = float(row["equity"])
         else:
+            if row[1] is None or isinstance(row[1], str):  # no value at that bar (NaN / ±inf, stored as JSON)
+                continue
             t = pd.Timestamp(row[0])
             t = t.tz_localize("UTC") if t.tzinfo is None else t
             out[int(t.value // 1_000_000)] = float(row[1])
