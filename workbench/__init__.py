@@ -15,6 +15,7 @@ COMPILED_MODULES = (
     "strategies/signals.py",
 )
 _KEEP_CACHES = 4  # older keyed folders beyond these are removed
+_MARK = "_WORKBENCH_NUMBA_CACHE"  # the NUMBA_CACHE_DIR workbench set (one that differs is the user's)
 
 
 def numba_cache_dir() -> str | None:
@@ -27,7 +28,7 @@ def numba_cache_dir() -> str | None:
     from pathlib import Path
 
     given = os.environ.get("NUMBA_CACHE_DIR")
-    if given is not None and not os.environ.get("_WORKBENCH_NUMBA_CACHE"):
+    if given is not None and given != os.environ.get(_MARK):  # set by the user (not inherited from us)
         return given or None
     here = Path(__file__).resolve().parent
     h = hashlib.blake2b(digest_size=8)
@@ -48,8 +49,9 @@ def numba_cache_dir() -> str | None:
             shutil.rmtree(old, ignore_errors=True)
     except OSError:
         return None  # not writable: numba's default
-    os.environ["NUMBA_CACHE_DIR"] = str(folder)
-    os.environ["_WORKBENCH_NUMBA_CACHE"] = "1"  # set by us: a child process keys it again on its own sources
+    os.environ["NUMBA_CACHE_DIR"] = os.environ[_MARK] = str(
+        folder
+    )  # a child keys it again on its own sources
     if "numba" in sys.modules:  # imported before workbench (a notebook's earlier cell): make numba read it
         from numba.core import config
 

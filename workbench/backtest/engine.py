@@ -107,7 +107,7 @@ class _SimRecords:
     trades: np.ndarray  # TRADE_FIELDS rows, by asset then entry
     init_cash: float
     step_ns: int  # one bar: the initial cash is marked one step before the first bar
-    benchmark: pd.Series | None  # prices given as the benchmark; None: buy and hold of the symbols
+    benchmark: np.ndarray | None  # prices given as the benchmark, on the simulated bars; None: buy and hold
     n_trials: int
     trials_sharpe_var: float | None
     targets: np.ndarray  # sized targets on every bar given (before the start cut)
@@ -555,7 +555,9 @@ def run_backtest(
         trades=trades_a,
         init_cash=config.init_cash,
         step_ns=int(step.value),
-        benchmark=benchmark,
+        # a given benchmark is aligned now (a bad one fails here, not at the first look at the metrics); buy and
+        # hold of the symbols is computed with the metrics
+        benchmark=None if benchmark is None else np.asarray(benchmark.reindex(tz_index), dtype=float),
         n_trials=n_trials,
         trials_sharpe_var=trials_sharpe_var,
         targets=tgt,
@@ -590,7 +592,7 @@ def _benchmark_curve(r: _SimRecords) -> np.ndarray:
     out = np.empty(n + 1)
     if r.benchmark is not None:
         out[0] = np.nan
-        out[1:] = np.asarray(r.benchmark.reindex(r.index), dtype=float)
+        out[1:] = r.benchmark
         return out
     out[0] = 1.0
     if not n:
