@@ -490,3 +490,21 @@ def test_a_run_promotes_only_models_that_beat_their_baselines_and_its_report_say
         plan["good"]["promote"] is True and plan["good"]["promoted_now"] is None
     )  # promoted after the report
     assert plan["bad"] == {**plan["bad"], "promote": False, "reason": reason}
+
+
+def test_a_run_manifest_from_a_newer_schema_is_refused_by_name(tmp_path) -> None:
+    """Run manifests state their schema version: a newer one (or a damaged one) is an error naming the file, and
+    ``list_runs`` leaves it out; one written before the field existed reads as version 1."""
+    from workbench.pipeline import MANIFEST_SCHEMA_VERSION, PipelineError, read_manifest
+
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({"run_id": "r1", "status": "failed"}))
+    assert read_manifest(path)["run_id"] == "r1"
+    path.write_text(json.dumps({"run_id": "r1", "schema_version": MANIFEST_SCHEMA_VERSION + 1}))
+    with pytest.raises(
+        PipelineError, match=rf"manifest\.json: manifest schema_version {MANIFEST_SCHEMA_VERSION + 1}"
+    ):
+        read_manifest(path)
+    path.write_text('{"run_id": "r')
+    with pytest.raises(PipelineError, match=r"manifest\.json: unreadable manifest"):
+        read_manifest(path)

@@ -79,3 +79,29 @@ def test_train_promote_refuses_a_model_that_loses_to_a_baseline_unless_forced(tm
     assert "warning:" in p.stderr and "promoted although" in p.stderr and "(forced)" in p.stderr
     assert f"registered {name} v0002 (promoted)" in p.stdout
     assert reg.promoted(name) == "v0002"
+
+
+def test_registry_files_carry_a_schema_version_and_a_newer_one_is_refused(tmp_path) -> None:
+    """``meta.json`` and ``promoted.json`` state their schema version; a file written by a newer registry, or a
+    damaged one, is an error naming the file (files from before the field existed read as version 1)."""
+    import json
+
+    from workbench.ml.registry import SCHEMA_VERSION, Registry, RegistryError
+
+    reg = Registry(tmp_path / "models")
+    v = reg.save_artifact("vol", "volatility", {"a": 1}, {"metrics": {}})
+    reg.promote("vol", v)
+    meta_path = tmp_path / "models" / "vol" / v / "meta.json"
+    promoted_path = tmp_path / "models" / "vol" / "promoted.json"
+    assert json.loads(meta_path.read_text())["schema_version"] == SCHEMA_VERSION
+    assert json.loads(promoted_path.read_text())["schema_version"] == SCHEMA_VERSION
+    assert reg.load_artifact("vol")[0] == {"a": 1}
+    old = {k: x for k, x in json.loads(meta_path.read_text()).items() if k != "schema_version"}
+    meta_path.write_text(json.dumps(old))  # as written before the field existed
+    assert reg.meta("vol", v)["kind"] == "volatility"
+    meta_path.write_text(json.dumps({**old, "schema_version": SCHEMA_VERSION + 1}))
+    with pytest.raises(RegistryError, match=rf"meta\.json: schema_version {SCHEMA_VERSION + 1}.*upgrade"):
+        reg.load_artifact("vol")
+    promoted_path.write_text('{"version": "v00')  # cut short
+    with pytest.raises(RegistryError, match=r"promoted\.json: unreadable"):
+        reg.promoted("vol")

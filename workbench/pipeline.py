@@ -61,6 +61,7 @@ from workbench.config import Settings
 from workbench.resources import bundled
 
 __all__ = [
+    "MANIFEST_SCHEMA_VERSION",
     "PipelineError",
     "PipelineSpec",
     "Stage",
@@ -70,6 +71,7 @@ __all__ = [
     "list_runs",
     "parse_overrides",
     "promotion_plan",
+    "read_manifest",
     "record",
     "resume_pipeline",
     "run_pipeline",
@@ -353,6 +355,24 @@ def _redact(text: str) -> str:
     return redact(text)
 
 
+MANIFEST_SCHEMA_VERSION = 1  # of manifest.json (manifests written before the field existed are version 1)
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A run's ``manifest.json``; an error naming the file if it is damaged or was written by a newer version."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise PipelineError(f"{path}: unreadable manifest ({type(e).__name__}: {e})") from None
+    version = data.get("schema_version", 1) if isinstance(data, dict) else None
+    if not isinstance(version, int) or isinstance(version, bool) or version > MANIFEST_SCHEMA_VERSION:
+        raise PipelineError(
+            f"{path}: manifest schema_version {version!r}; this workbench reads up to {MANIFEST_SCHEMA_VERSION} "
+            "(written by a newer version: upgrade workbench)"
+        )
+    return data
+
+
 def _write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
     tmp = run_dir / f".manifest.{uuid.uuid4().hex[:6]}"
     tmp.write_text(_redact(_dumps(manifest)))
@@ -393,8 +413,8 @@ def list_runs(settings: Settings) -> list[dict[str, Any]]:
     d = runs_dir(settings)
     for m in sorted(d.glob("*/manifest.json")) if d.is_dir() else []:
         try:
-            out.append(json.loads(m.read_text()))
-        except ValueError:
+            out.append(read_manifest(m))
+        except PipelineError:
             continue
     return out
 
@@ -556,6 +576,7 @@ def run_pipeline(
     with _run_lock(run_dir, run_id):
         (run_dir / "outputs").mkdir()
         manifest: dict[str, Any] = {
+            "schema_version": MANIFEST_SCHEMA_VERSION,
             "run_id": run_id,
             "pipeline": str(spec.path),
             "status": "running",
@@ -740,7 +761,7 @@ def promotion_plan(model_name: str, model_version: str, settings: Settings | Non
     current = reg.promoted(model_name) if model_name else None
     plan: dict[str, Any] = {"model": f"{model_name} {model_version}".strip(), "promoted_now": current}
     run_dir = os.environ.get(RUN_DIR_ENV)
-    manifest = json.loads((Path(run_dir) / "manifest.json").read_text()) if run_dir else None
+    manifest = read_manifest(Path(run_dir) / "manifest.json") if run_dir else None
     if manifest is None:
         plan.update(promote=None, reason="not in a pipeline run")
     elif not manifest.get("promote"):
@@ -774,7 +795,7 @@ def resume_pipeline(
         known = [r["run_id"] for r in list_runs(settings)]
         raise PipelineError(f"no run {run_id!r}" + (f"; runs: {', '.join(known[-5:])}" if known else ""))
     with _run_lock(run_dir, run_id):
-        manifest = json.loads(path.read_text())
+        manifest = read_manifest(path)
         if manifest["status"] == "succeeded":
             raise PipelineError(f"run {run_id} already succeeded; nothing to resume")
         spec = spec or PipelineSpec.load(manifest["pipeline"])

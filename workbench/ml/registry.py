@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 ARTIFACT_KINDS = ("sentiment", "volatility")
+SCHEMA_VERSION = 1  # of meta.json and promoted.json (files written before the field existed are version 1)
 
 
 class RegistryError(RuntimeError):
@@ -123,8 +124,26 @@ def _now() -> str:
 
 def _atomic_json(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
+    tmp.write_text(json.dumps({**data, "schema_version": SCHEMA_VERSION}, indent=1, default=str))
     os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A registry file (``meta.json``, ``promoted.json``): an error naming the file if it is damaged or was
+    written by a newer version of the registry, never a half-read model."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise RegistryError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
+    if not isinstance(data, dict):
+        raise RegistryError(f"{path}: not a JSON object")
+    version = data.get("schema_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version > SCHEMA_VERSION:
+        raise RegistryError(
+            f"{path}: schema_version {version!r}; this workbench reads up to {SCHEMA_VERSION} "
+            "(written by a newer version: upgrade workbench)"
+        )
+    return data
 
 
 class Registry:
@@ -152,6 +171,7 @@ class Registry:
             existing = self.versions(name)
             version = f"v{(int(existing[-1][1:]) + 1) if existing else 1:04d}"
             full["version"] = version
+            full["schema_version"] = SCHEMA_VERSION
             (tmp / "meta.json").write_text(json.dumps(full, indent=1, default=str))
             try:
                 os.rename(tmp, d / version)  # fails if another process took this version
@@ -164,7 +184,7 @@ class Registry:
         versions = self.versions(name)
         if not versions:
             return None
-        return json.loads((self._dir(name) / versions[-1] / "meta.json").read_text()).get("kind", "price")
+        return _read_json(self._dir(name) / versions[-1] / "meta.json").get("kind", "price")
 
     def save_artifact(self, name: str, kind: str, model: Any, meta: dict[str, Any]) -> str:
         """Store a fitted sentiment or volatility model as a new version of ``name``; returns the version.
@@ -210,7 +230,7 @@ class Registry:
 
         version = self.resolve(name, version)
         d = self._dir(name) / version
-        meta = json.loads((d / "meta.json").read_text())
+        meta = _read_json(d / "meta.json")
         have = meta.get("kind", "price")
         if have not in ARTIFACT_KINDS or (kind is not None and have != kind):
             raise RegistryError(
@@ -245,11 +265,11 @@ class Registry:
 
     def meta(self, name: str, version: str | None = None) -> dict[str, Any]:
         version = self.resolve(name, version)
-        return json.loads((self._dir(name) / version / "meta.json").read_text())
+        return _read_json(self._dir(name) / version / "meta.json")
 
     def promoted(self, name: str) -> str | None:
         p = self._dir(name) / "promoted.json"
-        return json.loads(p.read_text())["version"] if p.is_file() else None
+        return _read_json(p)["version"] if p.is_file() else None
 
     def resolve(self, name: str, version: str | None) -> str:
         versions = self.versions(name)
@@ -275,7 +295,7 @@ class Registry:
 
     def _state(self, name: str) -> dict[str, Any]:
         p = self._dir(name) / "promoted.json"
-        return json.loads(p.read_text()) if p.is_file() else {"version": None, "stack": [], "log": []}
+        return _read_json(p) if p.is_file() else {"version": None, "stack": [], "log": []}
 
     def promote(self, name: str, version: str) -> None:
         """Make ``version`` the one strategies and the prediction service load."""
@@ -350,7 +370,7 @@ class Registry:
     def load(self, name: str, version: str | None = "promoted") -> LoadedModel:
         version = self.resolve(name, version)
         d = self._dir(name) / version
-        meta = json.loads((d / "meta.json").read_text())
+        meta = _read_json(d / "meta.json")
         if meta.get("kind", "price") != "price":
             raise RegistryError(
                 f"{name} {version}: is a {meta['kind']} model; load it with Registry.load_artifact"
