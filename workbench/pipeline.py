@@ -59,6 +59,7 @@ import yaml
 
 from workbench.config import Settings
 from workbench.resources import bundled
+from workbench.types import schema_problem
 
 __all__ = [
     "MANIFEST_SCHEMA_VERSION",
@@ -364,12 +365,11 @@ def read_manifest(path: Path) -> dict[str, Any]:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
         raise PipelineError(f"{path}: unreadable manifest ({type(e).__name__}: {e})") from None
-    version = data.get("schema_version", 1) if isinstance(data, dict) else None
-    if not isinstance(version, int) or isinstance(version, bool) or version > MANIFEST_SCHEMA_VERSION:
-        raise PipelineError(
-            f"{path}: manifest schema_version {version!r}; this workbench reads up to {MANIFEST_SCHEMA_VERSION} "
-            "(written by a newer version: upgrade workbench)"
-        )
+    if not isinstance(data, dict):
+        raise PipelineError(f"{path}: not a run manifest (not a JSON object)")
+    problem = schema_problem(data.get("schema_version", 1), MANIFEST_SCHEMA_VERSION)
+    if problem:
+        raise PipelineError(f"{path}: manifest {problem}")
     return data
 
 

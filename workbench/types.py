@@ -31,6 +31,7 @@ __all__ = [
     "Timeframe",
     "candles_from_frame",
     "ms_to_iso",
+    "schema_problem",
     "times_ms",
     "to_ms",
     "validate_candles",
@@ -498,3 +499,17 @@ class Position:
         else:  # adds to the position
             avg = (avg * abs(old) + fill.price * abs(d)) / (abs(old) + abs(d))
         return replace(self, amount=new, avg_price=avg, realized_pnl=realized, fees=self.fees + fee_q)
+
+
+def schema_problem(version: object, supported: int) -> str | None:
+    """Why a file stating schema ``version`` cannot be read by code that reads versions up to ``supported``
+    (``None``: it can). Files written before a format carried a version state none: pass ``1`` for them. The
+    callers name the file and raise their own error with this text (stored results, the registry, news, runs)."""
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        return f"schema_version {version!r} is not a version number"
+    if version > supported:
+        return (
+            f"schema_version {version}; this workbench reads up to {supported} "
+            "(written by a newer version: upgrade workbench)"
+        )
+    return None

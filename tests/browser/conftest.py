@@ -267,7 +267,7 @@ class PageErrors:
 
         def route(r) -> None:
             host = urllib.parse.urlsplit(r.request.url).hostname
-            if host in ("127.0.0.1", "localhost") or r.request.url.startswith(("data:", "blob:")):
+            if host in ("127.0.0.1", "localhost") or r.request.url.startswith(("data:", "blob:", "file:")):
                 r.continue_()
             else:
                 self.external.append(r.request.url)

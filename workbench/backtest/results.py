@@ -38,6 +38,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from workbench.types import schema_problem
+
 HEADLINE = ("total_return", "sharpe", "max_drawdown", "n_trades")
 """The metrics a result's ``summary`` keeps (what ``ls`` and the dashboards' list show)."""
 __all__ = [
@@ -290,12 +292,9 @@ def _read(root: Path, rid: str) -> StoredResult:
         raise ResultError(f"stored result {rid}: cannot read {f}: {e}") from None
     if not isinstance(data, dict):
         raise ResultError(f"stored result {rid}: {f} is not a JSON object")
-    version = data.get("schema_version", 1)
-    if not isinstance(version, int) or isinstance(version, bool) or version > SCHEMA_VERSION:
-        raise ResultError(
-            f"stored result {rid}: {f} has schema_version {version!r}; this workbench reads up to "
-            f"{SCHEMA_VERSION} (written by a newer version: upgrade workbench)"
-        )
+    problem = schema_problem(data.get("schema_version", 1), SCHEMA_VERSION)
+    if problem:
+        raise ResultError(f"stored result {rid}: {f} has {problem}")
     return StoredResult(rid, path, data)
 
 

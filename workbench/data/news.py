@@ -38,7 +38,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from workbench.types import times_ms, to_ms
+from workbench.types import schema_problem, times_ms, to_ms
 
 __all__ = [
     "NEWS_COLUMNS",
@@ -450,11 +450,9 @@ def _read_file(path: Path) -> pd.DataFrame:
         version = int(raw)
     except ValueError:
         raise NewsError(f"{path}: bad {_VERSION_KEY.decode()} {raw!r} in its metadata") from None
-    if version > NEWS_SCHEMA_VERSION:
-        raise NewsError(
-            f"{path}: news schema_version {version}; this workbench reads up to {NEWS_SCHEMA_VERSION} "
-            "(written by a newer version: upgrade workbench)"
-        )
+    problem = schema_problem(version, NEWS_SCHEMA_VERSION)
+    if problem:
+        raise NewsError(f"{path}: news {problem}")
     missing = [c for c in _STORED if c not in table.column_names]
     if missing:
         raise NewsError(f"{path}: not a news file (no {', '.join(missing)} column)")

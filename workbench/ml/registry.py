@@ -44,6 +44,7 @@ import torch
 from workbench.config import Settings, load_settings
 from workbench.features import Scaler
 from workbench.ml.models import build_model
+from workbench.types import schema_problem
 
 __all__ = [
     "ARTIFACT_KINDS",
@@ -137,12 +138,9 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise RegistryError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
     if not isinstance(data, dict):
         raise RegistryError(f"{path}: not a JSON object")
-    version = data.get("schema_version", 1)
-    if not isinstance(version, int) or isinstance(version, bool) or version > SCHEMA_VERSION:
-        raise RegistryError(
-            f"{path}: schema_version {version!r}; this workbench reads up to {SCHEMA_VERSION} "
-            "(written by a newer version: upgrade workbench)"
-        )
+    problem = schema_problem(data.get("schema_version", 1), SCHEMA_VERSION)
+    if problem:
+        raise RegistryError(f"{path}: {problem}")
     return data
 
 
